@@ -1,0 +1,34 @@
+# snapvisor — see README.md. Every target installs what it needs (scripts/deps.sh).
+GO      ?= go
+BIN     := bin/entrypoint
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export CGO_ENABLED := 0
+
+.PHONY: all build test bench demo lint deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/entrypoint
+
+deps:
+	./scripts/deps.sh
+
+# Tests run the real binary as PID 1 (unshare) and talk to real servers.
+test: deps build
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: deps build
+	./scripts/bench.sh
+
+demo: build
+	./scripts/demo.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+clean:
+	rm -rf bin var

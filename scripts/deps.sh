@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs, idempotently, the system packages that tests, benchmarks and the demo use.
+# Safe to run repeatedly: it does nothing when everything is already present.
+set -euo pipefail
+
+# command -> Debian package
+declare -A want=(
+  [tini]=tini
+  [dumb-init]=dumb-init
+  [pigz]=pigz
+  [zstd]=zstd
+  [redis-server]=redis-server
+  [redis-cli]=redis-tools
+  [unshare]=util-linux
+  [tar]=tar
+  [sha256sum]=coreutils
+)
+missing=()
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: missing packages ${missing[*]} and not root: install them (apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
