@@ -94,7 +94,7 @@ func Load(spec any) error {
 
 func accepted(typ string) string {
 	switch typ {
-	case "Duration":
+	case "Duration", "time.Duration":
 		return "a duration such as 500ms, 10s or 1m30s"
 	case "bool":
 		return "true or false"

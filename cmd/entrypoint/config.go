@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"snapvisor/config"
+	"snapvisor/snapshot"
+	"snapvisor/supervisor"
+)
+
+// LogConfig controls snapvisor's own log lines (the service's output is never touched).
+type LogConfig struct {
+	Format string `envconfig:"LOG_FORMAT" default:"json" desc:"format of snapvisor's own log lines on stderr: json or console"`
+	Level  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+}
+
+// Validate checks the format and level.
+func (c LogConfig) Validate() error {
+	switch c.Format {
+	case "json", "console":
+	default:
+		return config.Invalid("LOG_FORMAT", c.Format, "json or console")
+	}
+	if _, err := zapcore.ParseLevel(c.Level); err != nil {
+		return config.Invalid("LOG_LEVEL", c.Level, "debug, info, warn or error")
+	}
+	return nil
+}
+
+// Config is every component's configuration, loaded from SNAPVISOR_* variables.
+type Config struct {
+	Log        LogConfig
+	Supervisor supervisor.Config
+	Snapshot   snapshot.Config
+}
+
+// specs lists each component's struct, in the order `entrypoint env` prints them.
+func (c *Config) specs() []any {
+	return []any{&c.Log, &c.Supervisor, &c.Snapshot}
+}
+
+// loadConfig loads and validates every component's configuration.
+func loadConfig() (*Config, error) {
+	c := &Config{}
+	for _, spec := range c.specs() {
+		if err := config.Load(spec); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Log.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Supervisor.StopTimeout <= 0 {
+		return nil, config.Invalid("STOP_TIMEOUT", c.Supervisor.StopTimeout.String(), "a positive duration such as 10s")
+	}
+	if err := c.Snapshot.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newLogger builds snapvisor's logger: every line is named "snapvisor" so it
+// stands apart from the service's own output.
+func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, config.Invalid("LOG_LEVEL", c.Level, "debug, info, warn or error")
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		ec.ConsoleSeparator = " "
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core).Named("snapvisor"), nil
+}
+
+func cmdEnv(_ context.Context, a *app, _ []string) error {
+	c := &Config{}
+	fmt.Fprintln(a.stdout, "snapvisor reads these environment variables (defaults in the DEFAULT column):")
+	fmt.Fprintln(a.stdout)
+	config.Usage(newTabWriter(a.stdout), c.specs()...)
+	return nil
+}
+
+func cmdVersion(_ context.Context, a *app, _ []string) error {
+	fmt.Fprintf(a.stdout, "snapvisor entrypoint %s\n", version)
+	return nil
+}
+
+func cmdHelp(_ context.Context, a *app, _ []string) error {
+	w := a.stdout
+	fmt.Fprintf(w, `snapvisor %s — a PID-1 container entrypoint with built-in snapshots
+
+Usage:
+  entrypoint [--] CMD [ARGS...]     run CMD as the service (signals forwarded, zombies reaped,
+                                    exit code passed through; 128+N when killed by signal N)
+  entrypoint SUBCOMMAND [ARGS...]   run a snapvisor subcommand
+
+Subcommands:
+`, version)
+	cmds := commands()
+	for _, name := range []string{"snapshot", "restore", "list", "verify", "status", "health", "env", "version", "help"} {
+		fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
+	}
+	fmt.Fprintf(w, `
+Configuration is read from SNAPVISOR_* environment variables: see `+"`entrypoint env`"+`.
+Exit codes: the service's own; %d bad command line; %d invalid configuration;
+%d service not executable; %d service not found; %d other failure of a subcommand.
+`, exitUsage, exitConfig, exitNoExec, exitNotFound, exitFailure)
+	return nil
+}

@@ -1,0 +1,205 @@
+// Command entrypoint is snapvisor: a PID-1 container entrypoint that runs the
+// service as its child (signals, zombie reaping, exit code) and, when enabled,
+// takes scheduled snapshots of the service's data and restores them on start.
+//
+//	entrypoint [--] CMD [ARGS...]   run CMD as the service
+//	entrypoint SUBCOMMAND [ARGS...] run one of snapvisor's own subcommands
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"snapvisor/config"
+	"snapvisor/snapshot"
+	"snapvisor/supervisor"
+)
+
+// version is set at build time (-ldflags -X main.version=...).
+var version = "dev"
+
+// Exit codes with a meaning of their own; everything else is the service's code.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 64  // EX_USAGE: bad command line
+	exitSoftware = 70  // EX_SOFTWARE: internal error
+	exitConfig   = 78  // EX_CONFIG: invalid configuration
+	exitNoExec   = 126 // service not executable
+	exitNotFound = 127 // service not found
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// app is what a subcommand needs: the loaded configuration, a logger and outputs.
+type app struct {
+	log            *zap.Logger
+	stdout, stderr io.Writer
+	cfg            *Config
+	snap           snapshot.Config
+}
+
+// usageError is a bad command line (exit 64).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// exitError carries an exact exit code (the service's own, for instance).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+type command struct {
+	run     func(ctx context.Context, a *app, args []string) error
+	summary string
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"snapshot": {cmdSnapshot, "take a snapshot now"},
+		"restore":  {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
+		"list":     {cmdList, "list snapshots (--json for machine-readable output)"},
+		"verify":   {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
+		"status":   {cmdStatus, "show the schedule, the last result and the service state"},
+		"health":   {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
+		"env":      {cmdEnv, "print every environment variable with its default and meaning"},
+		"version":  {cmdVersion, "print the version"},
+		"help":     {cmdHelp, "show this help"},
+	}
+}
+
+// run is the whole program: it parses the command line, loads and validates
+// configuration, runs a subcommand or the service, and maps the result to an exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	snapshot.Version = version
+	var service []string
+	var sub string
+	switch {
+	case len(args) == 0:
+		return report(stderr, nil, &usageError{"no command given: use `entrypoint [--] CMD [ARGS...]` to run a service, or `entrypoint help`"})
+	case args[0] == "--":
+		service = args[1:]
+		if len(service) == 0 {
+			return report(stderr, nil, &usageError{"no service command after `--`: use `entrypoint -- CMD [ARGS...]`"})
+		}
+	case args[0] == "-h" || args[0] == "--help":
+		sub = "help"
+	case args[0] == "--version" || args[0] == "-v":
+		sub = "version"
+	case strings.HasPrefix(args[0], "-"):
+		return report(stderr, nil, &usageError{fmt.Sprintf("unknown flag %q: put `--` before a service command that starts with a dash", args[0])})
+	default:
+		if _, ok := commands()[args[0]]; ok {
+			sub = args[0]
+		} else {
+			service = args
+		}
+	}
+	if sub == "help" || sub == "version" || sub == "env" {
+		// These work whatever the environment holds.
+		a := &app{log: zap.NewNop(), stdout: stdout, stderr: stderr}
+		return report(stderr, nil, commands()[sub].run(context.Background(), a, args[1:]))
+	}
+
+	cfg, err := loadConfig()
+	if err != nil {
+		return report(stderr, nil, err)
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return report(stderr, nil, err)
+	}
+	defer func() { _ = log.Sync() }()
+	a := &app{log: log, stdout: stdout, stderr: stderr, cfg: cfg, snap: cfg.Snapshot}
+
+	ctx := context.Background()
+	if sub != "" {
+		return report(stderr, log, commands()[sub].run(ctx, a, args[1:]))
+	}
+	return report(stderr, log, runService(ctx, a, service))
+}
+
+// runService supervises the service and returns its exit code as an exitError.
+func runService(ctx context.Context, a *app, argv []string) error {
+	env := serviceEnv(os.Environ(), config.SecretVars(a.cfg.specs()...))
+	sup, err := supervisor.New(a.cfg.Supervisor, argv, env, a.log)
+	if err != nil {
+		return err
+	}
+	st, err := sup.Run(ctx)
+	if err != nil {
+		return err
+	}
+	return &exitError{code: st.Code()}
+}
+
+// serviceEnv is the container's environment minus snapvisor's secret variables.
+func serviceEnv(environ, secret []string) []string {
+	drop := make(map[string]bool, len(secret))
+	for _, k := range secret {
+		drop[k] = true
+	}
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// report maps the final error to an exit code, in one place.
+func report(stderr io.Writer, log *zap.Logger, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err == nil {
+		return ee.code
+	}
+	code := exitFailure
+	var (
+		ue *usageError
+		ce *config.Error
+		se *supervisor.StartError
+	)
+	switch {
+	case errors.As(err, &ue):
+		code = exitUsage
+	case errors.As(err, &ce):
+		code = exitConfig
+	case errors.As(err, &se):
+		code = se.Code
+	case errors.As(err, &ee):
+		code = ee.code
+	}
+	switch {
+	case code == exitConfig:
+		fmt.Fprintf(stderr, "snapvisor: configuration error: %v\n", err)
+	case code == exitUsage:
+		fmt.Fprintf(stderr, "snapvisor: %v\nRun `entrypoint help` for usage.\n", err)
+	case log != nil:
+		log.Error("failed", zap.Error(err), zap.Int("exit_code", code))
+	default:
+		fmt.Fprintf(stderr, "snapvisor: %v\n", err)
+	}
+	return code
+}

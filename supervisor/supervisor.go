@@ -1,0 +1,504 @@
+// Package supervisor runs the service as PID 1 would: it starts the service as
+// its child, forwards signals, reaps every zombie, stops descendants on exit and
+// returns the service's exit code. It also runs helper commands (hooks) whose
+// exit status is never stolen by the reaper, and can pause, resume, stop and
+// start the service for consistent snapshots.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Config holds the supervisor's settings (environment prefix SNAPVISOR_).
+type Config struct {
+	StopTimeout time.Duration `envconfig:"STOP_TIMEOUT" default:"10s" desc:"after a forwarded TERM/INT, and when cleaning up descendants, time before SIGKILL"`
+	SignalGroup bool          `envconfig:"SIGNAL_GROUP" default:"false" desc:"forward signals to the service's whole process group (tini -g)"`
+}
+
+// State is the service's state as seen by the supervisor.
+type State string
+
+// Service states.
+const (
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StatePaused   State = "paused"
+	StateStopped  State = "stopped"
+	StateExited   State = "exited"
+)
+
+// ErrShuttingDown is returned by Start and Stop once the supervisor is stopping.
+var ErrShuttingDown = errors.New("supervisor is shutting down")
+
+// Status is a finished process's wait status.
+type Status struct{ ws unix.WaitStatus }
+
+// Code is the exit code a shell would report: the process's own, or 128+N when killed by signal N.
+func (s Status) Code() int { return exitCode(s.ws) }
+
+// Signaled reports whether the process was killed by a signal.
+func (s Status) Signaled() bool { return s.ws.Signaled() }
+
+func (s Status) String() string {
+	if s.ws.Signaled() {
+		return fmt.Sprintf("killed by %v", s.ws.Signal())
+	}
+	return fmt.Sprintf("exit code %d", s.ws.ExitStatus())
+}
+
+// Supervisor runs one service. Create it with New and call Run once.
+type Supervisor struct {
+	cfg  Config
+	log  *zap.Logger
+	argv []string
+	env  []string
+	r    *reaper
+
+	mu       sync.Mutex
+	svc      *instance     // current (or last) service process
+	state    State         // guarded by mu
+	stopping bool          // a TERM/INT (or ctx cancel) is being honoured
+	killT    *time.Timer   // stop-timeout escalation
+	restart  chan struct{} // a planned restart started a new instance
+	started  chan struct{} // closed when the first instance is running
+	restarts int
+}
+
+type instance struct {
+	pid     int
+	exited  chan struct{}   // closed once status is set
+	status  unix.WaitStatus // valid after exited is closed
+	planned bool            // stopped on purpose by Stop (guarded by Supervisor.mu)
+}
+
+// New validates argv (PATH lookup happens here) and prepares a supervisor.
+// env is the service's environment.
+func New(cfg Config, argv, env []string, log *zap.Logger) (*Supervisor, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("no service command given")
+	}
+	return &Supervisor{
+		cfg: cfg, log: log, argv: argv, env: env,
+		r:       newReaper(log),
+		state:   StateStarting,
+		restart: make(chan struct{}, 1),
+		started: make(chan struct{}),
+	}, nil
+}
+
+// StartError is returned by Run when the service could not be started;
+// Code is 127 when the command was not found and 126 when it is not executable.
+type StartError struct {
+	Cmd  string
+	Code int
+	Err  error
+}
+
+func (e *StartError) Error() string { return fmt.Sprintf("start service %q: %v", e.Cmd, e.Err) }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// Started is closed once the first service process has been started.
+func (s *Supervisor) Started() <-chan struct{} { return s.started }
+
+// State reports the service's current state.
+func (s *Supervisor) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// PID returns the current service process id (0 before start).
+func (s *Supervisor) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.svc == nil {
+		return 0
+	}
+	return s.svc.pid
+}
+
+// Restarts counts how often the service was started again by Start.
+func (s *Supervisor) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+// OrphansReaped counts zombies reaped that no caller was waiting for.
+func (s *Supervisor) OrphansReaped() int64 { return s.r.orphans.Load() }
+
+// forwarded lists the signals relayed to the service. Excluded: SIGCHLD (ours),
+// SIGURG (the Go runtime's preemption signal), SIGPIPE (our own broken pipes),
+// the synchronous fault signals, and 32/33 (reserved by the C library).
+func forwarded() []os.Signal {
+	sigs := []os.Signal{
+		unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
+		unix.SIGALRM, unix.SIGTERM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN,
+		unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGWINCH,
+		unix.SIGIO, unix.SIGPWR, unix.SIGSTKFLT,
+	}
+	for n := 34; n <= 64; n++ {
+		sigs = append(sigs, syscall.Signal(n))
+	}
+	return sigs
+}
+
+// Run starts the service and supervises it until it exits, returning its exit
+// status. Cancelling ctx behaves like SIGTERM. Run must be called once.
+func (s *Supervisor) Run(ctx context.Context) (Status, error) {
+	if os.Getpid() != 1 {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			s.log.Warn("cannot become child subreaper; orphans will not be reaped", zap.Error(err))
+		}
+	}
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	fwd := make(chan os.Signal, 64)
+	signal.Notify(fwd, forwarded()...)
+	pipe := make(chan os.Signal, 1) // caught so a broken pipe never kills PID 1
+	signal.Notify(pipe, unix.SIGPIPE)
+	defer signal.Stop(chld)
+	defer signal.Stop(fwd)
+	defer signal.Stop(pipe)
+
+	inst, err := s.spawn()
+	if err != nil {
+		return Status{}, err
+	}
+	close(s.started)
+
+	for {
+		exited := inst.exited
+		s.mu.Lock()
+		if inst.planned && !s.stopping {
+			exited = nil // Stop owns this exit; wait for Start's next instance
+		}
+		s.mu.Unlock()
+		select {
+		case <-chld:
+			s.r.reap()
+		case <-pipe:
+		case sig := <-fwd:
+			s.onSignal(sig.(syscall.Signal))
+		case <-ctx.Done():
+			ctx = context.Background() // once
+			s.onSignal(unix.SIGTERM)
+		case <-s.restart:
+			s.mu.Lock()
+			inst = s.svc
+			s.mu.Unlock()
+		case <-exited:
+			st := Status{inst.status}
+			s.finish(st)
+			return st, nil
+		}
+	}
+}
+
+// spawn starts a service instance and makes it current.
+func (s *Supervisor) spawn() (*instance, error) {
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
+	if cmd.Err != nil {
+		return nil, startError(s.argv[0], cmd.Err)
+	}
+	cmd.Env = s.env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if isForegroundTTY(0) {
+		// docker run -it: give the terminal to the service's process group.
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = 0
+	}
+	pid, done, err := s.r.start(func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
+	if err != nil {
+		return nil, startError(s.argv[0], err)
+	}
+	_ = cmd.Process.Release() // we wait through the reaper, never through os.Process
+	inst := &instance{pid: pid, exited: make(chan struct{})}
+	go func() { // ends when the reaper routes the status
+		inst.status = <-done
+		close(inst.exited)
+	}()
+	s.mu.Lock()
+	s.svc = inst
+	s.state = StateRunning
+	s.mu.Unlock()
+	s.log.Info("service started", zap.Strings("cmd", s.argv), zap.Int("pid", pid))
+	return inst, nil
+}
+
+func startError(cmd string, err error) error {
+	code := 126
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		code = 127
+	}
+	return &StartError{Cmd: cmd, Code: code, Err: err}
+}
+
+func isForegroundTTY(fd int) bool {
+	pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}
+
+// onSignal relays one signal and runs the TERM/INT stop logic.
+func (s *Supervisor) onSignal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.svc == nil {
+		return
+	}
+	pid := s.svc.pid
+	if sig == unix.SIGTERM || sig == unix.SIGINT {
+		if s.stopping {
+			s.log.Warn("second stop signal: killing the service now", zap.String("signal", unix.SignalName(sig)))
+			s.killLocked()
+			return
+		}
+		s.stopping = true
+		s.killT = time.AfterFunc(s.cfg.StopTimeout, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.log.Warn("service did not stop in time: killing it", zap.Duration("stop_timeout", s.cfg.StopTimeout))
+			s.killLocked()
+		})
+	}
+	if s.state == StatePaused && sig != unix.SIGCONT {
+		// A paused service cannot act on the signal: resume it first.
+		_ = unix.Kill(-pid, unix.SIGCONT)
+		s.state = StateRunning
+	}
+	target := pid
+	if s.cfg.SignalGroup {
+		target = -pid
+	}
+	if err := unix.Kill(target, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		s.log.Warn("forward signal", zap.String("signal", unix.SignalName(sig)), zap.Error(err))
+	}
+	s.log.Debug("forwarded signal", zap.String("signal", unix.SignalName(sig)), zap.Int("to", target))
+}
+
+// killLocked sends SIGKILL to the service and its process group.
+func (s *Supervisor) killLocked() {
+	if s.svc == nil {
+		return
+	}
+	_ = unix.Kill(-s.svc.pid, unix.SIGKILL)
+	_ = unix.Kill(s.svc.pid, unix.SIGKILL)
+}
+
+// finish runs when the service has exited for good: it stops every remaining
+// descendant (TERM, then KILL after the stop timeout) so the container exits clean.
+func (s *Supervisor) finish(st Status) {
+	s.mu.Lock()
+	s.state = StateExited
+	s.stopping = true
+	if s.killT != nil {
+		s.killT.Stop()
+	}
+	pid := s.svc.pid
+	s.mu.Unlock()
+	s.log.Info("service exited", zap.Int("pid", pid), zap.Int("code", st.Code()), zap.Stringer("status", st))
+	_ = unix.Kill(-pid, unix.SIGTERM) // its group, which may outlive it
+	s.cleanupDescendants()
+}
+
+func (s *Supervisor) cleanupDescendants() {
+	self := os.Getpid()
+	pids := descendants(self)
+	if len(pids) == 0 {
+		s.r.reap()
+		return
+	}
+	s.log.Info("terminating remaining processes", zap.Ints("pids", pids))
+	for _, p := range pids {
+		_ = unix.Kill(p, unix.SIGTERM)
+	}
+	deadline := time.Now().Add(s.cfg.StopTimeout)
+	for time.Now().Before(deadline) {
+		s.r.reap()
+		if len(descendants(self)) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	left := descendants(self)
+	s.log.Warn("killing processes that ignored SIGTERM", zap.Ints("pids", left))
+	for _, p := range left {
+		_ = unix.Kill(p, unix.SIGKILL)
+	}
+	kill := time.Now().Add(2 * time.Second)
+	for time.Now().Before(kill) {
+		s.r.reap()
+		if len(descendants(self)) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Pause stops the service's process group (SIGSTOP). Always pair with Resume.
+func (s *Supervisor) Pause() error {
+	return s.groupSignal(unix.SIGSTOP, StatePaused)
+}
+
+// Resume continues the service's process group (SIGCONT).
+func (s *Supervisor) Resume() error {
+	return s.groupSignal(unix.SIGCONT, StateRunning)
+}
+
+func (s *Supervisor) groupSignal(sig syscall.Signal, to State) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.svc == nil || s.state == StateExited || s.state == StateStopped {
+		return fmt.Errorf("%s service: not running (%s)", unix.SignalName(sig), s.state)
+	}
+	if err := unix.Kill(-s.svc.pid, sig); err != nil {
+		return fmt.Errorf("%s service group %d: %w", unix.SignalName(sig), s.svc.pid, err)
+	}
+	s.state = to
+	return nil
+}
+
+// Stop stops the service gracefully (SIGTERM, SIGKILL after the stop timeout)
+// without ending Run; Start starts it again. It returns the service's status.
+func (s *Supervisor) Stop(ctx context.Context) (Status, error) {
+	s.mu.Lock()
+	if s.stopping || s.svc == nil || s.state == StateExited {
+		s.mu.Unlock()
+		return Status{}, ErrShuttingDown
+	}
+	inst := s.svc
+	inst.planned = true
+	pid := inst.pid
+	if s.state == StatePaused {
+		_ = unix.Kill(-pid, unix.SIGCONT)
+	}
+	s.state = StateStopped
+	s.mu.Unlock()
+	s.log.Info("stopping service", zap.Int("pid", pid))
+	target := pid
+	if s.cfg.SignalGroup {
+		target = -pid
+	}
+	_ = unix.Kill(target, unix.SIGTERM)
+	t := time.NewTimer(s.cfg.StopTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-inst.exited:
+			return Status{inst.status}, nil
+		case <-t.C:
+			s.log.Warn("service did not stop in time: killing it", zap.Int("pid", pid))
+			_ = unix.Kill(-pid, unix.SIGKILL)
+			_ = unix.Kill(pid, unix.SIGKILL)
+		case <-ctx.Done():
+			_ = unix.Kill(-pid, unix.SIGKILL)
+			_ = unix.Kill(pid, unix.SIGKILL)
+			<-inst.exited
+			return Status{inst.status}, ctx.Err()
+		}
+	}
+}
+
+// Start starts the service again after Stop.
+func (s *Supervisor) Start() error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return ErrShuttingDown
+	}
+	if s.state != StateStopped {
+		st := s.state
+		s.mu.Unlock()
+		return fmt.Errorf("start service: it is %s", st)
+	}
+	s.restarts++
+	s.mu.Unlock()
+	if _, err := s.spawn(); err != nil {
+		return err
+	}
+	select {
+	case s.restart <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Exec runs a helper command (a hook) as a child of this process in its own
+// process group, copying its stdout and stderr to out, and returns its own
+// exit status; the reaper never steals it. When ctx ends first, the helper's
+// whole group is killed and ctx's error is returned with the status.
+func (s *Supervisor) Exec(ctx context.Context, argv, env []string, out io.Writer) (Status, error) {
+	return execHelper(ctx, s.r, argv, env, out)
+}
+
+func execHelper(ctx context.Context, r *reaper, argv, env []string, out io.Writer) (Status, error) {
+	if len(argv) == 0 {
+		return Status{}, errors.New("exec: empty command")
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if cmd.Err != nil {
+		return Status{}, fmt.Errorf("exec %s: %w", argv[0], cmd.Err)
+	}
+	cmd.Env = env
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return Status{}, fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	defer pr.Close()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pid, done, err := r.start(func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
+	pw.Close()
+	if err != nil {
+		return Status{}, fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	_ = cmd.Process.Release()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		if out == nil {
+			out = io.Discard
+		}
+		_, _ = io.Copy(out, pr)
+	}()
+	var ws unix.WaitStatus
+	var cerr error
+	select {
+	case ws = <-done:
+	case <-ctx.Done():
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		ws = <-done
+		cerr = ctx.Err()
+	}
+	// A background grandchild may keep the pipe open: wait briefly, then stop reading.
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+		_ = pr.SetReadDeadline(time.Now())
+		<-copied
+	}
+	return Status{ws}, cerr
+}
