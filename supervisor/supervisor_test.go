@@ -1,0 +1,239 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+func newSup(t *testing.T, argv ...string) *Supervisor {
+	t.Helper()
+	s, err := New(Config{StopTimeout: 2 * time.Second}, argv, os.Environ(), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type result struct {
+	st  Status
+	err error
+}
+
+// runAsync runs s; cancelling the returned func is the same as a SIGTERM.
+func runAsync(t *testing.T, s *Supervisor) (<-chan result, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch := make(chan result, 1)
+	go func() {
+		st, err := s.Run(ctx)
+		ch <- result{st, err}
+	}()
+	select {
+	case <-s.Started():
+	case r := <-ch:
+		t.Fatalf("Run returned before start: %v", r.err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("service did not start")
+	}
+	return ch, cancel
+}
+
+func waitResult(t *testing.T, ch <-chan result) Status {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.st
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	return Status{}
+}
+
+func procState(pid int) byte {
+	_, st, _ := statOf(pid)
+	return st
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSupervisor_Exec runs many hooks while the service keeps producing
+// orphans that the reaper collects: every hook must get its own exit status.
+func TestSupervisor_Exec(t *testing.T) {
+	s := newSup(t, "sh", "-c", "while :; do ( sh -c 'exit 7' & ); sleep 0.005; done")
+	ch, term := runAsync(t, s)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var out bytes.Buffer
+			code := i % 50
+			st, err := s.Exec(context.Background(), []string{"sh", "-c", fmt.Sprintf("echo hook %d; exit %d", i, code)}, nil, &out)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if st.Code() != code {
+				errs <- fmt.Errorf("hook %d: status %v, want exit %d", i, st, code)
+			}
+			if !strings.Contains(out.String(), fmt.Sprintf("hook %d", i)) {
+				errs <- fmt.Errorf("hook %d: output %q not captured", i, out.String())
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s.OrphansReaped() == 0 {
+		t.Error("no orphans were reaped while hooks ran")
+	}
+	if err := s.Pause(); err != nil { // must not disturb the final exit below
+		t.Fatal(err)
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	term()
+	if st := waitResult(t, ch); st.Code() != 128+15 {
+		t.Errorf("service status %v, want killed by TERM", st)
+	}
+
+	t.Run("timeout kills the hook's group", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		r := newReaper(zap.NewNop())
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // stand-in for the SIGCHLD loop
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+					r.reap()
+				}
+			}
+		}()
+		start := time.Now()
+		st, err := execHelper(ctx, r, []string{"sh", "-c", "sleep 30 & sleep 30"}, nil, nil)
+		if err == nil || !st.Signaled() {
+			t.Fatalf("got %v, %v; want a killed hook and a deadline error", st, err)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("hook was not stopped at its deadline")
+		}
+	})
+}
+
+func TestSupervisor_PauseResume(t *testing.T) {
+	s := newSup(t, "sh", "-c", "sleep 30 & wait")
+	ch, term := runAsync(t, s)
+	pid := s.PID()
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "service stopped (T)", func() bool { return procState(pid) == 'T' })
+	if s.State() != StatePaused {
+		t.Errorf("state %s, want paused", s.State())
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "service running again", func() bool { st := procState(pid); return st == 'S' || st == 'R' })
+	// A stop signal to a paused service resumes it so it can act on TERM.
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	term()
+	if st := waitResult(t, ch); st.Code() != 128+15 {
+		t.Errorf("status %v, want killed by TERM", st)
+	}
+}
+
+func TestSupervisor_StopStart(t *testing.T) {
+	ready := t.TempDir() + "/ready"
+	s := newSup(t, "sh", "-c", "trap 'exit 0' TERM; touch "+ready+"; while :; do sleep 0.05; done")
+	ch, term := runAsync(t, s)
+	waitFile(t, ready)
+	first := s.PID()
+	st, err := s.Stop(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code() != 0 {
+		t.Errorf("stop status %v, want exit 0", st)
+	}
+	if s.State() != StateStopped {
+		t.Errorf("state %s, want stopped", s.State())
+	}
+	select {
+	case r := <-ch:
+		t.Fatalf("Run returned after a planned stop: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := os.Remove(ready); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, ready)
+	if s.PID() == first || s.State() != StateRunning || s.Restarts() != 1 {
+		t.Fatalf("after Start: pid %d (first %d), state %s, restarts %d", s.PID(), first, s.State(), s.Restarts())
+	}
+	term()
+	if st := waitResult(t, ch); st.Code() != 0 {
+		t.Errorf("final status %v, want exit 0", st)
+	}
+	if _, err := s.Stop(context.Background()); err != ErrShuttingDown {
+		t.Errorf("Stop after exit: %v, want ErrShuttingDown", err)
+	}
+
+	t.Run("stop signal while stopped ends Run", func(t *testing.T) {
+		ready := t.TempDir() + "/ready"
+		s := newSup(t, "sh", "-c", "trap 'exit 0' TERM; touch "+ready+"; while :; do sleep 0.05; done")
+		ch, term := runAsync(t, s)
+		waitFile(t, ready)
+		if _, err := s.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		term()
+		if st := waitResult(t, ch); st.Code() != 0 {
+			t.Errorf("status %v, want the stopped service's exit 0", st)
+		}
+		if err := s.Start(); err != ErrShuttingDown {
+			t.Errorf("Start after shutdown: %v, want ErrShuttingDown", err)
+		}
+	})
+}
+
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	eventually(t, 5*time.Second, path+" exists", func() bool { _, err := os.Stat(path); return err == nil })
+}
