@@ -79,10 +79,12 @@ func Var(name string) string { return Prefix + "_" + name }
 type Lookup func(key string) (string, bool)
 
 // Load fills spec (a pointer to a struct with envconfig tags) from the environment
-// and resolves every Secret field's NAME_FILE variant. Every field must carry an
-// explicit envconfig tag; secret fields are of type Secret.
+// and resolves every Secret field's NAME_FILE variant. Every field carries its
+// full variable name as its envconfig tag (SNAPVISOR_KEEP, not KEEP: with a short
+// tag envconfig would also read an unprefixed KEEP meant for the service);
+// secret fields are of type Secret.
 func Load(spec any) error {
-	if err := envconfig.Process(Prefix, spec); err != nil {
+	if err := envconfig.Process("", spec); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return &Error{Var: pe.KeyName, Value: pe.Value, Accepted: accepted(pe.TypeName), Err: pe.Err}
@@ -119,7 +121,7 @@ func SecretVars(specs ...any) []string {
 }
 
 type field struct {
-	key, alt, def, desc, typ string
+	key, def, desc, typ string
 	secret                   bool
 	value                    reflect.Value
 }
@@ -138,8 +140,7 @@ func fields(spec any) []field {
 			continue
 		}
 		f := field{
-			key:    Var(tag),
-			alt:    tag,
+			key:    tag,
 			def:    sf.Tag.Get("default"),
 			desc:   sf.Tag.Get("desc"),
 			typ:    typeName(sf.Type),

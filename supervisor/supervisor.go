@@ -23,8 +23,8 @@ import (
 
 // Config holds the supervisor's settings (environment prefix SNAPVISOR_).
 type Config struct {
-	StopTimeout time.Duration `envconfig:"STOP_TIMEOUT" default:"10s" desc:"after a forwarded TERM/INT, and when cleaning up descendants, time before SIGKILL"`
-	SignalGroup bool          `envconfig:"SIGNAL_GROUP" default:"false" desc:"forward signals to the service's whole process group (tini -g)"`
+	StopTimeout time.Duration `envconfig:"SNAPVISOR_STOP_TIMEOUT" default:"10s" desc:"after a forwarded TERM/INT, and when cleaning up descendants, time before SIGKILL"`
+	SignalGroup bool          `envconfig:"SNAPVISOR_SIGNAL_GROUP" default:"false" desc:"forward signals to the service's whole process group (tini -g)"`
 }
 
 // State is the service's state as seen by the supervisor.

@@ -15,8 +15,8 @@ import (
 
 // LogConfig controls snapvisor's own log lines (the service's output is never touched).
 type LogConfig struct {
-	Format string `envconfig:"LOG_FORMAT" default:"json" desc:"format of snapvisor's own log lines on stderr: json or console"`
-	Level  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	Format string `envconfig:"SNAPVISOR_LOG_FORMAT" default:"json" desc:"format of snapvisor's own log lines on stderr: json or console"`
+	Level  string `envconfig:"SNAPVISOR_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 }
 
 // Validate checks the format and level.

@@ -1,0 +1,211 @@
+package rotation
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"snapvisor/config"
+)
+
+func TestParseAge_Valid(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"0", 0},
+		{"+0", 0},
+		{"0d", 0},
+		{"30d", 30 * day},
+		{"2w", 14 * day},
+		{"1d12h", 36 * time.Hour},
+		{"1w2d3h4m5s", week + 2*day + 3*time.Hour + 4*time.Minute + 5*time.Second},
+		{"1.5d", 36 * time.Hour},
+		{"0.5w", 84 * time.Hour},
+		{"36h", 36 * time.Hour},
+		{"90m", 90 * time.Minute},
+		{"1h30m", 90 * time.Minute},
+		{"1.5h", 90 * time.Minute},
+		{"500ms", 500 * time.Millisecond},
+		{"10us", 10 * time.Microsecond},
+		{"10µs", 10 * time.Microsecond},
+		{"7ns", 7},
+		{"12h1d", 36 * time.Hour},
+		{"+2d", 2 * day},
+		{"100000d", 100000 * day},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseAge(tt.in)
+			if err != nil {
+				t.Fatalf("ParseAge(%q): %v", tt.in, err)
+			}
+			if got != tt.want {
+				t.Errorf("ParseAge(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseAge_Invalid(t *testing.T) {
+	for _, in := range []string{
+		"", "+", "-1d", "-30m", "30", "d", "1.2.3d", "1x", "1D", "30 d", "1d 2h",
+		"1y", "1d-2h", ".d", "1000000000d", "200000d100000d", "abc",
+	} {
+		t.Run(in, func(t *testing.T) {
+			if got, err := ParseAge(in); err == nil {
+				t.Errorf("ParseAge(%q) = %v, want an error", in, got)
+			}
+		})
+	}
+}
+
+func TestFormatAge_RoundTrip(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{30 * day, "30d"},
+		{36 * time.Hour, "1d12h0m0s"},
+		{90 * time.Minute, "1h30m0s"},
+		{2 * week, "14d"},
+		{-time.Hour, "-1h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			got := FormatAge(tt.in)
+			if got != tt.want {
+				t.Errorf("FormatAge(%v) = %q, want %q", tt.in, got, tt.want)
+			}
+			if tt.in < 0 {
+				return
+			}
+			back, err := ParseAge(got)
+			if err != nil || back != tt.in {
+				t.Errorf("ParseAge(%q) = %v, %v; want %v", got, back, err, tt.in)
+			}
+		})
+	}
+}
+
+func TestConfig_Policy(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Config
+		want Policy
+		vars []string // variables named by the error; nil = valid
+	}{
+		{name: "defaults", c: Config{Keep: 7}, want: Policy{Keep: 7}},
+		{name: "all set",
+			c:    Config{Keep: 3, MaxAge: "30d", KeepHourly: 24, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 12, KeepYearly: 2},
+			want: Policy{Keep: 3, MaxAge: 30 * day, Hourly: 24, Daily: 7, Weekly: 4, Monthly: 12, Yearly: 2}},
+		{name: "max age 0 is unset", c: Config{Keep: 7, MaxAge: "0"}, want: Policy{Keep: 7}},
+		{name: "max age blank is unset", c: Config{Keep: 7, MaxAge: "  "}, want: Policy{Keep: 7}},
+		{name: "max age mixed units", c: Config{Keep: 1, MaxAge: "1d12h"}, want: Policy{Keep: 1, MaxAge: 36 * time.Hour}},
+		{name: "keep 0 with max age", c: Config{MaxAge: "2w"}, want: Policy{MaxAge: 2 * week}},
+		{name: "keep 0 with gfs", c: Config{KeepDaily: 7}, want: Policy{Daily: 7}},
+		{name: "keep 0 alone", c: Config{}, vars: []string{"SNAPVISOR_KEEP"}},
+		{name: "keep 0 with max age 0", c: Config{MaxAge: "0"}, vars: []string{"SNAPVISOR_KEEP"}},
+		{name: "negative keep", c: Config{Keep: -1}, vars: []string{"SNAPVISOR_KEEP"}},
+		{name: "bad max age", c: Config{Keep: 7, MaxAge: "30 days"}, vars: []string{"SNAPVISOR_MAX_AGE"}},
+		{name: "negative max age", c: Config{Keep: 7, MaxAge: "-1d"}, vars: []string{"SNAPVISOR_MAX_AGE"}},
+		{name: "negative daily", c: Config{Keep: 7, KeepDaily: -7}, vars: []string{"SNAPVISOR_KEEP_DAILY"}},
+		{name: "several problems", c: Config{Keep: 7, MaxAge: "1y", KeepWeekly: -1, KeepYearly: -2},
+			vars: []string{"SNAPVISOR_MAX_AGE", "SNAPVISOR_KEEP_WEEKLY", "SNAPVISOR_KEEP_YEARLY"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tt.c.Policy()
+			if tt.vars == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if p != tt.want {
+					t.Errorf("got %+v, want %+v", p, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want one naming %v", tt.vars)
+			}
+			if got := errVars(err); !slices.Equal(got, tt.vars) {
+				t.Errorf("error names %v, want %v (%v)", got, tt.vars, err)
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Errorf("errors.As(*config.Error) failed for %v", err)
+			}
+			for _, v := range tt.vars {
+				if !strings.Contains(err.Error(), v+"=") {
+					t.Errorf("message %q does not name %s", err, v)
+				}
+			}
+		})
+	}
+	t.Run("bad max age shows value and cause", func(t *testing.T) {
+		_, err := Config{Keep: 7, MaxAge: "30 days"}.Policy()
+		msg := err.Error()
+		for _, want := range []string{`SNAPVISOR_MAX_AGE="30 days" is invalid`, "30d", "accepted:"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("message %q lacks %q", msg, want)
+			}
+		}
+	})
+}
+
+func TestConfig_Load(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) {
+		// envconfig also reads the unprefixed name when the prefixed one is unset.
+		for _, k := range []string{"KEEP", "MAX_AGE", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY"} {
+			for _, name := range []string{config.Var(k), k} {
+				t.Setenv(name, "") // restored after the test
+				os.Unsetenv(name)
+			}
+		}
+		var c Config
+		if err := config.Load(&c); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.Policy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != (Policy{Keep: DefaultKeep}) {
+			t.Errorf("default policy %+v", p)
+		}
+	})
+	t.Run("from environment", func(t *testing.T) {
+		env := map[string]string{
+			"KEEP": "2", "MAX_AGE": "1w", "KEEP_HOURLY": "1", "KEEP_DAILY": "2",
+			"KEEP_WEEKLY": "3", "KEEP_MONTHLY": "4", "KEEP_YEARLY": "5",
+		}
+		for k, v := range env {
+			t.Setenv(config.Var(k), v)
+		}
+		var c Config
+		if err := config.Load(&c); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.Policy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Policy{Keep: 2, MaxAge: week, Hourly: 1, Daily: 2, Weekly: 3, Monthly: 4, Yearly: 5}
+		if p != want {
+			t.Errorf("got %+v, want %+v", p, want)
+		}
+	})
+	t.Run("not a number", func(t *testing.T) {
+		t.Setenv(config.Var("KEEP_DAILY"), "seven")
+		var c Config
+		err := config.Load(&c)
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Var != "SNAPVISOR_KEEP_DAILY" {
+			t.Errorf("got %v, want a *config.Error for SNAPVISOR_KEEP_DAILY", err)
+		}
+	})
+}
