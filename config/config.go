@@ -122,8 +122,8 @@ func SecretVars(specs ...any) []string {
 
 type field struct {
 	key, def, desc, typ string
-	secret                   bool
-	value                    reflect.Value
+	secret              bool
+	value               reflect.Value
 }
 
 func fields(spec any) []field {
