@@ -502,3 +502,34 @@ func execHelper(ctx context.Context, r *reaper, argv, env []string, out io.Write
 	}
 	return Status{ws}, cerr
 }
+
+// ExecStandalone runs a helper command when no supervisor runs in this process
+// (standalone subcommands): same contract as Supervisor.Exec.
+func ExecStandalone(ctx context.Context, argv, env []string, out io.Writer) (Status, error) {
+	if len(argv) == 0 {
+		return Status{}, errors.New("exec: empty command")
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		return Status{}, fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) })
+	defer stop()
+	werr := cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ctx.Err() != nil {
+		return Status{unix.WaitStatus(ws)}, ctx.Err()
+	}
+	var ee *exec.ExitError
+	if werr != nil && !errors.As(werr, &ee) {
+		return Status{unix.WaitStatus(ws)}, fmt.Errorf("exec %s: %w", argv[0], werr)
+	}
+	return Status{unix.WaitStatus(ws)}, nil
+}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"snapvisor/config"
+	"snapvisor/jobs"
+	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/supervisor"
 )
@@ -37,11 +40,16 @@ type Config struct {
 	Log        LogConfig
 	Supervisor supervisor.Config
 	Snapshot   snapshot.Config
+	Jobs       jobs.Config
+	Rotation   rotation.Config
+
+	Backup bool            // scheduled snapshots are on (SNAPVISOR_BACKUP or SNAPVISOR_ENABLE_VAR)
+	Policy rotation.Policy // validated retention policy
 }
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Snapshot}
+	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Rotation}
 }
 
 // loadConfig loads and validates every component's configuration.
@@ -59,6 +67,17 @@ func loadConfig() (*Config, error) {
 		return nil, config.Invalid("STOP_TIMEOUT", c.Supervisor.StopTimeout.String(), "a positive duration such as 10s")
 	}
 	if err := c.Snapshot.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.Jobs.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := c.Rotation.Policy()
+	if err != nil {
+		return nil, err
+	}
+	c.Policy = p
+	if c.Backup, err = c.Jobs.Enabled(os.LookupEnv); err != nil {
 		return nil, err
 	}
 	return c, nil

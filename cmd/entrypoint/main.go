@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"snapvisor/config"
+	"snapvisor/jobs"
 	"snapvisor/snapshot"
 	"snapvisor/supervisor"
 )
@@ -136,16 +137,62 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, log, runService(ctx, a, service))
 }
 
-// runService supervises the service and returns its exit code as an exitError.
+// runService supervises the service and, when backups are on, restores
+// before it starts and runs the snapshot jobs beside it. The shutdown order
+// lives here: service exits -> jobs stop (a running snapshot finishes) ->
+// optional final cold snapshot -> exit with the service's code.
 func runService(ctx context.Context, a *app, argv []string) error {
 	env := serviceEnv(os.Environ(), config.SecretVars(a.cfg.specs()...))
 	sup, err := supervisor.New(a.cfg.Supervisor, argv, env, a.log)
 	if err != nil {
 		return err
 	}
+	if !a.cfg.Backup {
+		st, err := sup.Run(ctx)
+		if err != nil {
+			return err
+		}
+		return &exitError{code: st.Code()}
+	}
+
+	jc := a.cfg.Jobs
+	if jc.Restore == jobs.RestoreModeIfEmpty {
+		if _, err := jobs.RestoreIfEmpty(ctx, a.snap, a.log); err != nil {
+			return err
+		}
+	}
+	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, nil)
+	jctx, stopJobs := context.WithCancel(context.Background())
+	defer stopJobs()
+	served := make(chan error, 1)
+	go func() {
+		select {
+		case <-sup.Started():
+			served <- runner.Serve(jctx)
+		case <-jctx.Done():
+			served <- nil
+		}
+	}()
+
 	st, err := sup.Run(ctx)
+	stopJobs()
+	if jerr := <-served; jerr != nil {
+		a.log.Error("snapshot jobs stopped with an error", zap.Error(jerr))
+	}
 	if err != nil {
 		return err
+	}
+	if jc.OnExit {
+		if st.Code() == 0 {
+			fctx, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout)
+			res := runner.Final(fctx)
+			cancel()
+			if !res.OK() {
+				a.log.Error("final snapshot failed", zap.String("error", res.Error))
+			}
+		} else {
+			a.log.Warn("no final snapshot: the service did not exit cleanly", zap.Int("code", st.Code()))
+		}
 	}
 	return &exitError{code: st.Code()}
 }

@@ -2,24 +2,99 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
+
+	"snapvisor/jobs"
 )
 
 func newTabWriter(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 }
 
-func cmdStatus(_ context.Context, _ *app, _ []string) error {
-	return &exitError{code: exitFailure, err: errNotYet("status")}
+// errUnhealthy is `entrypoint health`'s failure: exit 1 with the reason.
+type errUnhealthy string
+
+func (e errUnhealthy) Error() string { return "unhealthy: " + string(e) }
+
+func cmdStatus(ctx context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(a.stderr, "Usage: entrypoint status [--json]\n\nAsks the running snapvisor (SNAPVISOR_CONTROL_SOCKET) for its schedule, next run,\nlast result and the service's state.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	w := newTabWriter(a.stdout)
+	fmt.Fprintf(w, "service\t%s\n", st.Service)
+	fmt.Fprintf(w, "schedule\t%s\n", st.Schedule)
+	if !st.Next.IsZero() {
+		fmt.Fprintf(w, "next run\t%s (in %s)\n", st.Next.Format(time.RFC3339), time.Until(st.Next).Round(time.Second))
+	}
+	fmt.Fprintf(w, "running now\t%v\n", st.Running)
+	fmt.Fprintf(w, "runs\t%d\n", st.Runs)
+	if st.Last != nil {
+		res := "ok " + st.Last.Snapshot
+		if st.Last.Error != "" {
+			res = "FAILED: " + st.Last.Error
+		}
+		fmt.Fprintf(w, "last run\t%s (%s, %s): %s\n", st.Last.Started.Format(time.RFC3339), st.Last.Reason, st.Last.Duration.Round(time.Millisecond), res)
+	}
+	if st.LastGood != nil {
+		fmt.Fprintf(w, "last good\t%s %s (%d bytes)\n", st.LastGood.Started.Format(time.RFC3339), st.LastGood.Snapshot, st.LastGood.Size)
+	}
+	health := "healthy"
+	if !st.Healthy {
+		health = "UNHEALTHY: " + st.Problem
+	}
+	fmt.Fprintf(w, "health\t%s (max age %s)\n", health, st.HealthMaxAge)
+	return w.Flush()
 }
 
-func cmdHealth(_ context.Context, _ *app, _ []string) error {
-	return &exitError{code: exitFailure, err: errNotYet("health")}
-}
-
-type errNotYet string
-
-func (e errNotYet) Error() string {
-	return "`" + string(e) + "` needs scheduled snapshots (SNAPVISOR_BACKUP), which this build does not have yet"
+func cmdHealth(ctx context.Context, a *app, args []string) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(a.stdout, "Usage: entrypoint health\n\nExits 0 when the service runs and the last good snapshot is younger than\nSNAPVISOR_HEALTH_MAX_AGE; 1 otherwise. For HEALTHCHECK and Kubernetes probes.")
+		return nil
+	}
+	if !a.cfg.Backup {
+		fmt.Fprintln(a.stdout, "healthy: snapshots are off (SNAPVISOR_BACKUP); the entrypoint exits with the service, so a running container has a running service")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Status(ctx)
+	if err != nil {
+		return errUnhealthy(err.Error())
+	}
+	if !st.Healthy {
+		return errUnhealthy(st.Problem)
+	}
+	last := "none"
+	if st.LastGood != nil {
+		last = st.LastGood.Snapshot + " at " + st.LastGood.Started.Format(time.RFC3339)
+	}
+	fmt.Fprintf(a.stdout, "healthy: service %s, last good snapshot %s\n", st.Service, last)
+	return nil
 }

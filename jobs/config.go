@@ -1,0 +1,142 @@
+// Package jobs runs scheduled, in-process snapshot jobs around a supervised
+// service: schedule (gocron), consistency hooks, freezing the service,
+// the snapshot pipeline, rotation, auto-restore before start, a control
+// socket for `entrypoint snapshot|status|health`, and Prometheus metrics.
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+
+	"snapvisor/config"
+)
+
+// Freeze modes.
+const (
+	FreezeNone  = "none"
+	FreezePause = "pause"
+	FreezeStop  = "stop"
+)
+
+// Restore modes.
+const (
+	RestoreModeIfEmpty = "if-empty"
+	RestoreModeNever   = "never"
+)
+
+// Config holds the scheduled-snapshot settings (all SNAPVISOR_*).
+type Config struct {
+	Backup        bool          `envconfig:"SNAPVISOR_BACKUP" default:"false" desc:"turn scheduled snapshots on; off, the entrypoint is a pure init"`
+	EnableVar     string        `envconfig:"SNAPVISOR_ENABLE_VAR" desc:"name of another variable that also turns snapshots on when true (an image sets e.g. ZITI_CTRL_BACKUP)"`
+	Schedule      string        `envconfig:"SNAPVISOR_SCHEDULE" default:"@daily" desc:"cron expression (5 or 6 fields), @hourly/@daily/@weekly, or @every 15m; time zone from CRON_TZ=Zone prefix or TZ"`
+	Jitter        time.Duration `envconfig:"SNAPVISOR_JITTER" default:"0s" desc:"wait a random time up to this before each scheduled snapshot"`
+	OnStart       bool          `envconfig:"SNAPVISOR_ON_START" default:"false" desc:"take one snapshot once the service is up (after SNAPVISOR_START_DELAY)"`
+	StartDelay    time.Duration `envconfig:"SNAPVISOR_START_DELAY" default:"5s" desc:"delay between service start and the SNAPVISOR_ON_START snapshot"`
+	OnExit        bool          `envconfig:"SNAPVISOR_ON_EXIT" default:"false" desc:"take a final, cold snapshot after the service exits with code 0"`
+	ExitTimeout   time.Duration `envconfig:"SNAPVISOR_EXIT_TIMEOUT" default:"5m" desc:"upper bound for the SNAPVISOR_ON_EXIT snapshot"`
+	PreCommand    string        `envconfig:"SNAPVISOR_PRE_COMMAND" desc:"consistency hook run before each snapshot (via /bin/sh -c when present); failure aborts the snapshot"`
+	PostCommand   string        `envconfig:"SNAPVISOR_POST_COMMAND" desc:"hook run after each snapshot attempt, also after failures"`
+	HookTimeout   time.Duration `envconfig:"SNAPVISOR_HOOK_TIMEOUT" default:"30s" desc:"time limit for each hook; a timed-out pre-hook aborts the snapshot"`
+	Freeze        string        `envconfig:"SNAPVISOR_FREEZE" default:"none" desc:"none, pause (SIGSTOP the service's group while archiving, always resumed) or stop (stop the service, snapshot cold, start it again)"`
+	FreezeTimeout time.Duration `envconfig:"SNAPVISOR_FREEZE_TIMEOUT" default:"10m" desc:"longest time the service may stay paused or stopped; the snapshot is abandoned after it"`
+	Restore       string        `envconfig:"SNAPVISOR_RESTORE" default:"if-empty" desc:"if-empty: before the service starts, restore the newest good snapshot when the first source is missing or empty; never"`
+	ControlSocket string        `envconfig:"SNAPVISOR_CONTROL_SOCKET" default:"/tmp/snapvisor.sock" desc:"unix socket (0600) used by entrypoint snapshot/status/health in the same container"`
+	MetricsAddr   string        `envconfig:"SNAPVISOR_METRICS_ADDR" desc:"listen address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9150 (off when empty)"`
+	HealthMaxAge  time.Duration `envconfig:"SNAPVISOR_HEALTH_MAX_AGE" default:"0s" desc:"entrypoint health fails when the last good snapshot is older; 0 means twice the schedule's interval plus the jitter"`
+}
+
+// Enabled reports whether scheduled snapshots are on: SNAPVISOR_BACKUP, or the
+// variable named by SNAPVISOR_ENABLE_VAR, is true.
+func (c Config) Enabled(lookup func(string) (string, bool)) (bool, error) {
+	if c.Backup {
+		return true, nil
+	}
+	if c.EnableVar == "" {
+		return false, nil
+	}
+	v, _ := lookup(c.EnableVar)
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "", "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, &config.Error{Var: c.EnableVar, Value: v, Accepted: "true or false (named by SNAPVISOR_ENABLE_VAR)"}
+}
+
+// Validate checks every setting, the schedule expression included.
+func (c Config) Validate() error {
+	if _, err := ParseSchedule(c.Schedule); err != nil {
+		e := config.Invalid("SCHEDULE", c.Schedule, "a cron expression of 5 or 6 fields, @hourly, @daily, @weekly, @monthly or @every <duration>, optionally prefixed with CRON_TZ=<Zone>")
+		e.Err = err
+		return e
+	}
+	switch c.Freeze {
+	case FreezeNone, FreezePause, FreezeStop:
+	default:
+		return config.Invalid("FREEZE", c.Freeze, "none, pause or stop")
+	}
+	switch c.Restore {
+	case RestoreModeIfEmpty, RestoreModeNever:
+	default:
+		return config.Invalid("RESTORE", c.Restore, "if-empty or never")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		zero bool
+	}{
+		{"JITTER", c.Jitter, true}, {"START_DELAY", c.StartDelay, true}, {"EXIT_TIMEOUT", c.ExitTimeout, false},
+		{"HOOK_TIMEOUT", c.HookTimeout, false}, {"FREEZE_TIMEOUT", c.FreezeTimeout, false}, {"HEALTH_MAX_AGE", c.HealthMaxAge, true},
+	} {
+		if d.v < 0 || (!d.zero && d.v == 0) {
+			return config.Invalid(d.name, d.v.String(), "a positive duration such as 30s or 5m")
+		}
+	}
+	if c.ControlSocket == "" {
+		return config.Invalid("CONTROL_SOCKET", "", "a path for the control socket")
+	}
+	return nil
+}
+
+// Schedule is a parsed schedule: its gocron job definition and a way to
+// compute the next run times.
+type Schedule struct {
+	Expr string
+	def  gocron.JobDefinition
+	next func(time.Time) time.Time
+}
+
+// ParseSchedule parses a cron expression (5 or 6 fields), a descriptor such as
+// @daily, or "@every <duration>".
+func ParseSchedule(expr string) (Schedule, error) {
+	expr = strings.TrimSpace(expr)
+	if expr == "" {
+		return Schedule{}, errors.New("empty schedule")
+	}
+	if rest, ok := strings.CutPrefix(expr, "@every "); ok {
+		d, err := time.ParseDuration(strings.TrimSpace(rest))
+		if err != nil {
+			return Schedule{}, fmt.Errorf("@every: %w", err)
+		}
+		if d < time.Second {
+			return Schedule{}, fmt.Errorf("@every %v: interval below 1s", d)
+		}
+		return Schedule{Expr: expr, def: gocron.DurationJob(d), next: func(t time.Time) time.Time { return t.Add(d) }}, nil
+	}
+	cr := gocron.NewDefaultCron(true)
+	if err := cr.IsValid(expr, time.Local, time.Now()); err != nil {
+		return Schedule{}, err
+	}
+	return Schedule{Expr: expr, def: gocron.CronJob(expr, true), next: cr.Next}, nil
+}
+
+// Interval estimates the time between two runs (for health's default max age).
+func (s Schedule) Interval(now time.Time) time.Duration {
+	a := s.next(now)
+	return s.next(a).Sub(a)
+}

@@ -1,0 +1,91 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// controlHandler serves POST /snapshot (take one now, or join the run in
+// progress) and GET /status on the control socket.
+func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxAge time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /snapshot", func(w http.ResponseWriter, req *http.Request) {
+		res, err := r.Trigger(req.Context(), "request")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, res)
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, r.status(next(), maxAge))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ErrNoSupervisor means no running snapvisor answers on the control socket.
+var ErrNoSupervisor = errors.New("no running snapvisor on the control socket")
+
+// Client talks to a running snapvisor over its control socket.
+type Client struct {
+	Socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{Socket: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+// Snapshot asks the running supervisor for a snapshot and waits for its result.
+func (c *Client) Snapshot(ctx context.Context) (Result, error) {
+	var res Result
+	return res, c.do(ctx, http.MethodPost, "/snapshot", &res)
+}
+
+// Status fetches the running supervisor's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.do(ctx, http.MethodGet, "/status", &st)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	if _, err := os.Stat(c.Socket); err != nil {
+		return fmt.Errorf("%w (%s): %v", ErrNoSupervisor, c.Socket, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://snapvisor"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("%w (%s): %v", ErrNoSupervisor, c.Socket, err)
+		}
+		return fmt.Errorf("control socket %s: %w", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("control socket %s: %s: %s", c.Socket, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}

@@ -1,0 +1,344 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"snapvisor/rotation"
+	"snapvisor/snapshot"
+	"snapvisor/supervisor"
+)
+
+// Service is the part of the supervisor a snapshot job needs.
+type Service interface {
+	Exec(ctx context.Context, argv, env []string, out io.Writer) (supervisor.Status, error)
+	Pause() error
+	Resume() error
+	Stop(ctx context.Context) (supervisor.Status, error)
+	Start() error
+	State() supervisor.State
+}
+
+var _ Service = (*supervisor.Supervisor)(nil)
+
+// Result is the outcome of one snapshot run.
+type Result struct {
+	Reason    string        `json:"reason"`
+	Started   time.Time     `json:"started"`
+	Duration  time.Duration `json:"duration_ns"`
+	Snapshot  string        `json:"snapshot,omitempty"`
+	Size      int64         `json:"size,omitempty"`
+	Deleted   []string      `json:"deleted,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Coalesced bool          `json:"coalesced,omitempty"` // this trigger joined a run already in progress
+}
+
+// OK reports whether the run produced a snapshot.
+func (r Result) OK() bool { return r.Error == "" && r.Snapshot != "" }
+
+// Runner owns the snapshot pipeline: never two runs at once; a trigger during
+// a run joins it (coalesced) and gets its result.
+type Runner struct {
+	cfg     Config
+	snap    snapshot.Config
+	policy  rotation.Policy
+	svc     Service
+	env     []string
+	log     *zap.Logger
+	metrics *Metrics
+
+	mu       sync.Mutex
+	inflight *flight
+	last     Result
+	lastGood Result
+	runs     int
+}
+
+type flight struct {
+	done chan struct{}
+	res  Result
+}
+
+// NewRunner builds a runner. svc may be nil for a standalone run (no hooks' service, no freeze).
+func NewRunner(cfg Config, snap snapshot.Config, policy rotation.Policy, svc Service, env []string, log *zap.Logger, m *Metrics) *Runner {
+	if m == nil {
+		m = NewMetrics()
+	}
+	r := &Runner{cfg: cfg, snap: snap, policy: policy, svc: svc, env: env, log: log, metrics: m}
+	if list, err := snapshot.List(snap.Dir, snap.Name); err == nil && len(list) > 0 {
+		r.lastGood = Result{Reason: "found on disk", Started: list[0].Time, Snapshot: list[0].Name, Size: list[0].Size}
+		m.lastSuccess.Set(float64(list[0].Time.Unix()))
+	}
+	return r
+}
+
+// Trigger takes a snapshot now, or joins the run in progress (coalescing).
+// It returns when that run has finished; ctx only bounds the wait.
+func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
+	r.mu.Lock()
+	if f := r.inflight; f != nil {
+		r.mu.Unlock()
+		r.log.Info("snapshot already running: trigger coalesced", zap.String("reason", reason))
+		r.metrics.coalesced.Inc()
+		select {
+		case <-f.done:
+			res := f.res
+			res.Coalesced = true
+			return res, nil
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	r.inflight = f
+	r.mu.Unlock()
+
+	// The run is not tied to the caller: a client going away never leaves
+	// the service paused or a snapshot half-written.
+	f.res = r.run(context.WithoutCancel(ctx), reason)
+
+	r.mu.Lock()
+	r.inflight = nil
+	r.last = f.res
+	r.runs++
+	if f.res.OK() {
+		r.lastGood = f.res
+	}
+	r.mu.Unlock()
+	close(f.done)
+	return f.res, nil
+}
+
+func (r *Runner) run(ctx context.Context, reason string) Result {
+	res := Result{Reason: reason, Started: time.Now()}
+	log := r.log.With(zap.String("reason", reason))
+	log.Info("snapshot starting")
+	r.metrics.running.Set(1)
+	defer r.metrics.running.Set(0)
+
+	info, err := r.pipeline(ctx, log)
+	res.Duration = time.Since(res.Started)
+	r.metrics.lastDuration.Set(res.Duration.Seconds())
+	if err != nil {
+		res.Error = err.Error()
+		r.metrics.failures.Inc()
+		log.Error("snapshot failed; the service is untouched and the next run will try again", zap.Error(err), zap.Duration("duration", res.Duration))
+		return res
+	}
+	res.Snapshot, res.Size = info.Name, info.Size
+	r.metrics.successes.Inc()
+	r.metrics.lastSuccess.Set(float64(time.Now().Unix()))
+	r.metrics.lastSize.Set(float64(info.Size))
+	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
+		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
+	res.Deleted = r.rotate(log)
+	return res
+}
+
+// pipeline: pre-hook, freeze, archive, unfreeze, post-hook (always).
+func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.Info, err error) {
+	defer func() {
+		if r.cfg.PostCommand != "" {
+			if herr := r.hook(ctx, "post", r.cfg.PostCommand, log); herr != nil {
+				log.Warn("post-hook failed", zap.Error(herr))
+			}
+		}
+	}()
+	if r.cfg.PreCommand != "" {
+		if err := r.hook(ctx, "pre", r.cfg.PreCommand, log); err != nil {
+			return info, fmt.Errorf("pre-hook: %w", err)
+		}
+	}
+	return r.archive(ctx, log)
+}
+
+// archive runs the snapshot with the service frozen as configured, and
+// always thaws it: a frozen service is a worse outage than a missed backup.
+func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
+	if r.svc == nil || r.cfg.Freeze == FreezeNone {
+		return snapshot.Create(ctx, r.snap, log)
+	}
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.FreezeTimeout)
+	defer cancel()
+	switch r.cfg.Freeze {
+	case FreezePause:
+		if err := r.svc.Pause(); err != nil {
+			return snapshot.Info{}, fmt.Errorf("pause service: %w", err)
+		}
+		log.Info("service paused for the archive phase")
+		defer func() {
+			if err := r.svc.Resume(); err != nil {
+				log.Warn("resume service", zap.Error(err))
+				return
+			}
+			log.Info("service resumed")
+		}()
+	case FreezeStop:
+		st, err := r.svc.Stop(fctx)
+		if err != nil {
+			return snapshot.Info{}, fmt.Errorf("stop service: %w", err)
+		}
+		log.Info("service stopped for a cold snapshot", zap.Stringer("status", st))
+		defer func() {
+			if err := r.svc.Start(); err != nil {
+				log.Error("start service again", zap.Error(err))
+				return
+			}
+			r.metrics.restarts.Inc()
+			log.Info("service started again")
+		}()
+	}
+	return snapshot.Create(fctx, r.snap, log)
+}
+
+// hook runs a hook command through the supervisor so its status is its own.
+func (r *Runner) hook(ctx context.Context, which, command string, log *zap.Logger) error {
+	hctx, cancel := context.WithTimeout(ctx, r.cfg.HookTimeout)
+	defer cancel()
+	argv := HookArgv(command)
+	lw := &lineLogger{log: log.With(zap.String("hook", which))}
+	var st supervisor.Status
+	var err error
+	if r.svc != nil {
+		st, err = r.svc.Exec(hctx, argv, r.env, lw)
+	} else {
+		st, err = supervisor.ExecStandalone(hctx, argv, r.env, lw)
+	}
+	lw.flush()
+	if errors.Is(err, context.DeadlineExceeded) {
+		r.metrics.hookFailures.WithLabelValues(which).Inc()
+		return fmt.Errorf("%s-hook timed out after %v", which, r.cfg.HookTimeout)
+	}
+	if err != nil {
+		r.metrics.hookFailures.WithLabelValues(which).Inc()
+		return fmt.Errorf("%s-hook: %w", which, err)
+	}
+	if st.Code() != 0 {
+		r.metrics.hookFailures.WithLabelValues(which).Inc()
+		return fmt.Errorf("%s-hook %s", which, st)
+	}
+	log.Debug("hook ok", zap.String("hook", which))
+	return nil
+}
+
+// HookArgv runs command through /bin/sh -c when a shell exists, else splits it on spaces.
+func HookArgv(command string) []string {
+	if _, err := os.Stat("/bin/sh"); err == nil {
+		return []string{"/bin/sh", "-c", command}
+	}
+	return strings.Fields(command)
+}
+
+// rotate applies the retention policy to this instance's local snapshots.
+func (r *Runner) rotate(log *zap.Logger) []string {
+	list, err := snapshot.List(r.snap.Dir, r.snap.Name)
+	if err != nil {
+		log.Warn("rotation: list snapshots", zap.Error(err))
+		return nil
+	}
+	byName := make(map[string]snapshot.Info, len(list))
+	snaps := make([]rotation.Snapshot, 0, len(list))
+	for _, s := range list {
+		byName[s.Name] = s
+		snaps = append(snaps, rotation.Snapshot{Name: s.Name, Time: s.Time})
+	}
+	d := rotation.Decide(snaps, r.policy, time.Now())
+	var deleted []string
+	for _, s := range d.Delete {
+		info := byName[s.Name]
+		if err := os.Remove(info.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("rotation: delete", zap.String("snapshot", s.Name), zap.Error(err))
+			continue
+		}
+		_ = os.Remove(info.Path + ".sha256")
+		deleted = append(deleted, s.Name)
+	}
+	if len(deleted) > 0 {
+		log.Info("rotation deleted old snapshots", zap.Strings("deleted", deleted), zap.Int("kept", len(d.Keep)), zap.Stringer("policy", r.policy))
+	}
+	return deleted
+}
+
+// Status is what `entrypoint status` and `entrypoint health` see.
+type Status struct {
+	Schedule     string    `json:"schedule"`
+	Next         time.Time `json:"next,omitempty"`
+	Running      bool      `json:"running"`
+	Runs         int       `json:"runs"`
+	Last         *Result   `json:"last,omitempty"`
+	LastGood     *Result   `json:"last_good,omitempty"`
+	Service      string    `json:"service"`
+	HealthMaxAge string    `json:"health_max_age"`
+	Healthy      bool      `json:"healthy"`
+	Problem      string    `json:"problem,omitempty"`
+}
+
+func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Status{Schedule: r.cfg.Schedule, Next: next, Running: r.inflight != nil, Runs: r.runs, HealthMaxAge: maxAge.String()}
+	if r.runs > 0 {
+		last := r.last
+		st.Last = &last
+	}
+	if !r.lastGood.Started.IsZero() {
+		good := r.lastGood
+		st.LastGood = &good
+	}
+	st.Service = "unknown"
+	if r.svc != nil {
+		st.Service = string(r.svc.State())
+	}
+	st.Healthy = true
+	switch {
+	case r.svc != nil && r.svc.State() != supervisor.StateRunning && r.svc.State() != supervisor.StatePaused && !(r.svc.State() == supervisor.StateStopped && st.Running):
+		st.Healthy, st.Problem = false, "service is "+st.Service
+	case st.LastGood == nil:
+		st.Healthy, st.Problem = false, "no successful snapshot yet"
+	case time.Since(st.LastGood.Started) > maxAge:
+		st.Healthy, st.Problem = false, fmt.Sprintf("last good snapshot is %v old (max %v)", time.Since(st.LastGood.Started).Round(time.Second), maxAge)
+	}
+	return st
+}
+
+// jitter waits a random time up to max, or until ctx ends.
+func jitter(ctx context.Context, max time.Duration) {
+	if max <= 0 {
+		return
+	}
+	d := rand.N(max)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Final takes the cold snapshot after the service has exited: no hooks (the
+// service is gone) and no freeze. ctx bounds it.
+func (r *Runner) Final(ctx context.Context) Result {
+	res := Result{Reason: "exit", Started: time.Now()}
+	r.log.Info("final snapshot after the service exited")
+	info, err := snapshot.Create(ctx, r.snap, r.log)
+	res.Duration = time.Since(res.Started)
+	if err != nil {
+		res.Error = err.Error()
+		r.metrics.failures.Inc()
+		return res
+	}
+	res.Snapshot, res.Size = info.Name, info.Size
+	r.metrics.successes.Inc()
+	r.log.Info("final snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size), zap.Duration("duration", res.Duration))
+	res.Deleted = r.rotate(r.log)
+	return res
+}
