@@ -164,6 +164,7 @@ func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.I
 // archive runs the snapshot with the service frozen as configured, and
 // always thaws it: a frozen service is a worse outage than a missed backup.
 func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
+	r.nextSecond(ctx)
 	if r.svc == nil || r.cfg.Freeze == FreezeNone {
 		return snapshot.Create(ctx, r.snap, log)
 	}
@@ -198,6 +199,26 @@ func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, e
 		}()
 	}
 	return snapshot.Create(fctx, r.snap, log)
+}
+
+// nextSecond waits until the wall clock has left the second of the newest
+// snapshot: names have one-second resolution and are never reused.
+func (r *Runner) nextSecond(ctx context.Context) {
+	list, err := snapshot.List(r.snap.Dir, r.snap.Name)
+	if err != nil || len(list) == 0 {
+		return
+	}
+	newest := list[0].Time.Truncate(time.Second)
+	wait := time.Until(newest.Add(time.Second))
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait + 10*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // hook runs a hook command through the supervisor so its status is its own.
@@ -329,6 +350,7 @@ func jitter(ctx context.Context, max time.Duration) {
 func (r *Runner) Final(ctx context.Context) Result {
 	res := Result{Reason: "exit", Started: time.Now()}
 	r.log.Info("final snapshot after the service exited")
+	r.nextSecond(ctx)
 	info, err := snapshot.Create(ctx, r.snap, r.log)
 	res.Duration = time.Since(res.Started)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	_ "time/tzdata" // CRON_TZ and TZ work in FROM-scratch images
 
 	"go.uber.org/zap"
 

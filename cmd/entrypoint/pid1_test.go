@@ -114,6 +114,9 @@ func start(t *testing.T, env []string, argv ...string) *proc {
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(argv[0]), p.stderr)
+		}
 	})
 	return p
 }
