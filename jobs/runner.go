@@ -236,15 +236,15 @@ func (r *Runner) hook(ctx context.Context, which, command string, log *zap.Logge
 	}
 	lw.flush()
 	if errors.Is(err, context.DeadlineExceeded) {
-		r.metrics.hookFailures.WithLabelValues(which).Inc()
+		r.metrics.hookFailed(which)
 		return fmt.Errorf("%s-hook timed out after %v", which, r.cfg.HookTimeout)
 	}
 	if err != nil {
-		r.metrics.hookFailures.WithLabelValues(which).Inc()
+		r.metrics.hookFailed(which)
 		return fmt.Errorf("%s-hook: %w", which, err)
 	}
 	if st.Code() != 0 {
-		r.metrics.hookFailures.WithLabelValues(which).Inc()
+		r.metrics.hookFailed(which)
 		return fmt.Errorf("%s-hook %s", which, st)
 	}
 	log.Debug("hook ok", zap.String("hook", which))

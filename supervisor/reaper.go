@@ -42,19 +42,22 @@ func (r *reaper) start(fork func() (int, error)) (int, <-chan unix.WaitStatus, e
 }
 
 // reap collects every child that has exited, without blocking, and routes
-// each status to its waiter. It returns the number of processes reaped.
-func (r *reaper) reap() int {
+// each status to its waiter. It returns the number of processes reaped and
+// whether any child is left.
+func (r *reaper) reap() (n int, children bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if err != nil || pid <= 0 { // ECHILD: no children; 0: none exited yet
-			return n
+		if err != nil { // ECHILD: no children left
+			return n, !errors.Is(err, unix.ECHILD)
+		}
+		if pid <= 0 { // children exist, none has exited
+			return n, true
 		}
 		if ws.Stopped() || ws.Continued() {
 			continue

@@ -139,21 +139,25 @@ func (s *Supervisor) Restarts() int {
 // OrphansReaped counts zombies reaped that no caller was waiting for.
 func (s *Supervisor) OrphansReaped() int64 { return s.r.orphans.Load() }
 
-// forwarded lists the signals relayed to the service. Excluded: SIGCHLD (ours),
-// SIGURG (the Go runtime's preemption signal), SIGPIPE (our own broken pipes),
-// the synchronous fault signals, and 32/33 (reserved by the C library).
-func forwarded() []os.Signal {
-	sigs := []os.Signal{
-		unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
-		unix.SIGALRM, unix.SIGTERM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN,
-		unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGWINCH,
-		unix.SIGIO, unix.SIGPWR, unix.SIGSTKFLT,
+// Signals relayed to the service. Excluded: SIGCHLD (ours), SIGURG (the Go
+// runtime's preemption signal), SIGPIPE (our own broken pipes), the
+// synchronous fault signals, and 32/33 (reserved by the C library).
+// The common ones are registered before the service starts, the rest right
+// after: each registration costs tens of microseconds of start-up time, and
+// until registered a rare signal is ignored by the Go runtime, never fatal.
+var (
+	commonSignals = []os.Signal{
+		unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
+		unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
 	}
-	for n := 34; n <= 64; n++ {
-		sigs = append(sigs, syscall.Signal(n))
-	}
-	return sigs
-}
+	rareSignals = func() []os.Signal {
+		sigs := []os.Signal{unix.SIGALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGIO, unix.SIGPWR, unix.SIGSTKFLT}
+		for n := 34; n <= 64; n++ {
+			sigs = append(sigs, syscall.Signal(n))
+		}
+		return sigs
+	}()
+)
 
 // Run starts the service and supervises it until it exits, returning its exit
 // status. Cancelling ctx behaves like SIGTERM. Run must be called once.
@@ -166,18 +170,25 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, unix.SIGCHLD)
 	fwd := make(chan os.Signal, 64)
-	signal.Notify(fwd, forwarded()...)
+	signal.Notify(fwd, commonSignals...)
 	pipe := make(chan os.Signal, 1) // caught so a broken pipe never kills PID 1
 	signal.Notify(pipe, unix.SIGPIPE)
-	defer signal.Stop(chld)
-	defer signal.Stop(fwd)
-	defer signal.Stop(pipe)
+	// Unregistering costs as much as registering: the process is about to
+	// exit, so do it off the exit path.
+	defer func() {
+		go func() {
+			signal.Stop(chld)
+			signal.Stop(fwd)
+			signal.Stop(pipe)
+		}()
+	}()
 
 	inst, err := s.spawn()
 	if err != nil {
 		return Status{}, err
 	}
 	close(s.started)
+	go signal.Notify(fwd, rareSignals...)
 
 	for {
 		exited := inst.exited
@@ -320,6 +331,9 @@ func (s *Supervisor) finish(st Status) {
 }
 
 func (s *Supervisor) cleanupDescendants() {
+	if _, children := s.r.reap(); !children {
+		return // every descendant is a child or below one: nothing left
+	}
 	self := os.Getpid()
 	pids := descendants(self)
 	if len(pids) == 0 {
