@@ -19,13 +19,18 @@ missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
 
-if [ "$(id -u)" != 0 ]; then
-  echo "deps: missing packages ${missing[*]} and not root: install them (apt-get install ${missing[*]})" >&2
-  exit 1
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages ${missing[*]} and not root: install them (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# Real servers for the remote-store tests (MinIO, sshd, Azurite, fake-gcs-server):
+# installed once into a stable cache, so a second run does nothing.
+./scripts/servers.sh install

@@ -1,0 +1,175 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// File is a directory on any mounted file system (NFS, CIFS, hostPath):
+// file:///mnt/backups. Uploads go to a temporary file in the target directory,
+// are fsynced and renamed into place, and the directory is fsynced.
+type File struct {
+	root string
+	name string
+}
+
+var _ Store = (*File)(nil)
+
+func openFile(u *url.URL) (*File, error) {
+	root := filepath.Clean(u.Path)
+	s := &File{root: root, name: "file://" + (&url.URL{Path: root}).EscapedPath()}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, s.fail("open", "", err)
+	}
+	return s, nil
+}
+
+func (s *File) Name() string { return s.name }
+func (s *File) Close() error { return nil }
+
+func (s *File) fail(op, key string, err error) error {
+	return &Error{Store: s.name, Op: op, Key: key, Err: err, permanent: errors.Is(err, errBadKey) || errors.Is(err, fs.ErrPermission)}
+}
+
+func (s *File) path(key string) string { return filepath.Join(s.root, filepath.FromSlash(key)) }
+
+func (s *File) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
+	if err := checkKey(key); err != nil {
+		return s.fail("put", key, err)
+	}
+	final := s.path(key)
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return s.fail("put", key, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
+	if err != nil {
+		return s.fail("put", key, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	n, err := io.Copy(f, ctxReader{ctx, r})
+	if err != nil {
+		return s.fail("put", key, err)
+	}
+	if size >= 0 && n != size {
+		return s.fail("put", key, errShort(n, size))
+	}
+	if err = f.Sync(); err != nil {
+		return s.fail("put", key, err)
+	}
+	if err = f.Close(); err != nil {
+		return s.fail("put", key, err)
+	}
+	if err = os.Rename(f.Name(), final); err != nil {
+		return s.fail("put", key, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil && !errors.Is(err, os.ErrInvalid) { // some file systems cannot sync directories
+			return s.fail("put", key, err)
+		}
+		err = nil
+	}
+	return nil
+}
+
+func (s *File) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, s.fail("get", key, err)
+	}
+	f, err := os.Open(s.path(key))
+	if err != nil {
+		return nil, s.fail("get", key, err)
+	}
+	return f, nil
+}
+
+func (s *File) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == s.root {
+				return err
+			}
+			return nil // vanished while walking
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.root, p)
+		key := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if p != s.root && !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || isTemp(path.Base(key)) || !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		out = append(out, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail("list", prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func (s *File) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return s.fail("delete", key, err)
+	}
+	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.fail("delete", key, err)
+	}
+	return nil
+}
+
+// SHA256 hashes the stored object (Push uses it to confirm what was written).
+func (s *File) SHA256(ctx context.Context, key string) (string, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx, rc}); err != nil {
+		return "", s.fail("hash", key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader stops reading when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,246 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.uber.org/zap"
+)
+
+// S3 memory bound: a streaming upload (size -1) holds s3StreamThreads parts of
+// s3PartSize in memory (32 MiB); a known-size upload from a file reads parts
+// straight from the file (io.ReaderAt) with s3FileThreads parallel requests.
+// With unknown size the object is limited to 10000 parts: 156 GiB.
+const (
+	s3PartSize      = 16 << 20
+	s3StreamThreads = 2
+	s3FileThreads   = 4
+)
+
+// S3 is a bucket (and prefix) on AWS S3, MinIO or another S3-compatible
+// server: s3://bucket/prefix?endpoint=host:port&region=R&tls=false&storage_class=C.
+// Uploads are multipart: parts are invisible until the upload completes.
+type S3 struct {
+	client       *minio.Client
+	bucket       string
+	prefix       string
+	name         string
+	storageClass string
+	scrub        func(string) string
+}
+
+var _ Store = (*S3)(nil)
+
+func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*S3, error) {
+	q := u.Query()
+	s := &S3{
+		bucket:       u.Host,
+		prefix:       strings.Trim(u.Path, "/"),
+		name:         Redact(u.String()),
+		storageClass: cfg.S3StorageClass,
+		scrub:        scrubber(cfg.S3SecretKey.Reveal(), cfg.S3SessionToken.Reveal()),
+	}
+	if v := q.Get("storage_class"); v != "" {
+		s.storageClass = v
+	}
+	endpoint := q.Get("endpoint")
+	if endpoint == "" {
+		endpoint = "s3.amazonaws.com"
+	}
+	secure := q.Get("tls") != "false"
+	if strings.Contains(endpoint, "://") { // tolerate http://host:port
+		eu, err := url.Parse(endpoint)
+		if err != nil {
+			return nil, s.fail("open", "", fmt.Errorf("endpoint: %w", err))
+		}
+		endpoint, secure = eu.Host, eu.Scheme == "https"
+	}
+	var creds *credentials.Credentials
+	if cfg.S3AccessKey != "" {
+		creds = credentials.NewStaticV4(cfg.S3AccessKey.Reveal(), cfg.S3SecretKey.Reveal(), cfg.S3SessionToken.Reveal())
+	} else {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.FileAWSCredentials{},
+			&credentials.IAM{Client: &http.Client{Transport: http.DefaultTransport}},
+		})
+	}
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, s.fail("open", "", err)
+	}
+	if cfg.S3CAFile != "" {
+		pem, err := os.ReadFile(cfg.S3CAFile)
+		if err != nil {
+			return nil, s.fail("open", "", fmt.Errorf("SNAPVISOR_S3_CA_FILE: %w", err))
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, s.fail("open", "", fmt.Errorf("SNAPVISOR_S3_CA_FILE %s: no PEM certificate", cfg.S3CAFile))
+		}
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	client, err := minio.New(endpoint, &minio.Options{
+		Creds:      creds,
+		Secure:     secure,
+		Region:     q.Get("region"),
+		Transport:  tr,
+		MaxRetries: 3, // a few quick request-level retries; WithRetry does the patient ones
+	})
+	if err != nil {
+		return nil, s.fail("open", "", err)
+	}
+	s.client = client
+	log.Debug("s3 store opened", zap.String("remote", s.name), zap.String("endpoint", endpoint), zap.Bool("tls", secure))
+	return s, nil
+}
+
+func (s *S3) Name() string { return s.name }
+func (s *S3) Close() error { return nil }
+
+func (s *S3) key(key string) string {
+	if s.prefix == "" {
+		return key
+	}
+	return s.prefix + "/" + key
+}
+
+func (s *S3) fail(op, key string, err error) error {
+	e := &Error{Store: s.name, Op: op, Key: key, Err: err, scrub: s.scrub}
+	switch minio.ToErrorResponse(err).Code {
+	case "NoSuchKey":
+		e.Err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName",
+		"AllAccessDisabled", "InvalidObjectState", "InvalidStorageClass", "ExpiredToken", "InvalidToken":
+		e.permanent = true
+	}
+	if errors.Is(err, errBadKey) {
+		e.permanent = true
+	}
+	return e
+}
+
+func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := checkKey(key); err != nil {
+		return s.fail("put", key, err)
+	}
+	opts := minio.PutObjectOptions{
+		PartSize:     s3PartSize,
+		StorageClass: s.storageClass,
+		ContentType:  "application/octet-stream",
+	}
+	if size < 0 {
+		// Unknown size: NumThreads buffers of PartSize, uploaded in parallel.
+		opts.ConcurrentStreamParts, opts.NumThreads = true, s3StreamThreads
+	} else if _, ok := r.(io.ReaderAt); ok {
+		opts.NumThreads = s3FileThreads // parts read from the file by section, no buffers
+	} else {
+		opts.NumThreads = 1 // one part buffer
+	}
+	info, err := s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
+	if err != nil {
+		return s.fail("put", key, err)
+	}
+	if size >= 0 && info.Size != size {
+		return s.fail("put", key, errShort(info.Size, size))
+	}
+	return nil
+}
+
+func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, s.fail("get", key, err)
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s.fail("get", key, err)
+	}
+	// GetObject is lazy: Stat makes the request, so a missing key fails here.
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		return nil, s.fail("get", key, err)
+	}
+	return &s3Reader{obj: obj, fail: func(err error) error { return s.fail("get", key, err) }}, nil
+}
+
+// s3Reader reports read errors through the store's error type (redacted).
+type s3Reader struct {
+	obj  *minio.Object
+	fail func(error) error
+}
+
+func (r *s3Reader) Read(p []byte) (int, error) {
+	n, err := r.obj.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.fail(err)
+	}
+	return n, err
+}
+
+func (r *s3Reader) Close() error { return r.obj.Close() }
+
+func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
+	full := s.key(prefix)
+	if prefix == "" && s.prefix != "" {
+		full = s.prefix + "/"
+	}
+	var out []Object
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: full, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, s.fail("list", prefix, obj.Err)
+		}
+		k := obj.Key
+		if s.prefix != "" {
+			k = strings.TrimPrefix(k, s.prefix+"/")
+		}
+		out = append(out, Object{Key: k, Size: obj.Size, Modified: obj.LastModified})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return s.fail("delete", key, err)
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, s.key(key), minio.RemoveObjectOptions{}); err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return nil
+		}
+		return s.fail("delete", key, err)
+	}
+	return nil
+}
+
+// makeBucket creates the bucket if it does not exist (tests and benchmarks).
+func (s *S3) makeBucket(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return s.fail("bucket", "", err)
+	}
+	if ok {
+		return nil
+	}
+	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{}); err != nil {
+		return s.fail("bucket", "", err)
+	}
+	return nil
+}

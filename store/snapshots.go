@@ -1,0 +1,510 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"go.uber.org/zap"
+
+	"snapvisor/rotation"
+)
+
+// ErrChecksum is wrapped by errors reporting that data does not match its .sha256.
+var ErrChecksum = errors.New("checksum mismatch")
+
+var errChecksum = ErrChecksum
+
+// sumSuffix is the suffix of checksum files.
+const sumSuffix = ".sha256"
+
+// maxSumFile bounds what is read of a remote .sha256 file.
+const maxSumFile = 4096
+
+// timeLayout is the UTC time stamp in snapshot names (as in package snapshot).
+const timeLayout = "20060102T150405Z"
+
+// nameRE matches snapshot archive names: name, time stamp, extension (as in package snapshot).
+var nameRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z)(\.tar(?:\.gz|\.zst)?)$`)
+
+// ParseSnapshotName splits "<name>-<YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"; ok is
+// false for any other base name. compression is gzip, zstd or none.
+func ParseSnapshotName(base string) (name string, t time.Time, compression string, ok bool) {
+	m := nameRE.FindStringSubmatch(base)
+	if m == nil {
+		return "", time.Time{}, "", false
+	}
+	t, err := time.Parse(timeLayout, m[2])
+	if err != nil {
+		return "", time.Time{}, "", false
+	}
+	switch m[3] {
+	case ".tar.gz":
+		compression = "gzip"
+	case ".tar.zst":
+		compression = "zstd"
+	default:
+		compression = "none"
+	}
+	return m[1], t.UTC(), compression, true
+}
+
+// RemoteSnapshot is one complete snapshot on a store: the archive and its .sha256.
+type RemoteSnapshot struct {
+	Key         string    `json:"key"`         // archive key, e.g. redis-20250101T000000Z.tar.zst
+	Name        string    `json:"name"`        // snapshot name (the part before the time stamp)
+	Time        time.Time `json:"time"`        // creation time (UTC, from the key)
+	Size        int64     `json:"size"`        // archive size in bytes
+	Compression string    `json:"compression"` // gzip, zstd or none
+	Modified    time.Time `json:"modified"`    // upload time as reported by the store
+	Remote      string    `json:"remote"`      // the store's Name()
+}
+
+// ListSnapshots returns the complete snapshots named name on s (any name when
+// name is ""), newest first: archives "<name>-<time>.tar[.gz|.zst]" at the top
+// level of the store whose .sha256 exists. Archives without one (partial or
+// failed uploads), other names and other files are ignored.
+func ListSnapshots(ctx context.Context, s Store, name string) ([]RemoteSnapshot, error) {
+	prefix := ""
+	if name != "" {
+		prefix = name + "-"
+	}
+	objs, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	sums := make(map[string]bool)
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, sumSuffix) && o.Size > 0 {
+			sums[strings.TrimSuffix(o.Key, sumSuffix)] = true
+		}
+	}
+	var out []RemoteSnapshot
+	for _, o := range objs {
+		n, t, comp, ok := ParseSnapshotName(o.Key)
+		if !ok || (name != "" && n != name) || !sums[o.Key] {
+			continue
+		}
+		out = append(out, RemoteSnapshot{Key: o.Key, Name: n, Time: t, Size: o.Size, Compression: comp,
+			Modified: o.Modified, Remote: s.Name()})
+	}
+	// Newest first; equal times (different compressions) by key for a stable order.
+	sortSnapshots(out)
+	return out, nil
+}
+
+func sortSnapshots(s []RemoteSnapshot) {
+	sort.Slice(s, func(i, j int) bool { return newer(s[i], s[j]) })
+}
+
+func newer(a, b RemoteSnapshot) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.After(b.Time)
+	}
+	return a.Key > b.Key
+}
+
+// sumLine is the sha256sum line of a checksum file, and its digest.
+func parseSumFile(b []byte, base string) (digest string, err error) {
+	line, rest, found := bytes.Cut(b, []byte("\n"))
+	if !found || len(rest) != 0 {
+		return "", errors.New("not a single complete sha256sum line")
+	}
+	sum, name, found := strings.Cut(string(line), "  ")
+	if !found {
+		sum, name, found = strings.Cut(string(line), " *")
+	}
+	if !found || len(sum) != 64 {
+		return "", errors.New("not in sha256sum format")
+	}
+	if _, err := hex.DecodeString(sum); err != nil {
+		return "", fmt.Errorf("bad digest: %w", err)
+	}
+	if name != base {
+		return "", fmt.Errorf("names %q, not %q", name, base)
+	}
+	return strings.ToLower(sum), nil
+}
+
+func sumFile(digest, base string) []byte { return []byte(digest + "  " + base + "\n") }
+
+// hasher is implemented by stores that can hash a stored object cheaply (File).
+type hasher interface {
+	SHA256(ctx context.Context, key string) (string, error)
+}
+
+func hasherOf(s Store) (hasher, bool) {
+	for {
+		if h, ok := s.(hasher); ok {
+			return h, true
+		}
+		w, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			return nil, false
+		}
+		s = w.Unwrap()
+	}
+}
+
+// Push uploads the local snapshot at localPath (an archive with its .sha256
+// beside it) to s under its base name, then confirms it: the stored size must
+// match (List), the archive is re-hashed where the store can do so cheaply
+// (file://), and only then is the .sha256 uploaded — last — and read back. So
+// the snapshot is listed on s (ListSnapshots) only once it is complete.
+// A snapshot already present with the same checksum is not uploaded again.
+// Retries come from a WithRetry wrapper in s (the local file is re-read);
+// the local snapshot is never modified.
+func Push(ctx context.Context, s Store, localPath string) (rs RemoteSnapshot, err error) {
+	return push(ctx, s, localPath, nil)
+}
+
+// push is Push with a hook wrapping the archive reader (tests).
+func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io.Reader) (rs RemoteSnapshot, err error) {
+	if m, ok := instrumentedOf(s); ok {
+		defer func() { m.pushed(err) }()
+	}
+	base := filepath.Base(localPath)
+	n, t, comp, ok := ParseSnapshotName(base)
+	if !ok {
+		return rs, fmt.Errorf("push %s to %s: not a snapshot name (<name>-<YYYYMMDDTHHMMSSZ>.tar[.gz|.zst])", localPath, s.Name())
+	}
+	sb, err := os.ReadFile(localPath + sumSuffix)
+	if err != nil {
+		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
+	}
+	digest, err := parseSumFile(sb, base)
+	if err != nil {
+		return rs, fmt.Errorf("push %s to %s: checksum file: %w", localPath, s.Name(), err)
+	}
+	f, err := os.Open(localPath)
+	if err != nil {
+		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
+	}
+	size := fi.Size()
+	rs = RemoteSnapshot{Key: base, Name: n, Time: t, Size: size, Compression: comp, Remote: s.Name()}
+
+	// Already there? Then nothing to do; a different .sha256 is removed first,
+	// so that the snapshot is not listed while its archive is replaced.
+	objs, err := s.List(ctx, base)
+	if err != nil {
+		return rs, err
+	}
+	var archive, sum *Object
+	for i := range objs {
+		switch objs[i].Key {
+		case base:
+			archive = &objs[i]
+		case base + sumSuffix:
+			sum = &objs[i]
+		}
+	}
+	if sum != nil {
+		if archive != nil && archive.Size == size {
+			if got, err := readSum(ctx, s, base); err == nil && got == digest {
+				rs.Modified = archive.Modified
+				return rs, nil
+			}
+		}
+		if err := s.Delete(ctx, base+sumSuffix); err != nil {
+			return rs, err
+		}
+	}
+
+	var r io.Reader = f
+	if wrap != nil {
+		r = wrap(f)
+	}
+	if err := s.Put(ctx, base, r, size); err != nil {
+		return rs, err
+	}
+	if err := confirmSize(ctx, s, base, size, &rs); err != nil {
+		return rs, err
+	}
+	if h, ok := hasherOf(s); ok {
+		got, err := h.SHA256(ctx, base)
+		if err != nil {
+			return rs, err
+		}
+		if got != digest {
+			return rs, fmt.Errorf("%s: push %s: %w: stored archive hashes to %s, local .sha256 says %s", s.Name(), base, ErrChecksum, got, digest)
+		}
+	}
+	if err := s.Put(ctx, base+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
+		return rs, err
+	}
+	got, err := readSum(ctx, s, base)
+	if err != nil {
+		return rs, err
+	}
+	if got != digest {
+		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), base, ErrChecksum, got, digest)
+	}
+	return rs, nil
+}
+
+// confirmSize checks that key is listed with the given size.
+func confirmSize(ctx context.Context, s Store, key string, size int64, rs *RemoteSnapshot) error {
+	objs, err := s.List(ctx, key)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if o.Key == key {
+			if o.Size != size {
+				return fmt.Errorf("%s: push %s: stored size is %d bytes, expected %d", s.Name(), key, o.Size, size)
+			}
+			if rs != nil {
+				rs.Modified = o.Modified
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: push %s: not listed after upload", s.Name(), key)
+}
+
+// readSum reads and parses key's .sha256 on s.
+func readSum(ctx context.Context, s Store, key string) (string, error) {
+	var digest string
+	err := retryWhole(ctx, s, "get "+key+sumSuffix, func(ctx context.Context, s Store) error {
+		rc, err := s.Get(ctx, key+sumSuffix)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		b, err := limitedReadAll(rc, maxSumFile)
+		if err != nil {
+			return fmt.Errorf("%s: get %s%s: %w", s.Name(), key, sumSuffix, err)
+		}
+		digest, err = parseSumFile(b, path.Base(key))
+		if err != nil {
+			return &Error{Store: s.Name(), Op: "get", Key: key + sumSuffix, Err: err, permanent: true}
+		}
+		return nil
+	})
+	return digest, err
+}
+
+// PushStream uploads a snapshot produced on the fly (no local copy) to s under
+// key, hashing it on the way, then confirms the stored size and uploads the
+// .sha256 last. Memory stays within the store's streaming bound. The source
+// cannot be re-read, so a failure is not retried here: take a new snapshot.
+func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs RemoteSnapshot, err error) {
+	if m, ok := instrumentedOf(s); ok {
+		defer func() { m.pushed(err) }()
+	}
+	n, t, comp, ok := ParseSnapshotName(key)
+	if !ok {
+		return rs, fmt.Errorf("push %s to %s: not a snapshot name", key, s.Name())
+	}
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(r, h)}
+	if err := s.Put(ctx, key, cr, -1); err != nil {
+		return rs, err
+	}
+	rs = RemoteSnapshot{Key: key, Name: n, Time: t, Size: cr.n, Compression: comp, Remote: s.Name()}
+	if err := confirmSize(ctx, s, key, cr.n, &rs); err != nil {
+		return rs, err
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+	sb := sumFile(digest, key)
+	if err := s.Put(ctx, key+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
+		return rs, err
+	}
+	got, err := readSum(ctx, s, key)
+	if err != nil {
+		return rs, err
+	}
+	if got != digest {
+		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), key, ErrChecksum, got, digest)
+	}
+	return rs, nil
+}
+
+// countingReader counts the bytes read.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Fetch downloads the snapshot key and its .sha256 from s into dstDir and
+// checks the checksum. Both are written to temporary names first
+// (".<key>.tmp-*", which package snapshot ignores and cleans up); the
+// .sha256 is renamed into place before the archive, so a listed local archive
+// always has its checksum. It returns the local archive path. A download
+// failing midway is retried whole under s's retry policy; a checksum mismatch
+// is not retried and leaves nothing behind.
+func Fetch(ctx context.Context, s Store, key, dstDir string) (localPath string, err error) {
+	if err := checkKey(key); err != nil || strings.Contains(key, "/") {
+		return "", fmt.Errorf("%s: fetch %q: not a top-level key", s.Name(), key)
+	}
+	final := filepath.Join(dstDir, key)
+	err = retryWhole(ctx, s, "fetch "+key, func(ctx context.Context, s Store) error {
+		return fetch(ctx, s, key, dstDir, final)
+	})
+	if err != nil {
+		return "", err
+	}
+	return final, nil
+}
+
+func fetch(ctx context.Context, s Store, key, dstDir, final string) (err error) {
+	digest, err := readSum(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dstDir, 0o755); err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", key, s.Name(), err)
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(dstDir, "."+key+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", key, s.Name(), err)
+	}
+	var sumTmp *os.File
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			if sumTmp != nil {
+				sumTmp.Close()
+				os.Remove(sumTmp.Name())
+			}
+		}
+	}()
+	h := sha256.New()
+	// A plain writer and a large buffer: one big read per request (SFTP).
+	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), ctxReader{ctx, rc}, make([]byte, 1<<20)); err != nil {
+		if ctx.Err() == nil {
+			var se *Error
+			if !errors.As(err, &se) {
+				err = &Error{Store: s.Name(), Op: "get", Key: key, Err: err}
+			}
+		}
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		return fmt.Errorf("%s: fetch %s: %w: downloaded archive hashes to %s, its .sha256 says %s", s.Name(), key, ErrChecksum, got, digest)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if sumTmp, err = os.CreateTemp(dstDir, "."+key+sumSuffix+".tmp-*"); err != nil {
+		return fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if _, err = sumTmp.Write(sumFile(digest, key)); err == nil {
+		err = sumTmp.Sync()
+	}
+	if err == nil {
+		err = sumTmp.Close()
+	}
+	if err == nil {
+		err = os.Rename(sumTmp.Name(), final+sumSuffix)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), final)
+	}
+	if err != nil {
+		os.Remove(final + sumSuffix)
+		return fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if d, derr := os.Open(dstDir); derr == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// DeleteSnapshot removes the snapshot key from s: the archive, then its .sha256.
+func DeleteSnapshot(ctx context.Context, s Store, key string) error {
+	if err := s.Delete(ctx, key); err != nil {
+		return err
+	}
+	return s.Delete(ctx, key+sumSuffix)
+}
+
+// OpenAll opens every remote of cfg, each wrapped for production use:
+// WithRetry(WithMetrics(backend)) (metrics only when set is not nil). It
+// returns the stores it could open, in order, and an error joining the
+// failures of the others, so that one bad remote does not stop the rest.
+func OpenAll(ctx context.Context, cfg Config, set *metrics.Set, log *zap.Logger) ([]Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var out []Store
+	var errs []error
+	for _, u := range cfg.URLs() {
+		s, err := Open(ctx, u, cfg, log)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if set != nil {
+			s = WithMetrics(s, set, log)
+		}
+		out = append(out, WithRetry(s, cfg.Policy(), log))
+	}
+	return out, errors.Join(errs...)
+}
+
+// CloseAll closes every store, returning the first error.
+func CloseAll(stores []Store) error {
+	var first error
+	for _, s := range stores {
+		if err := s.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Rotate applies the retention policy p to the snapshots named name on s
+// (never to other names or instances) and deletes those it does not keep,
+// oldest last; it returns the deleted keys. A failed deletion stops it.
+func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now time.Time) ([]string, error) {
+	snaps, err := ListSnapshots(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	in := make([]rotation.Snapshot, len(snaps))
+	for i, r := range snaps {
+		in[i] = rotation.Snapshot{Name: r.Key, Time: r.Time}
+	}
+	var deleted []string
+	for _, d := range rotation.Decide(in, p, now).Delete {
+		if err := DeleteSnapshot(ctx, s, d.Name); err != nil {
+			return deleted, err
+		}
+		deleted = append(deleted, d.Name)
+	}
+	return deleted, nil
+}

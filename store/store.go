@@ -1,0 +1,309 @@
+// Package store pushes snapshots to remote stores and brings them back:
+// a mounted directory (file://), S3 and S3-compatible servers (s3://), SFTP
+// (sftp://), Azure Blob Storage (azure://) and Google Cloud Storage (gs://).
+//
+// Every backend implements the small Store interface; retries and metrics are
+// wrappers around any Store (WithRetry, WithMetrics). The snapshot helpers
+// (Push, PushStream, ListSnapshots, Fetch, DeleteSnapshot) work on any Store
+// and keep one rule: a snapshot is present on a remote only when its .sha256
+// is, and the .sha256 is uploaded last, after the archive is confirmed — so a
+// partial upload is never listed as a snapshot.
+//
+// Credentials never appear in Name(), in errors or in logs: URL passwords and
+// secret query parameters are redacted, and error texts from the client
+// libraries are scrubbed of the secrets the store was opened with.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"snapvisor/config"
+)
+
+// Object is one stored object.
+type Object struct {
+	Key      string    // relative to the store's prefix, '/'-separated
+	Size     int64     // bytes
+	Modified time.Time // as reported by the store
+}
+
+// Store is a remote (or mounted) place for snapshots. Keys are relative to the
+// URL's path or prefix, '/'-separated, without "." or ".." elements.
+type Store interface {
+	// Name is the store's URL with credentials redacted; errors and logs use it.
+	Name() string
+	// Put stores r under key. size is the exact length, or -1 when unknown
+	// (streaming, with bounded memory). It is atomic: a failed or partial
+	// upload is never visible under key, and a complete one replaces any
+	// previous object at once.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	// Get opens key for reading; a missing key gives an error matching fs.ErrNotExist.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// List returns every object whose key starts with prefix ("" for all),
+	// sorted by key. Upload temporaries are never listed.
+	List(ctx context.Context, prefix string) ([]Object, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Close releases connections; the store must not be used afterwards.
+	Close() error
+}
+
+// AcceptedURLs describes the accepted remote URLs, for configuration errors.
+const AcceptedURLs = "comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, " +
+	"sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix"
+
+// Open opens the store for rawURL. The result is a bare backend: wrap it with
+// WithRetry (and WithMetrics) for production use, or use OpenAll.
+func Open(ctx context.Context, rawURL string, cfg Config, log *zap.Logger) (Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	u, err := parseRemote(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "file":
+		return openFile(u)
+	case "s3":
+		return openS3(ctx, u, cfg, log)
+	case "sftp":
+		return openSFTP(ctx, u, cfg, log)
+	case "azure":
+		return openAzure(ctx, u, cfg, log)
+	case "gs":
+		return openGCS(ctx, u, cfg, log)
+	}
+	return nil, invalidRemote(rawURL, fmt.Errorf("unknown scheme %q", u.Scheme))
+}
+
+// parseRemote parses and checks a remote URL; errors are *config.Error for SNAPVISOR_REMOTES.
+func parseRemote(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil {
+		return nil, invalidRemote(rawURL, errors.New("not a URL"))
+	}
+	if u.Opaque != "" {
+		return nil, invalidRemote(rawURL, errors.New("expected scheme://host/path"))
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, invalidRemote(rawURL, errors.New("file URLs take an absolute path: file:///path"))
+		}
+		if u.Path == "" || u.Path == "/" {
+			return nil, invalidRemote(rawURL, errors.New("file URL without a directory"))
+		}
+	case "s3", "gs", "azure":
+		if u.Host == "" {
+			return nil, invalidRemote(rawURL, errors.New("missing bucket or container name"))
+		}
+		if u.User != nil {
+			return nil, invalidRemote(rawURL, errors.New("credentials do not belong in the URL; use the environment"))
+		}
+	case "sftp":
+		if u.Hostname() == "" {
+			return nil, invalidRemote(rawURL, errors.New("missing host"))
+		}
+		if u.Path == "" {
+			return nil, invalidRemote(rawURL, errors.New("missing path: sftp://user@host:port/path"))
+		}
+	case "":
+		return nil, invalidRemote(rawURL, errors.New("missing scheme"))
+	default:
+		return nil, invalidRemote(rawURL, fmt.Errorf("unknown scheme %q", u.Scheme))
+	}
+	if u.Scheme == "s3" {
+		if v := u.Query().Get("tls"); v != "" && v != "true" && v != "false" {
+			return nil, invalidRemote(rawURL, errors.New("tls must be true or false"))
+		}
+	}
+	return u, nil
+}
+
+func invalidRemote(rawURL string, err error) error {
+	e := config.Invalid("REMOTES", Redact(rawURL), AcceptedURLs)
+	e.Err = err
+	return e
+}
+
+// secretParam matches query parameter names whose values are credentials.
+var secretParam = regexp.MustCompile(`(?i)(secret|password|passwd|token|key|sig|signature|credential|auth)`)
+
+// userinfoRE and rawSecretRE find userinfo and secret parameters in strings
+// that are not parseable URLs.
+var (
+	userinfoRE  = regexp.MustCompile(`[^/?#\s]*@`)
+	rawSecretRE = regexp.MustCompile(`(?i)((?:secret|password|passwd|token|key|sig|signature|credential|auth)[^=&\s]*=)[^&\s]*`)
+)
+
+// Redact returns rawURL with its password and secret query parameters replaced
+// by "***"; the user name stays (it identifies, it does not authenticate).
+func Redact(rawURL string) string {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil {
+		return rawSecretRE.ReplaceAllString(userinfoRE.ReplaceAllString(rawURL, "***@"), "${1}***")
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "***")
+		}
+	}
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		secret := err != nil
+		for k := range q {
+			if secretParam.MatchString(k) {
+				q[k] = []string{"***"}
+				secret = true
+			}
+		}
+		if secret {
+			u.RawQuery = strings.NewReplacer("%2A", "*").Replace(q.Encode())
+		}
+	}
+	return u.String()
+}
+
+// Error is an operation on a store that failed. Its text names the store
+// (credentials redacted) and is scrubbed of the store's secrets.
+type Error struct {
+	Store     string // Name() of the store
+	Op        string // put, get, list, delete, open, ...
+	Key       string // the key, if any
+	Err       error
+	permanent bool
+	scrub     func(string) string
+}
+
+func (e *Error) Error() string {
+	msg := e.Err.Error()
+	if e.scrub != nil {
+		msg = e.scrub(msg)
+	}
+	if e.Key != "" {
+		return fmt.Sprintf("%s: %s %s: %s", e.Store, e.Op, e.Key, msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Store, e.Op, msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether retrying err cannot help: a missing object,
+// refused credentials, a missing bucket, an unknown host key, a bad key.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, context.Canceled) || errors.Is(err, errChecksum) {
+		return true
+	}
+	var e *Error
+	if errors.As(err, &e) && e.permanent {
+		return true
+	}
+	var ce *config.Error
+	return errors.As(err, &ce)
+}
+
+// errBadKey is returned for keys that are empty, absolute or contain . or .. elements.
+var errBadKey = errors.New("invalid key")
+
+func checkKey(key string) error {
+	if key == "" || !fs.ValidPath(key) || key == "." || strings.Contains(key, "\\") {
+		return fmt.Errorf("%w %q", errBadKey, key)
+	}
+	return nil
+}
+
+// scrubber returns a function replacing every non-empty secret in a text.
+func scrubber(secrets ...string) func(string) string {
+	var pairs []string
+	for _, s := range secrets {
+		if len(s) >= 4 { // shorter strings would mangle ordinary text
+			pairs = append(pairs, s, "[redacted]")
+		}
+	}
+	r := strings.NewReplacer(pairs...)
+	return func(msg string) string {
+		msg = r.Replace(msg)
+		return sigRE.ReplaceAllString(msg, "${1}***")
+	}
+}
+
+// sigRE finds signature-like query parameters in error texts (SAS tokens, presigned URLs).
+var sigRE = regexp.MustCompile(`(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token)=)[^&\s"']+`)
+
+// tempPrefix marks upload temporaries of the directory-like stores (file, sftp):
+// ".<base>.tmp-<random>", the pattern the snapshot package also skips.
+func isTemp(base string) bool {
+	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
+}
+
+// limitedReadAll reads at most n bytes of r; more is an error.
+func limitedReadAll(r io.Reader, n int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, n+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > n {
+		return nil, fmt.Errorf("larger than %d bytes", n)
+	}
+	return b, nil
+}
+
+func errShort(n, size int64) error {
+	return fmt.Errorf("source gave %d bytes, expected %d", n, size)
+}
+
+// exactly returns r checked against size (unless size < 0): a short source
+// fails with io.ErrUnexpectedEOF instead of ending, a longer one fails too, so
+// that an upload is aborted rather than committed with the wrong length.
+func exactly(r io.Reader, size int64) io.Reader {
+	if size < 0 {
+		return r
+	}
+	return &sizedReader{r: r, left: size, size: size}
+}
+
+type sizedReader struct {
+	r          io.Reader
+	left, size int64
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		// Probe for extra bytes before reporting the end.
+		var one [1]byte
+		n, err := s.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("source is longer than %d bytes", s.size)
+		}
+		if err == nil || err == io.EOF {
+			return 0, io.EOF
+		}
+		return 0, err
+	}
+	if int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
+	if err == io.EOF && s.left > 0 {
+		return n, fmt.Errorf("%w: source gave %d bytes, expected %d", io.ErrUnexpectedEOF, s.size-s.left, s.size)
+	}
+	if err == io.EOF {
+		err = nil // reported on the next call, after the probe
+	}
+	return n, err
+}
