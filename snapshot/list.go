@@ -1,0 +1,127 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// TimeLayout is the UTC time stamp in snapshot file names.
+const TimeLayout = "20060102T150405Z"
+
+// Info describes one snapshot file.
+type Info struct {
+	Name        string    `json:"name"`        // file base name, e.g. snapshot-20250101T000000Z.tar.gz
+	Path        string    `json:"path"`        // full path of the archive
+	Time        time.Time `json:"time"`        // creation time (UTC, from the name)
+	Size        int64     `json:"size"`        // archive size in bytes
+	Compression string    `json:"compression"` // gzip, zstd or none
+	SHA256      string    `json:"sha256"`      // hex checksum from the .sha256 file
+
+	// Set by Create only (zero from List).
+	Files   int64 `json:"files,omitempty"`   // regular files and hardlinks stored
+	Bytes   int64 `json:"bytes,omitempty"`   // content bytes stored (before compression)
+	Changed int64 `json:"changed,omitempty"` // files that grew or shrank while read
+	Skipped int64 `json:"skipped,omitempty"` // FIFOs, sockets and devices left out
+}
+
+// snapshotRE matches snapshot archive names: prefix, time stamp, extension.
+var snapshotRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z)(\.tar(?:\.gz|\.zst)?)$`)
+
+// tempRE matches the temporary files Create leaves behind when it crashes.
+var tempRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]*-\d{8}T\d{6}Z\.tar(?:\.gz|\.zst)?(?:\.sha256)?\.tmp-.*$`)
+
+// parseName splits a snapshot file name; ok is false for any other name.
+func parseName(base string) (name string, t time.Time, compression string, ok bool) {
+	m := snapshotRE.FindStringSubmatch(base)
+	if m == nil {
+		return "", time.Time{}, "", false
+	}
+	t, err := time.Parse(TimeLayout, m[2])
+	if err != nil {
+		return "", time.Time{}, "", false
+	}
+	switch m[3] {
+	case ".tar.gz":
+		compression = CompressionGzip
+	case ".tar.zst":
+		compression = CompressionZstd
+	default:
+		compression = CompressionNone
+	}
+	return m[1], t.UTC(), compression, true
+}
+
+// readChecksum reads "<archive>.sha256" and returns the hex digest; the file
+// must be one sha256sum line naming the archive's base name.
+func readChecksum(archive string) (string, error) {
+	sumPath := archive + ".sha256"
+	b, err := os.ReadFile(sumPath)
+	if err != nil {
+		return "", fmt.Errorf("checksum file: %w", err)
+	}
+	line, rest, found := bytes.Cut(b, []byte("\n"))
+	if !found || len(rest) != 0 {
+		return "", fmt.Errorf("checksum file %s: not a single complete sha256sum line", sumPath)
+	}
+	sum, name, found := strings.Cut(string(line), "  ")
+	if !found {
+		sum, name, found = strings.Cut(string(line), " *")
+	}
+	if !found || len(sum) != 64 {
+		return "", fmt.Errorf("checksum file %s: not in sha256sum format", sumPath)
+	}
+	if _, err := hex.DecodeString(sum); err != nil {
+		return "", fmt.Errorf("checksum file %s: bad digest: %w", sumPath, err)
+	}
+	if name != filepath.Base(archive) {
+		return "", fmt.Errorf("checksum file %s names %q, not %q", sumPath, name, filepath.Base(archive))
+	}
+	return strings.ToLower(sum), nil
+}
+
+// List returns the complete snapshots in dir named <name>-<time>.tar[.gz|.zst]
+// (any name when name is ""), newest first. A snapshot is complete when its
+// .sha256 file is one complete sha256sum line naming it; temporary files and
+// archives without a valid checksum file are not listed. A missing dir lists nothing.
+func List(dir, name string) ([]Info, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots in %s: %w", dir, err)
+	}
+	var out []Info
+	for _, e := range entries {
+		n, t, comp, ok := parseName(e.Name())
+		if !ok || (name != "" && n != name) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		sum, err := readChecksum(p)
+		if err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, Info{Name: e.Name(), Path: p, Time: t, Size: fi.Size(), Compression: comp, SHA256: sum})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.After(out[j].Time)
+		}
+		return out[i].Name > out[j].Name
+	})
+	return out, nil
+}

@@ -1,0 +1,58 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Format identifies the snapshot layout in Manifest.Format.
+const Format = "snapvisor-snapshot/1"
+
+// Manifest is the archive's first entry (ManifestName): what is known before the walk.
+type Manifest struct {
+	Format      string           `json:"format"`
+	Version     string           `json:"version"`
+	Host        string           `json:"host"`
+	Created     time.Time        `json:"created"`
+	Sources     []ManifestSource `json:"sources"`
+	Exclude     []string         `json:"exclude,omitempty"`
+	Compression string           `json:"compression"`
+	Level       int              `json:"level,omitempty"`
+}
+
+// ManifestSource maps a source path to its top-level directory in the archive.
+type ManifestSource struct {
+	Path string `json:"path"` // absolute source path at creation
+	Dir  string `json:"dir"`  // top-level archive directory (the path's base name)
+}
+
+// Summary is the archive's last entry (SummaryName): counts known only at the end of the walk.
+type Summary struct {
+	Files     int64     `json:"files"`     // regular files with content
+	Hardlinks int64     `json:"hardlinks"` // extra names of an already stored file
+	Dirs      int64     `json:"dirs"`      // directories, source roots included
+	Symlinks  int64     `json:"symlinks"`  // symbolic links
+	Bytes     int64     `json:"bytes"`     // content bytes stored
+	Changed   int64     `json:"changed"`   // files that changed while read (stored size is the stat size)
+	Skipped   int64     `json:"skipped"`   // FIFOs, sockets and devices left out
+	Finished  time.Time `json:"finished"`
+}
+
+// writeJSONEntry writes v as a top-level regular file entry.
+func writeJSONEntry(tw *tar.Writer, name string, v any, t time.Time) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	b = append(b, '\n')
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: t.Truncate(time.Second), Format: tar.FormatPAX}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write %s header: %w", name, err)
+	}
+	if _, err := tw.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,556 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// ErrRefused is wrapped by errors reporting an archive entry that restore refuses
+// (escaping the target, writing through a symlink, device nodes).
+var ErrRefused = errors.New("refused")
+
+// RestoreOptions tune Restore.
+type RestoreOptions struct {
+	// DiscardCurrent removes the current contents after the swap instead of
+	// keeping them as <target>.pre-restore-<UTC time>.
+	DiscardCurrent bool
+	// Now gives the time in the pre-restore name; time.Now when nil.
+	Now func() time.Time
+}
+
+// Restore restores the snapshot at path into the source directories of cfg.
+// It extracts every source into a hidden staging directory beside it (same
+// parent), refusing entries that would escape it, while computing the
+// archive's sha256; only when the whole archive is extracted, read to its end
+// and matches its .sha256 (and the staging data is synced) does it swap each
+// staging directory into place: the current directory is renamed to
+// <target>.pre-restore-<UTC YYYYMMDDTHHMMSSZ> (removed after the swap when
+// DiscardCurrent) and the staging directory takes its name (a mount point
+// is staged inside and its entries swapped; see the package documentation). On any error the
+// staging directories are removed and the targets are untouched. Ownership is
+// restored when running as root. Errors name the archive, the entry and the fault.
+func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger) error {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	start := time.Now()
+	log = log.With(zap.String("archive", path))
+	want, err := readChecksum(path)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+
+	x := &extractor{roots: map[string]string{}, targets: map[string]string{}, inside: map[string]bool{}, dirs: map[string]bool{}, rootSeen: map[string]bool{},
+		chown: os.Geteuid() == 0, buf: make([]byte, readBufSize), zero: make([]byte, zeroChunkBytes), log: log}
+	defer x.cleanup()
+	for _, src := range cfg.Sources {
+		target, err := filepath.Abs(src)
+		if err != nil {
+			return fmt.Errorf("restore: source %s: %w", src, err)
+		}
+		parent := filepath.Dir(target)
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		top := sourceBase(target)
+		// A mount point cannot be renamed: stage inside it and swap its entries.
+		inside, err := isMountPoint(target)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		stagingParent, pattern := parent, "."+filepath.Base(target)+".restore-*"
+		if inside {
+			stagingParent, pattern = target, stagingPrefix+"*"
+			x.inside[top] = true
+		}
+		removeStaleStaging(stagingParent, pattern, log)
+		staging, err := os.MkdirTemp(stagingParent, pattern)
+		if err != nil {
+			return fmt.Errorf("restore: create staging directory: %w", err)
+		}
+		x.roots[top] = staging
+		x.targets[top] = target
+		x.dirs[staging] = true
+	}
+
+	// The checksum is computed while the archive is read (on another
+	// goroutine) and checked before anything is swapped.
+	in := &countingReader{r: f}
+	stopProgress := startProgress(log, "restore progress", progressEvery, &in.n, nil, start)
+	stopFlusher := x.startFlusher()
+	s, err := readVerified(ctx, f, in, want, compressionOf(path), x.entry)
+	stopProgress()
+	if ferr := stopFlusher(); err == nil && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	log.Info("restore: checksum verified and archive read to its end", zap.String("sha256", want))
+	for top, target := range x.targets {
+		if !s.tops[top] {
+			return fmt.Errorf("restore %s: the archive has no directory %q for source %s (it holds %s)", path, top+"/", target, strings.Join(sortedKeys(s.tops), ", "))
+		}
+	}
+	if err := x.finishDirs(); err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	extracted := time.Now()
+	for _, staging := range x.roots {
+		if err := syncFS(staging); err != nil {
+			return fmt.Errorf("restore %s: %w", path, err)
+		}
+	}
+	log.Debug("restore: extracted and synced", zap.Duration("extract", extracted.Sub(start)), zap.Duration("sync", time.Since(extracted)))
+	if m := s.manifest; m != nil {
+		log.Info("restore: archive extracted", zap.String("created", m.Created.Format(time.RFC3339)), zap.String("host", m.Host),
+			zap.String("version", m.Version), zap.Int64("files", s.counted.Files), zap.Int64("bytes", s.counted.Bytes))
+	}
+
+	stamp := opts.Now().UTC().Format(TimeLayout)
+	var undos []func()
+	rollback := func() {
+		for i := len(undos) - 1; i >= 0; i-- {
+			undos[i]()
+		}
+	}
+	var previous []string
+	for _, top := range sortedKeys(x.targets) {
+		target, staging := x.targets[top], x.roots[top]
+		swap := swapRename
+		if x.inside[top] {
+			swap = swapEntries
+		}
+		prev, undo, err := swap(target, staging, stamp, log)
+		if err != nil {
+			rollback()
+			return fmt.Errorf("restore %s: swap into place: %w", path, err)
+		}
+		inside := x.inside[top]
+		if !inside {
+			delete(x.roots, top) // staging is the target now
+		}
+		undos = append(undos, func() {
+			if undo() && !inside {
+				x.roots[top] = staging // back at its path: removed by cleanup
+			}
+		})
+		if prev != "" {
+			previous = append(previous, prev)
+		}
+	}
+	for _, prev := range previous {
+		if opts.DiscardCurrent {
+			// Removing a copy kept inside a mount point changes its times: keep the restored ones.
+			parent, err := os.Lstat(filepath.Dir(prev))
+			makeRemovable(prev)
+			if err := os.RemoveAll(prev); err != nil {
+				log.Warn("restore: cannot remove the previous contents", zap.String("path", prev), zap.Error(err))
+			}
+			if err == nil && strings.HasPrefix(filepath.Base(prev), preRestorePrefix) {
+				if st, ok := parent.Sys().(*syscall.Stat_t); ok {
+					ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
+					_ = unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Dir(prev), ts, unix.AT_SYMLINK_NOFOLLOW)
+				}
+			}
+			continue
+		}
+		log.Info("restore: previous contents kept", zap.String("previous", prev))
+	}
+	log.Info("restore complete", zap.Strings("targets", cfg.Sources), zap.Int64("files", s.counted.Files),
+		zap.Int64("bytes", s.counted.Bytes), zap.Duration("elapsed", time.Since(start)))
+	return nil
+}
+
+// countingReader counts bytes read through it for the progress logger.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("sync file system of %s: %w", dir, err)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type dirMeta struct {
+	path string
+	hdr  *tar.Header
+}
+
+// extractor writes archive entries into staging directories.
+type extractor struct {
+	roots    map[string]string // top-level archive directory -> staging directory (removed on cleanup)
+	targets  map[string]string // top-level archive directory -> target
+	inside   map[string]bool   // top-level archive directories staged inside their (mount point) target
+	dirs     map[string]bool   // staging paths known to be real directories
+	rootSeen map[string]bool   // staging directories whose own entry was in the archive
+	meta     []dirMeta         // directory metadata, applied after their content
+	chown    bool
+	buf      []byte
+	zero     []byte
+	log      *zap.Logger
+	flush    chan *os.File // files handed to the flusher goroutine
+}
+
+func (x *extractor) cleanup() {
+	for _, staging := range x.roots {
+		// Directories restored as 0000 are still removable by root; make them
+		// writable for everyone else.
+		makeRemovable(staging)
+		os.RemoveAll(staging)
+	}
+}
+
+// resolve maps a normalised entry name to its staging path, refusing names that could escape.
+func (x *extractor) resolve(name string) (string, string, error) {
+	if name == "" || name == "." {
+		return "", "", fmt.Errorf("%w: the archive's own root; a snapshot holds one top-level directory per source (e.g. made with tar -C /srv data)", ErrRefused)
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", "", fmt.Errorf("%w: absolute path", ErrRefused)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", "", fmt.Errorf("%w: path with \"..\"", ErrRefused)
+		}
+	}
+	clean := path.Clean(name)
+	top, rest, _ := strings.Cut(clean, "/")
+	root, ok := x.roots[top]
+	if !ok {
+		return "", "", fmt.Errorf("%w: outside the source directories (%s)", ErrRefused, strings.Join(sortedKeys(x.roots), "/, ")+"/")
+	}
+	return root, rest, nil
+}
+
+// parents makes sure every parent of rest inside root is a real directory,
+// creating missing ones, and refuses to go through a symlink or a file.
+func (x *extractor) parents(root, rest string) error {
+	dir := root
+	comps := strings.Split(rest, "/")
+	for _, c := range comps[:len(comps)-1] {
+		dir = filepath.Join(dir, c)
+		if x.dirs[dir] {
+			continue
+		}
+		fi, err := os.Lstat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%w: it would be written through the symlink %s", ErrRefused, strings.TrimPrefix(dir, root+"/"))
+		case !fi.IsDir():
+			return fmt.Errorf("parent %s is not a directory", strings.TrimPrefix(dir, root+"/"))
+		}
+		x.dirs[dir] = true
+	}
+	return nil
+}
+
+// clear removes what is at p unless it is a directory (an error: entries do not replace directories).
+func (x *extractor) clear(p string) error {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("it would replace a directory")
+	}
+	return os.Remove(p)
+}
+
+func (x *extractor) entry(hdr *tar.Header, name string, tr *tar.Reader) error {
+	if err := x.extract(hdr, name, tr); err != nil {
+		return &entryError{entry: hdr.Name, err: err}
+	}
+	return nil
+}
+
+func (x *extractor) extract(hdr *tar.Header, name string, tr *tar.Reader) error {
+	switch hdr.Typeflag {
+	case tar.TypeChar, tar.TypeBlock:
+		return fmt.Errorf("%w: device node", ErrRefused)
+	case tar.TypeFifo:
+		x.log.Warn("restore: skipping FIFO entry", zap.String("entry", hdr.Name))
+		return nil
+	}
+	root, rest, err := x.resolve(name)
+	if err != nil {
+		return err
+	}
+	dst := root
+	if rest != "" {
+		dst = filepath.Join(root, rest)
+		if err := x.parents(root, rest); err != nil {
+			return err
+		}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if rest != "" && !x.dirs[dst] {
+			fi, err := os.Lstat(dst)
+			if err == nil && !fi.IsDir() {
+				if err := os.Remove(dst); err != nil {
+					return err
+				}
+				err = fs.ErrNotExist
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				if err := os.Mkdir(dst, 0o700); err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			}
+			x.dirs[dst] = true
+		}
+		x.meta = append(x.meta, dirMeta{dst, hdr})
+		if rest == "" {
+			x.rootSeen[root] = true
+		}
+		return nil
+	case tar.TypeReg, tar.TypeGNUSparse:
+		if rest == "" {
+			return fmt.Errorf("a file where the source directory belongs")
+		}
+		if err := x.clear(dst); err != nil {
+			return err
+		}
+		if err := x.writeFile(dst, hdr, tr); err != nil {
+			return err
+		}
+		return x.setMeta(dst, hdr, false)
+	case tar.TypeLink:
+		lroot, lrest, err := x.resolve(entryName(hdr.Linkname))
+		if err != nil {
+			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+		}
+		if lrest == "" {
+			return fmt.Errorf("hardlink to a source directory")
+		}
+		if err := x.parents(lroot, lrest); err != nil {
+			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+		}
+		old := filepath.Join(lroot, lrest)
+		fi, err := os.Lstat(old)
+		if err != nil {
+			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("hardlink to a directory")
+		}
+		if rest == "" {
+			return fmt.Errorf("a hardlink where the source directory belongs")
+		}
+		if err := x.clear(dst); err != nil {
+			return err
+		}
+		return os.Link(old, dst)
+	case tar.TypeSymlink:
+		if rest == "" {
+			return fmt.Errorf("a symlink where the source directory belongs")
+		}
+		if err := x.clear(dst); err != nil {
+			return err
+		}
+		if err := os.Symlink(hdr.Linkname, dst); err != nil {
+			return err
+		}
+		return x.setMeta(dst, hdr, true)
+	}
+	return fmt.Errorf("%w: unsupported entry type %q", ErrRefused, string(hdr.Typeflag))
+}
+
+// writeFile writes an entry's content; runs of zeros become holes, so sparse files stay sparse.
+func (x *extractor) writeFile(dst string, hdr *tar.Header, tr *tar.Reader) error {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	var off, end int64
+	for {
+		n, rerr := io.ReadFull(tr, x.buf)
+		b := x.buf[:n]
+		for len(b) > 0 {
+			// Coalesce a run of non-zero chunks into one write; skip zero chunks.
+			c := min(len(b), len(x.zero))
+			if bytes.Equal(b[:c], x.zero[:c]) {
+				off += int64(c)
+				b = b[c:]
+				continue
+			}
+			run := c
+			for run < len(b) {
+				c2 := min(len(b)-run, len(x.zero))
+				if bytes.Equal(b[run:run+c2], x.zero[:c2]) {
+					break
+				}
+				run += c2
+			}
+			if _, err := f.WriteAt(b[:run], off); err != nil {
+				f.Close()
+				return err
+			}
+			off += int64(run)
+			end = off
+			b = b[run:]
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			if off != hdr.Size {
+				f.Close()
+				return fmt.Errorf("%w: content ends after %d of %d bytes", ErrCorrupt, off, hdr.Size)
+			}
+			break
+		}
+		if rerr != nil {
+			f.Close()
+			return fmt.Errorf("%w: %v", ErrCorrupt, rerr)
+		}
+	}
+	if end < off {
+		if err := f.Truncate(off); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if end > 0 && x.flush != nil {
+		// Start writeback now, off this goroutine, so that the syncfs before
+		// the swap has little left to wait for. The flusher closes f.
+		x.flush <- f
+		return nil
+	}
+	return f.Close()
+}
+
+// startFlusher starts the goroutine that starts writeback of written files
+// and closes them; stop waits for it and returns the first close error.
+func (x *extractor) startFlusher() (stop func() error) {
+	ch := make(chan *os.File, 256)
+	x.flush = ch
+	done := make(chan error, 1)
+	go func() {
+		var first error
+		for f := range ch {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			if err := f.Close(); err != nil && first == nil {
+				first = fmt.Errorf("close %s: %w", f.Name(), err)
+			}
+		}
+		done <- first
+	}()
+	return func() error {
+		close(ch)
+		x.flush = nil
+		return <-done
+	}
+}
+
+// setMeta applies ownership (as root), mode and times.
+func (x *extractor) setMeta(p string, hdr *tar.Header, symlink bool) error {
+	if x.chown {
+		if err := os.Lchown(p, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+	}
+	if !symlink {
+		if err := os.Chmod(p, fileMode(hdr.Mode)); err != nil {
+			return err
+		}
+	}
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// finishDirs applies directory metadata after their content, deepest last-seen
+// first; a source directory without its own entry gets mode 0755.
+func (x *extractor) finishDirs() error {
+	for _, root := range x.roots {
+		if !x.rootSeen[root] {
+			if err := os.Chmod(root, 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	for i := len(x.meta) - 1; i >= 0; i-- {
+		m := x.meta[i]
+		if err := x.setMeta(m.path, m.hdr, false); err != nil {
+			return &entryError{entry: m.hdr.Name, err: err}
+		}
+	}
+	return nil
+}
+
+func fileMode(mode int64) fs.FileMode {
+	m := fs.FileMode(mode & 0o777)
+	if mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}

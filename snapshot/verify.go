@@ -1,0 +1,268 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// ErrChecksum is wrapped by errors reporting that an archive does not match its .sha256.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// ErrCorrupt is wrapped by errors reporting an archive that cannot be read to its end.
+var ErrCorrupt = errors.New("corrupt, truncated or foreign archive")
+
+const (
+	readBufSize    = 1 << 20
+	gunzipBlock    = 1 << 20
+	gunzipBlocks   = 4
+	maxJSONEntry   = 1 << 20
+	zstdMaxWindow  = 128 << 20
+	zeroChunkBytes = 64 << 10
+)
+
+// Magic numbers at the start of compressed files.
+const (
+	gzipMagic = "\x1f\x8b"
+	zstdMagic = "\x28\xb5\x2f\xfd"
+)
+
+// compressionOf returns the compression a snapshot file name announces.
+func compressionOf(p string) string {
+	base := filepath.Base(p)
+	switch {
+	case strings.HasSuffix(base, ".tar.gz"), strings.HasSuffix(base, ".tgz"):
+		return CompressionGzip
+	case strings.HasSuffix(base, ".tar.zst"):
+		return CompressionZstd
+	}
+	return CompressionNone
+}
+
+// decompress returns the tar stream inside br, checking the magic number
+// against the compression the name announces.
+func decompress(br *bufio.Reader, compression string) (io.Reader, func(), error) {
+	head, _ := br.Peek(512)
+	switch compression {
+	case CompressionGzip:
+		if !strings.HasPrefix(string(head), gzipMagic) {
+			return nil, nil, fmt.Errorf("%w: not a gzip file", ErrCorrupt)
+		}
+		z, err := pgzip.NewReaderN(br, gunzipBlock, gunzipBlocks)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+		}
+		return z, func() { z.Close() }, nil
+	case CompressionZstd:
+		if !strings.HasPrefix(string(head), zstdMagic) {
+			return nil, nil, fmt.Errorf("%w: not a zstd file", ErrCorrupt)
+		}
+		z, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderConcurrency(2))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		}
+		return z, z.Close, nil
+	}
+	if len(head) < 512 || (string(head[257:262]) != "ustar") {
+		return nil, nil, fmt.Errorf("%w: not a tar file", ErrCorrupt)
+	}
+	return br, func() {}, nil
+}
+
+// scanned is what a pass over an archive's entries learned.
+type scanned struct {
+	manifest *Manifest
+	summary  *Summary
+	counted  Summary
+	tops     map[string]bool // top-level directories seen
+}
+
+// entryName normalises a tar entry name: "./" prefixes and trailing slashes removed.
+func entryName(n string) string {
+	for strings.HasPrefix(n, "./") {
+		n = n[2:]
+	}
+	return strings.TrimRight(n, "/")
+}
+
+// scanTar reads every entry of the tar stream r, decoding the manifest and
+// summary and passing other entries to fn (nil: content is skipped). It checks
+// the summary's counts against the entries read.
+func scanTar(ctx context.Context, r io.Reader, fn func(hdr *tar.Header, name string, tr *tar.Reader) error) (scanned, error) {
+	s := scanned{tops: map[string]bool{}}
+	tr := tar.NewReader(r)
+	for i := 0; ; i++ {
+		if err := ctx.Err(); err != nil {
+			return s, err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return s, fmt.Errorf("%w: reading entry %d: %v", ErrCorrupt, i+1, err)
+		}
+		name := entryName(hdr.Name)
+		if s.summary != nil {
+			return s, fmt.Errorf("%w: entry %q after the summary", ErrCorrupt, hdr.Name)
+		}
+		switch {
+		case name == ManifestName && i == 0 && hdr.Typeflag == tar.TypeReg:
+			m := &Manifest{}
+			if err := decodeJSON(tr, m); err != nil {
+				return s, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+			}
+			s.manifest = m
+			continue
+		case name == SummaryName && hdr.Typeflag == tar.TypeReg:
+			sm := &Summary{}
+			if err := decodeJSON(tr, sm); err != nil {
+				return s, fmt.Errorf("%w: summary: %v", ErrCorrupt, err)
+			}
+			s.summary = sm
+			continue
+		case hdr.Typeflag == tar.TypeXGlobalHeader:
+			continue
+		}
+		top, _, _ := strings.Cut(name, "/")
+		s.tops[top] = true
+		switch hdr.Typeflag {
+		case tar.TypeReg, tar.TypeGNUSparse:
+			s.counted.Files++
+			s.counted.Bytes += hdr.Size
+		case tar.TypeLink:
+			s.counted.Hardlinks++
+		case tar.TypeDir:
+			s.counted.Dirs++
+		case tar.TypeSymlink:
+			s.counted.Symlinks++
+		}
+		if fn != nil {
+			if err := fn(hdr, name, tr); err != nil {
+				return s, err
+			}
+		}
+	}
+	if s.manifest != nil && s.summary == nil {
+		return s, fmt.Errorf("%w: the summary entry is missing (archive incomplete)", ErrCorrupt)
+	}
+	if sm := s.summary; sm != nil {
+		c := s.counted
+		if sm.Files != c.Files || sm.Hardlinks != c.Hardlinks || sm.Dirs != c.Dirs || sm.Symlinks != c.Symlinks || sm.Bytes != c.Bytes {
+			return s, fmt.Errorf("%w: summary says %d files, %d hardlinks, %d dirs, %d symlinks, %d bytes; archive holds %d, %d, %d, %d, %d",
+				ErrCorrupt, sm.Files, sm.Hardlinks, sm.Dirs, sm.Symlinks, sm.Bytes, c.Files, c.Hardlinks, c.Dirs, c.Symlinks, c.Bytes)
+		}
+	}
+	return s, nil
+}
+
+func decodeJSON(r io.Reader, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r, maxJSONEntry))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// Verify checks the snapshot at path: its content matches its .sha256 file,
+// and the archive decompresses and reads to its end (with the summary's
+// counts matching, when it has one). Errors name the file and the fault and
+// wrap ErrChecksum or ErrCorrupt.
+func Verify(ctx context.Context, path string) error {
+	want, err := readChecksum(path)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer f.Close()
+	if _, err := readVerified(ctx, f, f, want, compressionOf(path), nil); err != nil {
+		return fmt.Errorf("verify %s: %w", path, err)
+	}
+	return nil
+}
+
+// readVerified reads the archive in f (through r, which reads f from its
+// start) to its end, passing entries to fn, while another goroutine hashes
+// the file; a checksum mismatch stops the read and takes precedence over
+// the archive errors it probably caused.
+func readVerified(ctx context.Context, f *os.File, r io.Reader, want, compression string, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
+	readCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sumc := make(chan error, 1)
+	go func() {
+		h := sha256.New()
+		_, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, math.MaxInt64), make([]byte, readBufSize))
+		if err != nil {
+			err = fmt.Errorf("read: %w", err)
+		} else if got := hex.EncodeToString(h.Sum(nil)); got != want {
+			err = fmt.Errorf("%w (file corrupted or modified: sha256 is %s, .sha256 says %s)", ErrChecksum, got, want)
+		}
+		if err != nil {
+			cancel() // no point extracting a damaged archive
+		}
+		sumc <- err
+	}()
+	s, archErr := readArchive(readCtx, r, compression, fn)
+	if sumErr := <-sumc; sumErr != nil {
+		return s, sumErr
+	}
+	if err := ctx.Err(); err != nil {
+		return s, err
+	}
+	var ee *entryError
+	if archErr != nil && !errors.As(archErr, &ee) {
+		return s, fmt.Errorf("checksum matches but the archive is unreadable: %w", archErr)
+	}
+	return s, archErr
+}
+
+// readArchive decompresses r and scans its tar stream to the end, then
+// drains the decompressor so that trailers (gzip CRC, zstd checksum) are checked.
+func readArchive(ctx context.Context, r io.Reader, compression string, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
+	br := bufio.NewReaderSize(r, readBufSize)
+	dec, closeDec, err := decompress(br, compression)
+	if err != nil {
+		return scanned{}, err
+	}
+	defer closeDec()
+	s, err := scanTar(ctx, dec, fn)
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) || ctx.Err() != nil {
+			return s, err
+		}
+		var ee *entryError
+		if errors.As(err, &ee) {
+			return s, err
+		}
+		return s, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if _, err := io.Copy(io.Discard, dec); err != nil {
+		return s, fmt.Errorf("%w: after the last entry: %v", ErrCorrupt, err)
+	}
+	return s, nil
+}
+
+// entryError is a refusal or failure tied to one archive entry.
+type entryError struct {
+	entry string
+	err   error
+}
+
+func (e *entryError) Error() string { return fmt.Sprintf("entry %q: %v", e.entry, e.err) }
+func (e *entryError) Unwrap() error { return e.err }
