@@ -25,6 +25,7 @@ type Metrics struct {
 	hookPre      *metrics.Counter
 	hookPost     *metrics.Counter
 	restarts     *metrics.Counter
+	pushFailures *metrics.Counter
 }
 
 // NewMetrics creates every metric on a fresh set.
@@ -43,6 +44,7 @@ func NewMetrics() *Metrics {
 		hookPre:      s.NewCounter(`snapvisor_hook_failures_total{hook="pre"}`),
 		hookPost:     s.NewCounter(`snapvisor_hook_failures_total{hook="post"}`),
 		restarts:     s.NewCounter("snapvisor_service_restarts_total"),
+		pushFailures: s.NewCounter("snapvisor_push_failures_total"),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"snapvisor/snapshot"
+	"snapvisor/store"
 )
 
 // ErrRestoreFailed means snapshots exist but none could be restored; the
@@ -20,7 +21,7 @@ var ErrRestoreFailed = errors.New("auto-restore failed")
 // verifies when the first source directory is missing or empty, falling back
 // to older snapshots when newer ones are corrupt. It returns the restored
 // snapshot's name, or "" when nothing had to (or could) be restored.
-func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, log *zap.Logger) (string, error) {
+func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []store.Store, log *zap.Logger) (string, error) {
 	first := cfg.Sources[0]
 	empty, err := isEmptyDir(first)
 	if err != nil {
@@ -34,9 +35,21 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, log *zap.Logger) (
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("auto-restore: list %s: %w", cfg.Dir, err)
 	}
+	if len(list) == 0 && len(remotes) > 0 {
+		// The new-node, new-volume case: no local snapshot, try the remotes in order.
+		p, err := fetchFromRemotes(ctx, remotes, cfg.Name, cfg.Dir, log)
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", ErrRestoreFailed, err)
+		}
+		if p != "" {
+			if list, err = snapshot.List(cfg.Dir, cfg.Name); err != nil {
+				return "", fmt.Errorf("auto-restore: list %s: %w", cfg.Dir, err)
+			}
+		}
+	}
 	if len(list) == 0 {
 		log.Info("auto-restore: data directory is empty and there is no snapshot: starting with empty data",
-			zap.String("source", first), zap.String("dir", cfg.Dir))
+			zap.String("source", first), zap.String("dir", cfg.Dir), zap.Int("remotes", len(remotes)))
 		return "", nil
 	}
 	discard := true // nothing to keep when every source is empty

@@ -15,6 +15,7 @@ import (
 
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -38,6 +39,7 @@ type Result struct {
 	Snapshot  string        `json:"snapshot,omitempty"`
 	Size      int64         `json:"size,omitempty"`
 	Deleted   []string      `json:"deleted,omitempty"`
+	Remotes   []PushResult  `json:"remotes,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Coalesced bool          `json:"coalesced,omitempty"` // this trigger joined a run already in progress
 }
@@ -55,6 +57,7 @@ type Runner struct {
 	env     []string
 	log     *zap.Logger
 	metrics *Metrics
+	stores  []store.Store // remotes each snapshot is pushed to
 
 	mu       sync.Mutex
 	inflight *flight
@@ -141,6 +144,7 @@ func (r *Runner) run(ctx context.Context, reason string) Result {
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
 	res.Deleted = r.rotate(log)
+	res.Remotes = r.push(ctx, info.Path, log)
 	return res
 }
 
@@ -362,5 +366,6 @@ func (r *Runner) Final(ctx context.Context) Result {
 	r.metrics.successes.Inc()
 	r.log.Info("final snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size), zap.Duration("duration", res.Duration))
 	res.Deleted = r.rotate(r.log)
+	res.Remotes = r.push(ctx, info.Path, r.log)
 	return res
 }

@@ -38,6 +38,7 @@ type S3 struct {
 	prefix       string
 	name         string
 	storageClass string
+	region       string
 	scrub        func(string) string
 }
 
@@ -50,6 +51,7 @@ func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*S3, 
 		prefix:       strings.Trim(u.Path, "/"),
 		name:         Redact(u.String()),
 		storageClass: cfg.S3StorageClass,
+		region:       q.Get("region"),
 		scrub:        scrubber(cfg.S3SecretKey.Reveal(), cfg.S3SessionToken.Reveal()),
 	}
 	if v := q.Get("storage_class"); v != "" {
@@ -156,6 +158,14 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 		opts.NumThreads = 1 // one part buffer
 	}
 	info, err := s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
+	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchBucket" {
+		// A fresh MinIO or a new bucket name: create it once, then upload (the
+		// reader has not been consumed: the request failed before the body).
+		if berr := s.makeBucket(ctx); berr != nil {
+			return fmt.Errorf("bucket %q does not exist and could not be created: %w", s.bucket, berr)
+		}
+		info, err = s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
+	}
 	if err != nil {
 		return s.fail("put", key, err)
 	}
@@ -205,6 +215,9 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
 	var out []Object
 	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: full, Recursive: true}) {
 		if obj.Err != nil {
+			if minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
+				return nil, nil // no bucket yet: no snapshots yet (Put creates it)
+			}
 			return nil, s.fail("list", prefix, obj.Err)
 		}
 		k := obj.Key
@@ -230,7 +243,8 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// makeBucket creates the bucket if it does not exist (tests and benchmarks).
+// makeBucket creates the bucket if it does not exist: on the first Put into a
+// missing bucket, and in tests and benchmarks.
 func (s *S3) makeBucket(ctx context.Context) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)
 	if err != nil {
@@ -239,7 +253,7 @@ func (s *S3) makeBucket(ctx context.Context) error {
 	if ok {
 		return nil
 	}
-	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{}); err != nil {
+	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: s.region}); err != nil {
 		return s.fail("bucket", "", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"snapvisor/jobs"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -42,6 +43,7 @@ type Config struct {
 	Snapshot   snapshot.Config
 	Jobs       jobs.Config
 	Rotation   rotation.Config
+	Store      store.Config
 
 	Backup bool            // scheduled snapshots are on (SNAPVISOR_BACKUP or SNAPVISOR_ENABLE_VAR)
 	Policy rotation.Policy // validated retention policy
@@ -49,7 +51,7 @@ type Config struct {
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Rotation}
+	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Rotation, &c.Store}
 }
 
 // loadConfig loads and validates every component's configuration.
@@ -70,6 +72,9 @@ func loadConfig() (*Config, error) {
 		return nil, err
 	}
 	if err := c.Jobs.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.Store.Validate(); err != nil {
 		return nil, err
 	}
 	p, err := c.Rotation.Policy()

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -158,16 +158,23 @@ func TestEntrypoint_RedisSnapshots(t *testing.T) {
 	})
 }
 
-// writeRandom fills dir with n MiB of incompressible data.
-func writeRandom(t *testing.T, dir string, mib int) {
+// writeSlowData fills dir with n MiB of random words: text that gzip level 9
+// works hard on (about 1 s for 8 MiB on 2 cores), so a snapshot of it lasts
+// long enough to be observed and to outlast a short freeze timeout.
+func writeSlowData(t *testing.T, dir string, mib int) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 1<<20)
+	words := strings.Fields("alpha beta gamma delta redis snapshot key: value 0 1 2 3 4 5 6 7 8 9")
+	buf := make([]byte, 0, 1<<20)
 	for i := 0; i < mib; i++ {
-		_, _ = rand.Read(buf)
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("blob-%03d", i)), buf, 0o644); err != nil {
+		buf = buf[:0]
+		for len(buf) < 1<<20 {
+			buf = append(buf, words[mrand.IntN(len(words))]...)
+			buf = append(buf, " \n"[mrand.IntN(2)])
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("text-%03d", i)), buf, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,13 +185,16 @@ func serviceChild(t *testing.T, pid1 int) int {
 	t.Helper()
 	var pid int
 	eventually(t, 5*time.Second, "service process appears", func() bool {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid1, pid1))
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			return false
+		// Any thread of the Go runtime may have forked it: read every task's children.
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid1))
+		for _, tf := range tasks {
+			b, _ := os.ReadFile(tf)
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				pid, _ = strconv.Atoi(f[0])
+				return true
+			}
 		}
-		pid, _ = strconv.Atoi(f[0])
-		return true
+		return false
 	})
 	return pid
 }
@@ -229,7 +239,7 @@ func TestEntrypoint_FreezePause(t *testing.T) {
 	requireRoot(t)
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
-	writeRandom(t, data, 96)
+	writeSlowData(t, data, 8)
 	sock := sockPath(t)
 	for _, tc := range []struct {
 		name    string

@@ -20,6 +20,7 @@ import (
 	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -148,6 +149,10 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	if err != nil {
 		return err
 	}
+	go func() {
+		<-sup.Started()
+		trimResidentCode()
+	}()
 	if !a.cfg.Backup {
 		st, err := sup.Run(ctx)
 		if err != nil {
@@ -157,12 +162,20 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	}
 
 	jc := a.cfg.Jobs
+	metrics := jobs.NewMetrics()
+	remotes, err := store.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
+	if err != nil {
+		// One bad remote never blocks the others or the local snapshots.
+		a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
+	}
+	defer func() { _ = store.CloseAll(remotes) }()
 	if jc.Restore == jobs.RestoreModeIfEmpty {
-		if _, err := jobs.RestoreIfEmpty(ctx, a.snap, a.log); err != nil {
+		if _, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log); err != nil {
 			return err
 		}
 	}
-	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, nil)
+	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, metrics)
+	runner.SetStores(remotes)
 	jctx, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
 	served := make(chan error, 1)

@@ -86,7 +86,7 @@ type proc struct {
 func startPID1(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	requireRoot(t)
-	return start(t, env, append([]string{"unshare", "--pid", "--fork", "--mount-proc", binPath}, args...)...)
+	return start(t, env, append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", binPath}, args...)...)
 }
 
 func start(t *testing.T, env []string, argv ...string) *proc {
@@ -96,6 +96,7 @@ func start(t *testing.T, env []string, argv ...string) *proc {
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = os.Stdout
+	cmd.WaitDelay = 5 * time.Second // a stray grandchild holding stderr never hangs the test
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -97,4 +98,32 @@ func cmdHealth(ctx context.Context, a *app, args []string) error {
 	}
 	fmt.Fprintf(a.stdout, "healthy: service %s, last good snapshot %s\n", st.Service, last)
 	return nil
+}
+
+// snapshotViaSupervisor asks the entrypoint running in this container (over
+// its control socket) for a snapshot and waits for the result; handled is
+// false when no supervisor answers, so the caller snapshots standalone.
+func snapshotViaSupervisor(ctx context.Context, a *app, asJSON bool) (handled bool, err error) {
+	res, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Snapshot(ctx)
+	if errors.Is(err, jobs.ErrNoSupervisor) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	if asJSON {
+		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
+			return true, err
+		}
+	} else if res.OK() {
+		note := ""
+		if res.Coalesced {
+			note = " (joined the run in progress)"
+		}
+		fmt.Fprintf(a.stdout, "%s%s\n", filepath.Join(a.snap.Dir, res.Snapshot), note)
+	}
+	if !res.OK() {
+		return true, fmt.Errorf("snapshot failed: %s", res.Error)
+	}
+	return true, nil
 }
