@@ -65,16 +65,11 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	if err := cfg.Validate(); err != nil {
 		return Info{}, err
 	}
-	if h.now == nil {
-		h.now = time.Now
+	if strings.TrimSpace(cfg.Dir) == "" {
+		return Info{}, fmt.Errorf("snapshot: no snapshot directory (SNAPVISOR_DIR is empty): use Stream to write to a remote")
 	}
-	if h.progressEvery == 0 {
-		h.progressEvery = progressEvery
-	}
-	if old := debug.SetMemoryLimit(-1); old > heapLimit {
-		debug.SetMemoryLimit(heapLimit)
-		defer debug.SetMemoryLimit(old)
-	}
+	h = h.withDefaults()
+	defer limitMemory()()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
@@ -94,13 +89,12 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	removeLeftovers(dir, log)
 
 	start := h.now().UTC()
-	final := fmt.Sprintf("%s-%s%s", cfg.Name, start.Format(TimeLayout), cfg.extension())
+	final := FileName(cfg, start)
 	finalPath := filepath.Join(dir, final)
 	if _, err := os.Lstat(finalPath); err == nil {
 		return Info{}, fmt.Errorf("snapshot %s already exists (one snapshot per second and name)", finalPath)
 	}
 	log = log.With(zap.String("snapshot", final))
-	log.Info("snapshot started", zap.Strings("sources", sources), zap.String("compression", cfg.Compression), zap.Int("level", cfg.level()))
 
 	tmp, err := os.CreateTemp(dir, "."+final+".tmp-*")
 	if err != nil {
@@ -115,12 +109,96 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 		}
 	}()
 
-	w := &walker{cfg: cfg, log: log, hooks: h, ctx: ctx, links: map[devIno]string{}, buf: make([]byte, copyBufSize)}
+	var skip devIno
 	if fi, err := os.Stat(dir); err == nil {
-		w.skipDir = statKey(fi)
+		skip = statKey(fi)
 	}
+	info, err := write(ctx, cfg, sources, tmp, start, skip, log, h)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
+	}
+	if err := commit(dir, final, tmpPath, info.SHA256); err != nil {
+		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
+	}
+	committed = true
+	info.Path = finalPath
+	log.Info("snapshot written", zap.String("path", finalPath), zap.Int64("size", info.Size), zap.Int64("files", info.Files),
+		zap.Int64("bytes", info.Bytes), zap.Int64("changed", info.Changed), zap.Int64("skipped", info.Skipped),
+		zap.Duration("elapsed", time.Since(start)), zap.Float64("mib_per_s", rate(info.Bytes, time.Since(start))))
+	return info, nil
+}
+
+// Stream writes one snapshot of cfg.Sources to w (a remote upload, say) and
+// returns its Info with an empty Path: the name it should be stored under,
+// its size and the sha256 of the bytes written. It needs no snapshot
+// directory and takes no lock; w sees exactly the bytes Create would have
+// put in the file. On error, what was written to w is not a snapshot.
+func Stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger) (Info, error) {
+	return stream(ctx, cfg, w, log, hooks{})
+}
+
+func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
+	if err := cfg.Validate(); err != nil {
+		return Info{}, err
+	}
+	h = h.withDefaults()
+	defer limitMemory()()
+	sources, err := resolveSources(cfg.Sources)
+	if err != nil {
+		return Info{}, err
+	}
+	start := h.now().UTC()
+	log = log.With(zap.String("snapshot", FileName(cfg, start)))
+	info, err := write(ctx, cfg, sources, w, start, devIno{}, log, h)
+	if err != nil {
+		return Info{}, fmt.Errorf("snapshot %s: %w", FileName(cfg, start), err)
+	}
+	log.Info("snapshot streamed", zap.Int64("size", info.Size), zap.Int64("files", info.Files),
+		zap.Int64("bytes", info.Bytes), zap.Int64("changed", info.Changed), zap.Int64("skipped", info.Skipped),
+		zap.Duration("elapsed", time.Since(start)), zap.Float64("mib_per_s", rate(info.Bytes, time.Since(start))))
+	return info, nil
+}
+
+// FileName is the snapshot file name for cfg at time t:
+// <name>-<UTC YYYYMMDDTHHMMSSZ><extension>.
+func FileName(cfg Config, t time.Time) string {
+	return fmt.Sprintf("%s-%s%s", cfg.Name, t.UTC().Format(TimeLayout), cfg.extension())
+}
+
+func (h hooks) withDefaults() hooks {
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.progressEvery == 0 {
+		h.progressEvery = progressEvery
+	}
+	return h
+}
+
+// limitMemory lowers the Go memory limit to heapLimit for the length of a
+// run unless it is already lower; the returned func restores it.
+func limitMemory() (restore func()) {
+	if old := debug.SetMemoryLimit(-1); old > heapLimit {
+		debug.SetMemoryLimit(heapLimit)
+		return func() { debug.SetMemoryLimit(old) }
+	}
+	return func() {}
+}
+
+// write is the pipeline every snapshot goes through: walk and tar framing on
+// this goroutine, compression on the compressor's, then sha256 and dst. It
+// returns the Info of what reached dst (no Path).
+func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, start time.Time, skip devIno, log *zap.Logger, h hooks) (Info, error) {
+	log.Info("snapshot started", zap.Strings("sources", sources), zap.String("compression", cfg.Compression), zap.Int("level", cfg.level()))
+	w := &walker{cfg: cfg, log: log, hooks: h, ctx: ctx, links: map[devIno]string{}, buf: make([]byte, copyBufSize), skipDir: skip}
 	hasher := sha256.New()
-	out := &countingWriter{w: io.MultiWriter(tmp, hasher)}
+	out := &countingWriter{w: io.MultiWriter(dst, hasher)}
 	bw := bufio.NewWriterSize(out, outBufSize)
 	comp, err := newCompressor(cfg, bw)
 	if err != nil {
@@ -141,30 +219,12 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
 	if err != nil {
-		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
+		return Info{}, err
 	}
-
-	sum := hex.EncodeToString(hasher.Sum(nil))
-	if err := commit(dir, final, tmpPath, sum); err != nil {
-		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
-	}
-	committed = true
-
 	s := w.sum
-	elapsed := time.Since(start)
-	info := Info{Name: final, Path: finalPath, Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression,
-		SHA256: sum, Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}
-	log.Info("snapshot written", zap.String("path", finalPath), zap.Int64("size", info.Size), zap.Int64("files", info.Files),
-		zap.Int64("bytes", s.Bytes), zap.Int64("changed", s.Changed), zap.Int64("skipped", s.Skipped),
-		zap.Duration("elapsed", elapsed), zap.Float64("mib_per_s", rate(s.Bytes, elapsed)))
-	return info, nil
+	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression,
+		SHA256: hex.EncodeToString(hasher.Sum(nil)), Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}, nil
 }
 
 // commit writes <final>.sha256, then renames the archive into place and fsyncs the directory.
