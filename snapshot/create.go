@@ -304,7 +304,7 @@ func removeLeftovers(dir string, log *zap.Logger) {
 		switch {
 		case tempRE.MatchString(n):
 		case strings.HasSuffix(n, ".sha256"):
-			if _, _, _, ok := parseName(strings.TrimSuffix(n, ".sha256")); !ok {
+			if _, _, _, ok := ParseName(strings.TrimSuffix(n, ".sha256")); !ok {
 				continue
 			}
 			if _, err := os.Lstat(strings.TrimSuffix(p, ".sha256")); !errors.Is(err, fs.ErrNotExist) {

@@ -39,8 +39,10 @@ var snapshotRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z
 // tempRE matches the temporary files Create leaves behind when it crashes.
 var tempRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]*-\d{8}T\d{6}Z\.tar(?:\.gz|\.zst)?(?:\.sha256)?\.tmp-.*$`)
 
-// parseName splits a snapshot file name; ok is false for any other name.
-func parseName(base string) (name string, t time.Time, compression string, ok bool) {
+// ParseName splits a snapshot file name "<name>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"
+// into its name, time and compression (gzip, zstd or none); ok is false for
+// any other base name. Every place that recognises snapshots uses it.
+func ParseName(base string) (name string, t time.Time, compression string, ok bool) {
 	m := snapshotRE.FindStringSubmatch(base)
 	if m == nil {
 		return "", time.Time{}, "", false
@@ -102,7 +104,7 @@ func List(dir, name string) ([]Info, error) {
 	}
 	var out []Info
 	for _, e := range entries {
-		n, t, comp, ok := parseName(e.Name())
+		n, t, comp, ok := ParseName(e.Name())
 		if !ok || (name != "" && n != name) || !e.Type().IsRegular() {
 			continue
 		}

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"snapvisor/rotation"
+	"snapvisor/snapshot"
 )
 
 // backend is one store kind under test, with its server running.
@@ -434,7 +435,7 @@ func readStatus(field string) int64 {
 // makeSnapshot writes a fake snapshot archive of n random bytes and its .sha256 into dir.
 func makeSnapshot(t *testing.T, dir, name string, at time.Time, ext string, n int64) string {
 	t.Helper()
-	base := fmt.Sprintf("%s-%s%s", name, at.UTC().Format(timeLayout), ext)
+	base := fmt.Sprintf("%s-%s%s", name, at.UTC().Format(snapshot.TimeLayout), ext)
 	p := filepath.Join(dir, base)
 	f, err := os.Create(p)
 	if err != nil {
@@ -472,11 +473,11 @@ func testSnapshots(t *testing.T, s Store) {
 		}
 	}
 	// A partial upload (archive without .sha256), a .sha256 without archive and unrelated names.
-	partial := fmt.Sprintf("app-%s.tar.gz", t0.Add(20*time.Hour).Format(timeLayout))
+	partial := fmt.Sprintf("app-%s.tar.gz", t0.Add(20*time.Hour).Format(snapshot.TimeLayout))
 	if err := s.Put(ctx, partial, strings.NewReader("partial"), 7); err != nil {
 		t.Fatal(err)
 	}
-	orphan := fmt.Sprintf("app-%s.tar.gz", t0.Add(21*time.Hour).Format(timeLayout))
+	orphan := fmt.Sprintf("app-%s.tar.gz", t0.Add(21*time.Hour).Format(snapshot.TimeLayout))
 	sb := sumFile(strings.Repeat("0", 64), orphan)
 	if err := s.Put(ctx, orphan+".sha256", bytes.NewReader(sb), int64(len(sb))); err != nil {
 		t.Fatal(err)

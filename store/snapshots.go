@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"snapvisor/rotation"
+	"snapvisor/snapshot"
 )
 
 // ErrChecksum is wrapped by errors reporting that data does not match its .sha256.
@@ -33,32 +33,10 @@ const sumSuffix = ".sha256"
 // maxSumFile bounds what is read of a remote .sha256 file.
 const maxSumFile = 4096
 
-// timeLayout is the UTC time stamp in snapshot names (as in package snapshot).
-const timeLayout = "20060102T150405Z"
-
-// nameRE matches snapshot archive names: name, time stamp, extension (as in package snapshot).
-var nameRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z)(\.tar(?:\.gz|\.zst)?)$`)
-
-// ParseSnapshotName splits "<name>-<YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"; ok is
-// false for any other base name. compression is gzip, zstd or none.
+// ParseSnapshotName splits a snapshot archive name as snapshot.ParseName does;
+// ok is false for any other base name.
 func ParseSnapshotName(base string) (name string, t time.Time, compression string, ok bool) {
-	m := nameRE.FindStringSubmatch(base)
-	if m == nil {
-		return "", time.Time{}, "", false
-	}
-	t, err := time.Parse(timeLayout, m[2])
-	if err != nil {
-		return "", time.Time{}, "", false
-	}
-	switch m[3] {
-	case ".tar.gz":
-		compression = "gzip"
-	case ".tar.zst":
-		compression = "zstd"
-	default:
-		compression = "none"
-	}
-	return m[1], t.UTC(), compression, true
+	return snapshot.ParseName(base)
 }
 
 // RemoteSnapshot is one complete snapshot on a store: the archive and its .sha256.
