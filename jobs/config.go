@@ -7,6 +7,8 @@ package jobs
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +39,7 @@ type Config struct {
 	OnStart       bool          `envconfig:"SNAPVISOR_ON_START" default:"false" desc:"take one snapshot once the service is up (after SNAPVISOR_START_DELAY)"`
 	StartDelay    time.Duration `envconfig:"SNAPVISOR_START_DELAY" default:"5s" desc:"delay between service start and the SNAPVISOR_ON_START snapshot"`
 	OnExit        bool          `envconfig:"SNAPVISOR_ON_EXIT" default:"false" desc:"take a final, cold snapshot after the service exits with code 0"`
-	ExitTimeout   time.Duration `envconfig:"SNAPVISOR_EXIT_TIMEOUT" default:"5m" desc:"upper bound for the SNAPVISOR_ON_EXIT snapshot"`
+	ExitTimeout   time.Duration `envconfig:"SNAPVISOR_EXIT_TIMEOUT" default:"5m" desc:"at exit, how long a snapshot in progress may finish, and the upper bound for the SNAPVISOR_ON_EXIT snapshot"`
 	PreCommand    string        `envconfig:"SNAPVISOR_PRE_COMMAND" desc:"consistency hook run before each snapshot (via /bin/sh -c when present); failure aborts the snapshot"`
 	PostCommand   string        `envconfig:"SNAPVISOR_POST_COMMAND" desc:"hook run after each snapshot attempt, also after failures"`
 	HookTimeout   time.Duration `envconfig:"SNAPVISOR_HOOK_TIMEOUT" default:"30s" desc:"time limit for each hook; a timed-out pre-hook aborts the snapshot"`
@@ -47,6 +49,7 @@ type Config struct {
 	ControlSocket string        `envconfig:"SNAPVISOR_CONTROL_SOCKET" default:"/tmp/snapvisor.sock" desc:"unix socket (0600) used by entrypoint snapshot/status/health in the same container"`
 	MetricsAddr   string        `envconfig:"SNAPVISOR_METRICS_ADDR" desc:"listen address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9150 (off when empty)"`
 	HealthMaxAge  time.Duration `envconfig:"SNAPVISOR_HEALTH_MAX_AGE" default:"0s" desc:"entrypoint health fails when the last good snapshot is older; 0 means twice the schedule's interval plus the jitter"`
+	HealthGrace   time.Duration `envconfig:"SNAPVISOR_HEALTH_GRACE" default:"0s" desc:"a fresh container without any snapshot counts as healthy for this long (0: unhealthy until the first snapshot exists)"`
 }
 
 // Enabled reports whether scheduled snapshots are on: SNAPVISOR_BACKUP, or the
@@ -92,6 +95,7 @@ func (c Config) Validate() error {
 	}{
 		{"JITTER", c.Jitter, true}, {"START_DELAY", c.StartDelay, true}, {"EXIT_TIMEOUT", c.ExitTimeout, false},
 		{"HOOK_TIMEOUT", c.HookTimeout, false}, {"FREEZE_TIMEOUT", c.FreezeTimeout, false}, {"HEALTH_MAX_AGE", c.HealthMaxAge, true},
+		{"HEALTH_GRACE", c.HealthGrace, true},
 	} {
 		if d.v < 0 || (!d.zero && d.v == 0) {
 			return config.Invalid(d.name, d.v.String(), "a positive duration such as 30s or 5m")
@@ -99,6 +103,12 @@ func (c Config) Validate() error {
 	}
 	if c.ControlSocket == "" {
 		return config.Invalid("CONTROL_SOCKET", "", "a path for the control socket")
+	}
+	if c.MetricsAddr != "" {
+		host, port, err := net.SplitHostPort(c.MetricsAddr)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /")) {
+			return config.Invalid("METRICS_ADDR", c.MetricsAddr, "host:port or :port, e.g. 127.0.0.1:9150 or :9150 (empty: off)")
+		}
 	}
 	return nil
 }

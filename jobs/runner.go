@@ -59,6 +59,8 @@ type Runner struct {
 	metrics *Metrics
 	stores  []store.Store // remotes each snapshot is pushed to
 
+	started time.Time // when the runner was made: the health grace period starts here
+
 	mu       sync.Mutex
 	inflight *flight
 	last     Result
@@ -76,7 +78,7 @@ func NewRunner(cfg Config, snap snapshot.Config, policy rotation.Policy, svc Ser
 	if m == nil {
 		m = NewMetrics()
 	}
-	r := &Runner{cfg: cfg, snap: snap, policy: policy, svc: svc, env: env, log: log, metrics: m}
+	r := &Runner{cfg: cfg, snap: snap, policy: policy, svc: svc, env: env, log: log, metrics: m, started: time.Now()}
 	if list, err := snapshot.List(snap.Dir, snap.Name); err == nil && len(list) > 0 {
 		r.lastGood = Result{Reason: "found on disk", Started: list[0].Time, Snapshot: list[0].Name, Size: list[0].Size}
 		m.lastSuccess.Set(float64(list[0].Time.Unix()))
@@ -107,28 +109,71 @@ func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 
 	// The run is not tied to the caller: a client going away never leaves
 	// the service paused or a snapshot half-written.
-	f.res = r.run(context.WithoutCancel(ctx), reason)
+	return r.fly(f, r.run(context.WithoutCancel(ctx), reason, r.pipeline)), nil
+}
 
+// fly ends the run f with res: records it and wakes whoever waits.
+func (r *Runner) fly(f *flight, res Result) Result {
 	r.mu.Lock()
+	f.res = res
 	r.inflight = nil
-	r.last = f.res
+	r.last = res
 	r.runs++
-	if f.res.OK() {
-		r.lastGood = f.res
+	if res.OK() {
+		r.lastGood = res
 	}
 	r.mu.Unlock()
 	close(f.done)
-	return f.res, nil
+	return res
 }
 
-func (r *Runner) run(ctx context.Context, reason string) Result {
+// Wait returns when no snapshot is running, or when ctx ends (false).
+func (r *Runner) Wait(ctx context.Context) bool {
+	for {
+		r.mu.Lock()
+		f := r.inflight
+		r.mu.Unlock()
+		if f == nil {
+			return true
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// claim waits until no run is in flight and takes the slot (used by Final,
+// which must not join a hot run: it is the cold one).
+func (r *Runner) claim(ctx context.Context) (*flight, error) {
+	for {
+		r.mu.Lock()
+		if r.inflight == nil {
+			f := &flight{done: make(chan struct{})}
+			r.inflight = f
+			r.mu.Unlock()
+			return f, nil
+		}
+		f := r.inflight
+		r.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// run is one snapshot run: the pipeline, then bookkeeping, rotation and pushes.
+func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.Context, *zap.Logger) (snapshot.Info, error)) Result {
 	res := Result{Reason: reason, Started: time.Now()}
 	log := r.log.With(zap.String("reason", reason))
 	log.Info("snapshot starting")
 	r.metrics.running.Set(1)
 	defer r.metrics.running.Set(0)
 
-	info, err := r.pipeline(ctx, log)
+	info, err := pipeline(ctx, log)
 	res.Duration = time.Since(res.Started)
 	r.metrics.lastDuration.Set(res.Duration.Seconds())
 	if err != nil {
@@ -180,27 +225,37 @@ func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, e
 			return snapshot.Info{}, fmt.Errorf("pause service: %w", err)
 		}
 		log.Info("service paused for the archive phase")
-		defer func() {
-			if err := r.svc.Resume(); err != nil {
-				log.Warn("resume service", zap.Error(err))
-				return
-			}
-			log.Info("service resumed")
-		}()
+		var once sync.Once
+		resume := func() {
+			once.Do(func() {
+				if err := r.svc.Resume(); err != nil {
+					log.Warn("resume service", zap.Error(err))
+					return
+				}
+				log.Info("service resumed")
+			})
+		}
+		// The freeze timeout resumes the service even while the archive
+		// phase is stuck (a read blocked in the kernel, say).
+		stopWatch := context.AfterFunc(fctx, resume)
+		defer func() { stopWatch(); resume() }()
 	case FreezeStop:
 		st, err := r.svc.Stop(fctx)
+		if r.svc.State() == supervisor.StateStopped {
+			// Whatever Stop returned, a stopped service is started again.
+			defer func() {
+				if err := r.svc.Start(); err != nil {
+					log.Error("start service again", zap.Error(err))
+					return
+				}
+				r.metrics.restarts.Inc()
+				log.Info("service started again")
+			}()
+		}
 		if err != nil {
 			return snapshot.Info{}, fmt.Errorf("stop service: %w", err)
 		}
 		log.Info("service stopped for a cold snapshot", zap.Stringer("status", st))
-		defer func() {
-			if err := r.svc.Start(); err != nil {
-				log.Error("start service again", zap.Error(err))
-				return
-			}
-			r.metrics.restarts.Inc()
-			log.Info("service started again")
-		}()
 	}
 	return snapshot.Create(fctx, r.snap, log)
 }
@@ -305,6 +360,7 @@ type Status struct {
 	HealthMaxAge string    `json:"health_max_age"`
 	Healthy      bool      `json:"healthy"`
 	Problem      string    `json:"problem,omitempty"`
+	Note         string    `json:"note,omitempty"` // e.g. the grace period of a fresh container
 }
 
 func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
@@ -327,6 +383,10 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	switch {
 	case r.svc != nil && r.svc.State() != supervisor.StateRunning && r.svc.State() != supervisor.StatePaused && !(r.svc.State() == supervisor.StateStopped && st.Running):
 		st.Healthy, st.Problem = false, "service is "+st.Service
+	case st.LastGood == nil && time.Since(r.started) < r.cfg.HealthGrace:
+		// A fresh container within SNAPVISOR_HEALTH_GRACE: the first
+		// snapshot may still be on its way.
+		st.Note = fmt.Sprintf("no snapshot yet; healthy until %s without one (SNAPVISOR_HEALTH_GRACE)", r.started.Add(r.cfg.HealthGrace).UTC().Format(time.RFC3339))
 	case st.LastGood == nil:
 		st.Healthy, st.Problem = false, "no successful snapshot yet"
 	case time.Since(st.LastGood.Started) > maxAge:
@@ -350,22 +410,16 @@ func jitter(ctx context.Context, max time.Duration) {
 }
 
 // Final takes the cold snapshot after the service has exited: no hooks (the
-// service is gone) and no freeze. ctx bounds it.
+// service is gone) and no freeze. It waits for a run in progress first (never
+// two at once); ctx bounds it all.
 func (r *Runner) Final(ctx context.Context) Result {
-	res := Result{Reason: "exit", Started: time.Now()}
-	r.log.Info("final snapshot after the service exited")
-	r.nextSecond(ctx)
-	info, err := snapshot.Create(ctx, r.snap, r.log)
-	res.Duration = time.Since(res.Started)
+	f, err := r.claim(ctx)
 	if err != nil {
-		res.Error = err.Error()
-		r.metrics.failures.Inc()
-		return res
+		return Result{Reason: "exit", Started: time.Now(), Error: fmt.Sprintf("waiting for the snapshot in progress: %v", err)}
 	}
-	res.Snapshot, res.Size = info.Name, info.Size
-	r.metrics.successes.Inc()
-	r.log.Info("final snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size), zap.Duration("duration", res.Duration))
-	res.Deleted = r.rotate(r.log)
-	res.Remotes = r.push(ctx, info.Path, r.log)
-	return res
+	r.log.Info("final snapshot after the service exited")
+	return r.fly(f, r.run(ctx, "exit", func(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
+		r.nextSecond(ctx)
+		return snapshot.Create(ctx, r.snap, log)
+	}))
 }

@@ -15,11 +15,49 @@ import (
 	"go.uber.org/zap"
 )
 
+// Listeners are the sockets Serve answers on, opened by Listen before the
+// service starts so that a busy port or socket fails the start, not a
+// snapshot hours later.
+type Listeners struct {
+	control net.Listener
+	metrics net.Listener // nil when SNAPVISOR_METRICS_ADDR is empty
+	path    string       // the control socket's path, removed on Close
+}
+
+// Listen opens the control socket (mode 0600) and the metrics listener.
+func (r *Runner) Listen() (*Listeners, error) {
+	ln, err := listenUnix(r.cfg.ControlSocket)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listeners{control: ln, path: r.cfg.ControlSocket}
+	if r.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", r.cfg.MetricsAddr)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("metrics listen %s (SNAPVISOR_METRICS_ADDR): %w", r.cfg.MetricsAddr, err)
+		}
+		l.metrics = mln
+	}
+	return l, nil
+}
+
+// Close closes the listeners and removes the control socket; Serve calls it
+// when it ends, a caller that never runs Serve calls it itself.
+func (l *Listeners) Close() {
+	l.control.Close()
+	_ = os.Remove(l.path)
+	if l.metrics != nil {
+		l.metrics.Close()
+	}
+}
+
 // Serve runs the scheduler, the optional on-start snapshot, the control
-// socket and the metrics endpoint until ctx ends; then it stops them in
-// reverse order and waits for a snapshot in progress to finish.
-// Call it once the service has started.
-func (r *Runner) Serve(ctx context.Context) error {
+// socket and the metrics endpoint on l until ctx ends; then it stops them in
+// reverse order and waits, at most drain, for a snapshot in progress to
+// finish. Call it once the service has started.
+func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) error {
+	defer l.Close()
 	sched, err := ParseSchedule(r.cfg.Schedule)
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
@@ -28,13 +66,15 @@ func (r *Runner) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
+	// No singleton mode: a tick during a run goes through Trigger, which
+	// coalesces it into the run in progress and logs it.
 	job, err := s.NewJob(sched.def, gocron.NewTask(func() {
 		jitter(ctx, r.cfg.Jitter)
 		if ctx.Err() != nil {
 			return
 		}
 		_, _ = r.Trigger(ctx, "schedule")
-	}), gocron.WithName("snapshot"), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	}), gocron.WithName("snapshot"))
 	if err != nil {
 		return fmt.Errorf("schedule %q: %w", r.cfg.Schedule, err)
 	}
@@ -44,30 +84,28 @@ func (r *Runner) Serve(ctx context.Context) error {
 	}
 	next := func() time.Time { t, _ := job.NextRun(); return t }
 
-	ln, err := listenUnix(r.cfg.ControlSocket)
-	if err != nil {
-		return err
-	}
+	// Deferred calls run in reverse: scheduler, metrics, control socket,
+	// goroutines, and last the wait for a snapshot in progress.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), drain)
+		defer cancel()
+		if !r.Wait(dctx) {
+			r.log.Warn("snapshot still running at exit: abandoned (its temporary file is removed by the next run)", zap.Duration("waited", drain))
+		}
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctl := &http.Server{Handler: r.controlHandler(ctx, next, maxAge), ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := ctl.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := ctl.Serve(l.control); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("control socket", zap.Error(err))
 		}
 	}()
-	defer func() {
-		_ = ctl.Close()
-		_ = os.Remove(r.cfg.ControlSocket)
-	}()
+	defer func() { _ = ctl.Close() }()
 
-	if r.cfg.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", r.cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("metrics listen %s: %w", r.cfg.MetricsAddr, err)
-		}
+	if mln := l.metrics; mln != nil {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")

@@ -71,7 +71,8 @@ type Supervisor struct {
 	state    State         // guarded by mu
 	stopping bool          // a TERM/INT (or ctx cancel) is being honoured
 	killT    *time.Timer   // stop-timeout escalation
-	restart  chan struct{} // a planned restart started a new instance
+	restart  chan struct{} // a planned restart started a new instance (or failed: startErr)
+	startErr error         // why Start could not start the service again (guarded by mu)
 	started  chan struct{} // closed when the first instance is running
 	restarts int
 }
@@ -208,8 +209,14 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 			s.onSignal(unix.SIGTERM)
 		case <-s.restart:
 			s.mu.Lock()
-			inst = s.svc
+			inst, err = s.svc, s.startErr
 			s.mu.Unlock()
+			if err != nil {
+				// A restart after Stop failed: there is no service to wait
+				// for, so end like an exit and report why.
+				s.finish(Status{inst.status})
+				return Status{}, err
+			}
 		case <-exited:
 			st := Status{inst.status}
 			s.finish(st)
@@ -446,6 +453,13 @@ func (s *Supervisor) Start() error {
 	s.restarts++
 	s.mu.Unlock()
 	if _, err := s.spawn(); err != nil {
+		s.mu.Lock()
+		s.startErr = err
+		s.mu.Unlock()
+		select { // wake Run, which ends with err
+		case s.restart <- struct{}{}:
+		default:
+		}
 		return err
 	}
 	select {

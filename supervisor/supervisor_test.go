@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -229,6 +230,35 @@ func TestSupervisor_StopStart(t *testing.T) {
 		}
 		if err := s.Start(); err != ErrShuttingDown {
 			t.Errorf("Start after shutdown: %v, want ErrShuttingDown", err)
+		}
+	})
+
+	t.Run("failed restart ends Run with the start error", func(t *testing.T) {
+		dir := t.TempDir()
+		ready, script := dir+"/ready", dir+"/service.sh"
+		if err := os.WriteFile(script, []byte("#!/bin/sh\ntrap 'exit 0' TERM; touch "+ready+"; while :; do sleep 0.05; done\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s := newSup(t, script)
+		ch, _ := runAsync(t, s)
+		waitFile(t, ready)
+		if _, err := s.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(script); err != nil { // the image lost its binary, say
+			t.Fatal(err)
+		}
+		if err := s.Start(); err == nil {
+			t.Fatal("Start of a missing program succeeded")
+		}
+		select {
+		case r := <-ch:
+			var se *StartError
+			if !errors.As(r.err, &se) || se.Code != 127 {
+				t.Errorf("Run returned %v, %v; want a StartError with code 127", r.st, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return after a failed restart: the container would hang without its service")
 		}
 	})
 }

@@ -176,23 +176,30 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	}
 	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, metrics)
 	runner.SetStores(remotes)
+	// The control socket and metrics port are opened before the service
+	// starts: a busy one fails the start, not a snapshot hours later.
+	listeners, err := runner.Listen()
+	if err != nil {
+		return err
+	}
 	jctx, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
-	served := make(chan error, 1)
+	served := make(chan struct{})
 	go func() {
+		defer close(served)
 		select {
 		case <-sup.Started():
-			served <- runner.Serve(jctx)
+			if err := runner.Serve(jctx, listeners, jc.ExitTimeout); err != nil {
+				a.log.Error("snapshot jobs stopped: no more scheduled snapshots until the container restarts", zap.Error(err))
+			}
 		case <-jctx.Done():
-			served <- nil
+			listeners.Close()
 		}
 	}()
 
 	st, err := sup.Run(ctx)
 	stopJobs()
-	if jerr := <-served; jerr != nil {
-		a.log.Error("snapshot jobs stopped with an error", zap.Error(jerr))
-	}
+	<-served // a snapshot in progress finishes (bounded by SNAPVISOR_EXIT_TIMEOUT)
 	if err != nil {
 		return err
 	}
