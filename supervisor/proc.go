@@ -60,3 +60,9 @@ func statOf(pid int) (ppid int, state byte, ok bool) {
 	}
 	return ppid, f[0][0], true
 }
+
+// procStopped reports whether pid is stopped by a job-control signal (state T).
+func procStopped(pid int) bool {
+	_, state, ok := statOf(pid)
+	return ok && state == 'T'
+}

@@ -150,9 +150,10 @@ var (
 	commonSignals = []os.Signal{
 		unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
 		unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
+		unix.SIGSTKFLT, // unregistered, the Go runtime dies of it
 	}
 	rareSignals = func() []os.Signal {
-		sigs := []os.Signal{unix.SIGALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGIO, unix.SIGPWR, unix.SIGSTKFLT}
+		sigs := []os.Signal{unix.SIGALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGIO, unix.SIGPWR}
 		for n := 34; n <= 64; n++ {
 			sigs = append(sigs, syscall.Signal(n))
 		}
@@ -192,8 +193,9 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 	go signal.Notify(fwd, rareSignals...)
 
 	for {
-		exited := inst.exited
 		s.mu.Lock()
+		inst = s.svc // Start may have made a new instance since the last pass
+		exited := inst.exited
 		if inst.planned && !s.stopping {
 			exited = nil // Stop owns this exit; wait for Start's next instance
 		}
@@ -297,8 +299,9 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 			s.killLocked()
 		})
 	}
-	if s.state == StatePaused && sig != unix.SIGCONT {
-		// A paused service cannot act on the signal: resume it first.
+	if s.state == StatePaused && (sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGQUIT) {
+		// A paused service cannot act on a stop signal: resume it first.
+		// Other signals wait in its queue until the snapshot resumes it.
 		_ = unix.Kill(-pid, unix.SIGCONT)
 		s.state = StateRunning
 	}
@@ -308,6 +311,11 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 	}
 	if err := unix.Kill(target, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 		s.log.Warn("forward signal", zap.String("signal", unix.SignalName(sig)), zap.Error(err))
+	}
+	if (sig == unix.SIGTERM || sig == unix.SIGINT) && s.state != StatePaused && procStopped(pid) {
+		// Stopped by a forwarded TSTP/TTIN/TTOU: it cannot act on the stop
+		// signal until continued (a stop must not end in SIGKILL).
+		_ = unix.Kill(-pid, unix.SIGCONT)
 	}
 	s.log.Debug("forwarded signal", zap.String("signal", unix.SignalName(sig)), zap.Int("to", target))
 }
@@ -404,6 +412,11 @@ func (s *Supervisor) Stop(ctx context.Context) (Status, error) {
 	if s.stopping || s.svc == nil || s.state == StateExited {
 		s.mu.Unlock()
 		return Status{}, ErrShuttingDown
+	}
+	if s.state != StateRunning && s.state != StatePaused {
+		st := s.state
+		s.mu.Unlock()
+		return Status{}, fmt.Errorf("stop service: it is %s", st)
 	}
 	inst := s.svc
 	inst.planned = true
@@ -514,12 +527,22 @@ func execHelper(ctx context.Context, r *reaper, argv, env []string, out io.Write
 	}()
 	var ws unix.WaitStatus
 	var cerr error
-	select {
-	case ws = <-done:
-	case <-ctx.Done():
-		_ = unix.Kill(-pid, unix.SIGKILL)
-		ws = <-done
-		cerr = ctx.Err()
+	// Run's loop reaps on SIGCHLD; the ticker also reaps (through the same
+	// single owner of wait4) so a hook finishes even after Run has returned.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case ws = <-done:
+			break wait
+		case <-tick.C:
+			r.reap()
+		case <-ctx.Done():
+			_ = unix.Kill(-pid, unix.SIGKILL)
+			cerr = ctx.Err()
+			ctx = context.Background() // once
+		}
 	}
 	// A background grandchild may keep the pipe open: wait briefly, then stop reading.
 	select {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +149,58 @@ func TestSupervisor_Exec(t *testing.T) {
 		}
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("hook was not stopped at its deadline")
+		}
+	})
+}
+
+func TestSupervisor_ExecAfterRun(t *testing.T) {
+	// A post-hook may run after the service (and Run's reaping loop) ended.
+	s := newSup(t, "sleep", "30")
+	ch, term := runAsync(t, s)
+	term()
+	waitResult(t, ch)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := s.Exec(ctx, []string{"sh", "-c", "exit 3"}, nil, nil)
+	if err != nil || st.Code() != 3 {
+		t.Fatalf("Exec after Run: %v, %v; want exit 3 and no error", st, err)
+	}
+}
+
+func TestSupervisor_JobControl(t *testing.T) {
+	t.Run("other signals leave a paused service paused", func(t *testing.T) {
+		s := newSup(t, "sh", "-c", "trap '' HUP USR1; sleep 30 & wait")
+		ch, term := runAsync(t, s)
+		pid := s.PID()
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "service stopped (T)", func() bool { return procState(pid) == 'T' })
+		s.onSignal(syscall.SIGHUP)
+		s.onSignal(syscall.SIGUSR1)
+		time.Sleep(50 * time.Millisecond) // give a wrong SIGCONT time to act
+		if s.State() != StatePaused || procState(pid) != 'T' {
+			t.Fatalf("after HUP/USR1: state %s, proc %c; want still paused", s.State(), procState(pid))
+		}
+		term() // a stop signal does resume it
+		if st := waitResult(t, ch); st.Code() != 128+15 {
+			t.Errorf("status %v, want killed by TERM", st)
+		}
+	})
+	t.Run("TERM reaches a service stopped by TSTP", func(t *testing.T) {
+		s := newSup(t, "sleep", "30")
+		ch, _ := runAsync(t, s)
+		pid := s.PID()
+		s.onSignal(syscall.SIGTSTP)
+		eventually(t, 5*time.Second, "service stopped by TSTP", func() bool { return procState(pid) == 'T' })
+		start := time.Now()
+		s.onSignal(syscall.SIGTERM)
+		st := waitResult(t, ch)
+		if st.Code() != 128+15 {
+			t.Errorf("status %v, want killed by TERM (not KILL after the stop timeout)", st)
+		}
+		if d := time.Since(start); d > 1500*time.Millisecond {
+			t.Errorf("TERM took %v: the stopped service was not continued", d)
 		}
 	})
 }
