@@ -292,6 +292,48 @@ func TestRedisImageMetadata(t *testing.T) {
 	}
 }
 
+// composeProject is a docker-compose project under test: one compose file, its environment, an
+// external volume the test owns; everything is removed before and after the test.
+type composeProject struct {
+	t          *testing.T
+	name, file string
+	env        []string
+}
+
+func newComposeProject(t *testing.T, name, file, volume string, env []string) *composeProject {
+	t.Helper()
+	p := &composeProject{t: t, name: name, file: file, env: env}
+	_, _ = p.run("down", "-v", "-t", "5")
+	dkTry("volume", "rm", "-f", volume)
+	dk(t, "volume", "create", volume)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := p.run("logs", "--no-color")
+			t.Logf("compose logs:\n%s", out)
+		}
+		_, _ = p.run("down", "-v", "-t", "5")
+		dkTry("volume", "rm", "-f", volume)
+	})
+	return p
+}
+
+// run runs docker-compose with the project's name, file and environment.
+func (p *composeProject) run(args ...string) (string, error) {
+	full := append([]string{"-p", p.name, "-f", filepath.Join(root, "images/compose", p.file)}, args...)
+	return runEnv(3*time.Minute, filepath.Join(root, "images/compose"), p.env, "docker-compose", full...)
+}
+
+// exec runs a command in the redis service and returns its output and exit code.
+func (p *composeProject) exec(args ...string) (string, int) {
+	out, err := p.run(append([]string{"exec", "-T", "redis"}, args...)...)
+	if ee, ok := err.(*exec.ExitError); ok {
+		return strings.TrimSpace(out), ee.ExitCode()
+	} else if err != nil {
+		return out + err.Error(), -1
+	}
+	return strings.TrimSpace(out), 0
+}
+
 // TestComposeRestoreAfterDownV: the compose walkthrough. Keys written, a snapshot taken with
 // `docker exec ... entrypoint snapshot`, `docker-compose down -v` deletes the data volume (the
 // backups volume is external and stays), `up` again: the keys are back, restored before Redis
@@ -303,30 +345,8 @@ func TestComposeRestoreAfterDownV(t *testing.T) {
 	// asked for, taken while Redis ran (through the supervisor and its BGSAVE pre-hook).
 	env := []string{"REDIS_IMAGE=" + redisImage, "REDIS_BACKUPS_VOLUME=" + backups,
 		"SNAPVISOR_SCHEDULE=@daily", "SNAPVISOR_ON_EXIT=false"}
-	compose := func(args ...string) (string, error) {
-		full := append([]string{"-p", project, "-f", filepath.Join(root, "images/compose/docker-compose.yml")}, args...)
-		return runEnv(3*time.Minute, filepath.Join(root, "images/compose"), env, "docker-compose", full...)
-	}
-	_, _ = compose("down", "-v", "-t", "5")
-	dkTry("volume", "rm", "-f", backups)
-	dk(t, "volume", "create", backups)
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := compose("logs", "--no-color")
-			t.Logf("compose logs:\n%s", out)
-		}
-		_, _ = compose("down", "-v", "-t", "5")
-		dkTry("volume", "rm", "-f", backups)
-	})
-	cexec := func(args ...string) (string, int) {
-		out, err := compose(append([]string{"exec", "-T", "redis"}, args...)...)
-		if ee, ok := err.(*exec.ExitError); ok {
-			return strings.TrimSpace(out), ee.ExitCode()
-		} else if err != nil {
-			return out + err.Error(), -1
-		}
-		return strings.TrimSpace(out), 0
-	}
+	p := newComposeProject(t, project, "docker-compose.yml", backups, env)
+	compose, cexec := p.run, p.exec
 
 	if out, err := compose("up", "-d", "--no-build"); err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, out)
@@ -558,30 +578,8 @@ func TestComposeMinIO(t *testing.T) {
 	project, mvol := "snapvisore2eminio", prefix+"-minio-data"
 	env := []string{"REDIS_IMAGE=" + redisImage, "MINIO_IMAGE=" + minioImage, "MINIO_VOLUME=" + mvol,
 		"SNAPVISOR_SCHEDULE=@daily", "SNAPVISOR_ON_EXIT=false"}
-	compose := func(args ...string) (string, error) {
-		full := append([]string{"-p", project, "-f", filepath.Join(root, "images/compose/docker-compose.minio.yml")}, args...)
-		return runEnv(3*time.Minute, filepath.Join(root, "images/compose"), env, "docker-compose", full...)
-	}
-	_, _ = compose("down", "-v", "-t", "5")
-	dkTry("volume", "rm", "-f", mvol)
-	dk(t, "volume", "create", mvol)
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := compose("logs", "--no-color")
-			t.Logf("compose logs:\n%s", out)
-		}
-		_, _ = compose("down", "-v", "-t", "5")
-		dkTry("volume", "rm", "-f", mvol)
-	})
-	cexec := func(args ...string) (string, int) {
-		out, err := compose(append([]string{"exec", "-T", "redis"}, args...)...)
-		if ee, ok := err.(*exec.ExitError); ok {
-			return strings.TrimSpace(out), ee.ExitCode()
-		} else if err != nil {
-			return out + err.Error(), -1
-		}
-		return strings.TrimSpace(out), 0
-	}
+	p := newComposeProject(t, project, "docker-compose.minio.yml", mvol, env)
+	compose, cexec := p.run, p.exec
 	if out, err := compose("up", "-d", "--no-build"); err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, out)
 	}
@@ -617,7 +615,7 @@ func TestComposeMinIO(t *testing.T) {
 	// The local backups volume is gone: the data can only have come from MinIO,
 	// and it was in place before Redis accepted a connection.
 	logs, _ := compose("logs", "--no-color", "redis")
-	restored := strings.LastIndex(logs, "auto-restore: done")
+	restored := strings.LastIndex(logs, "restore: done") // local ("auto-restore: done") or remote
 	ready := strings.LastIndex(logs, "Ready to accept connections")
 	if restored < 0 || ready < 0 || restored > ready {
 		t.Errorf("want auto-restore done before Redis is ready to accept connections; got %d, %d\n%s", restored, ready, logs)
