@@ -189,7 +189,7 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
 	res.Deleted = r.rotate(log)
-	res.Remotes = r.push(ctx, info.Path, log)
+	res.Remotes = r.push(ctx, info, log)
 	return res
 }
 
@@ -215,7 +215,7 @@ func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.I
 func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
 	r.nextSecond(ctx)
 	if r.svc == nil || r.cfg.Freeze == FreezeNone {
-		return snapshot.Create(ctx, r.snap, log)
+		return r.create(ctx, log)
 	}
 	fctx, cancel := context.WithTimeout(ctx, r.cfg.FreezeTimeout)
 	defer cancel()
@@ -257,7 +257,7 @@ func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, e
 		}
 		log.Info("service stopped for a cold snapshot", zap.Stringer("status", st))
 	}
-	return snapshot.Create(fctx, r.snap, log)
+	return r.create(fctx, log)
 }
 
 // nextSecond waits until the wall clock has left the second of the newest
@@ -420,6 +420,6 @@ func (r *Runner) Final(ctx context.Context) Result {
 	r.log.Info("final snapshot after the service exited")
 	return r.fly(f, r.run(ctx, "exit", func(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
 		r.nextSecond(ctx)
-		return snapshot.Create(ctx, r.snap, log)
+		return r.create(ctx, log)
 	}))
 }

@@ -31,7 +31,8 @@ export SNAPVISOR_SOURCE="$VAR/data" SNAPVISOR_DIR="$VAR/backups"
 export SNAPVISOR_CONTROL_SOCKET="$VAR/snapvisor.sock"
 export SNAPVISOR_LOG_FORMAT=console
 # The framework document's Redis consistency hook: BGSAVE, wait until LASTSAVE changes.
-export SNAPVISOR_PRE_COMMAND="b=\$(redis-cli -p $PORT LASTSAVE); redis-cli -p $PORT BGSAVE >/dev/null; while [ \"\$(redis-cli -p $PORT LASTSAVE)\" = \"\$b\" ]; do sleep 0.1; done"
+# LASTSAVE counts whole seconds: first let the clock leave the second of the previous save.
+export SNAPVISOR_PRE_COMMAND="b=\$(redis-cli -p $PORT LASTSAVE); while [ \"\$(date +%s)\" -le \"\$b\" ]; do sleep 0.1; done; redis-cli -p $PORT BGSAVE >/dev/null; while [ \"\$(redis-cli -p $PORT LASTSAVE)\" = \"\$b\" ]; do sleep 0.1; done"
 
 cat <<MSG
 == snapvisor demo ==

@@ -28,7 +28,9 @@ const (
 
 // Azure is a container (and prefix) on Azure Blob Storage or Azurite:
 // azure://container/prefix. Credentials: AZURE_STORAGE_CONNECTION_STRING, or
-// AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY, or a SAS URL as endpoint.
+// AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY; a SAS token goes in the
+// connection string (BlobEndpoint=URL;SharedAccessSignature=TOKEN), never in
+// the remote URL or the endpoint (they are not secret and reach the service).
 // The blob service URL is https://ACCOUNT.blob.core.windows.net/ unless
 // SNAPVISOR_AZURE_ENDPOINT or the URL parameter endpoint overrides it.
 type Azure struct {
@@ -82,12 +84,6 @@ func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*A
 		if err == nil {
 			client, err = azblob.NewClientWithSharedKeyCredential(endpoint, cred, opts)
 		}
-	case strings.Contains(endpoint, "?"): // a SAS URL
-		if eu, perr := url.Parse(endpoint); perr == nil {
-			secrets = append(secrets, eu.RawQuery)
-			s.scrub = scrubber(secrets...)
-		}
-		client, err = azblob.NewClientWithNoCredential(endpoint, opts)
 	default:
 		err = errors.New("no credentials: set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY")
 	}

@@ -16,6 +16,7 @@ type Config struct {
 	Remotes []string      `envconfig:"SNAPVISOR_REMOTES" desc:"comma-separated remote URLs each snapshot is pushed to: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix"`
 	Retries int           `envconfig:"SNAPVISOR_REMOTE_RETRIES" default:"5" desc:"retries of a failed remote operation (exponential backoff with jitter)"`
 	Backoff time.Duration `envconfig:"SNAPVISOR_REMOTE_BACKOFF" default:"1s" desc:"first retry delay; doubled each retry, capped at 1m"`
+	Timeout time.Duration `envconfig:"SNAPVISOR_REMOTE_TIMEOUT" default:"1h" desc:"time limit for one snapshot's upload to (or download from) one remote, retries and rotation included; a remote that hangs is abandoned after it and never delays the others or the next snapshot"`
 
 	S3AccessKey    config.Secret `envconfig:"AWS_ACCESS_KEY_ID" desc:"S3 access key; empty: the IAM chain (~/.aws/credentials, web identity, ECS/EC2 roles)"`
 	S3SecretKey    config.Secret `envconfig:"AWS_SECRET_ACCESS_KEY" desc:"S3 secret key"`
@@ -64,6 +65,14 @@ func (c Config) Validate() error {
 	if c.Backoff <= 0 {
 		errs = append(errs, config.Invalid("REMOTE_BACKOFF", c.Backoff.String(), "a positive duration such as 500ms or 1s"))
 	}
+	if c.Timeout <= 0 {
+		errs = append(errs, config.Invalid("REMOTE_TIMEOUT", c.Timeout.String(), "a positive duration such as 30m or 2h"))
+	}
+	if strings.ContainsAny(c.AzureEndpoint, "?@") {
+		e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL without a query or user info")
+		e.Err = errors.New("a SAS token does not belong here (the variable is not secret and reaches the service): put it in AZURE_STORAGE_CONNECTION_STRING as BlobEndpoint=URL;SharedAccessSignature=TOKEN")
+		errs = append(errs, e)
+	}
 	if c.S3SecretKey != "" && c.S3AccessKey == "" {
 		errs = append(errs, &config.Error{Var: "AWS_ACCESS_KEY_ID", Accepted: "set together with AWS_SECRET_ACCESS_KEY"})
 	}
@@ -75,5 +84,5 @@ func (c Config) Validate() error {
 
 // Policy returns the retry policy of the configuration.
 func (c Config) Policy() Policy {
-	return Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: time.Minute}
+	return Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: time.Minute, Timeout: c.Timeout}
 }

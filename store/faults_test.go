@@ -55,7 +55,7 @@ func (p *pauseReader) Seek(off int64, whence int) (int64, error) {
 func TestS3RestartMidUpload(t *testing.T) {
 	m := startMinIO(t)
 	ctx := testCtx(t, 2*time.Minute)
-	bare := mustOpen(t, m.url("snapvisor", "restart"), minioConfig())
+	bare := mustOpen(t, m.URL("snapvisor", "restart"), minioConfig())
 	if err := bare.(*S3).makeBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestS3RestartMidUpload(t *testing.T) {
 		t.Fatalf("push ended before the pause: %+v", r)
 	}
 	t.Log("40 MiB read: killing MinIO")
-	m.kill()
+	m.Kill()
 	close(pr.release)
 	// Wait until the interrupted attempt has failed and a retry is scheduled.
 	deadline := time.Now().Add(time.Minute)
@@ -125,7 +125,7 @@ func TestS3RestartMidUpload(t *testing.T) {
 	t.Logf("attempt failed: %v", first.ContextMap()["error"])
 	time.Sleep(300 * time.Millisecond)
 	t.Log("starting MinIO again")
-	m.start()
+	m.Start()
 
 	var r result
 	select {
@@ -160,17 +160,17 @@ func TestS3RestartMidUpload(t *testing.T) {
 func TestS3DownThenUp(t *testing.T) {
 	m := startMinIO(t)
 	ctx := testCtx(t, time.Minute)
-	bare := mustOpen(t, m.url("snapvisor", "late"), minioConfig())
+	bare := mustOpen(t, m.URL("snapvisor", "late"), minioConfig())
 	if err := bare.(*S3).makeBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m.kill()
+	m.Kill()
 	core, logs := observer.New(zapcore.WarnLevel)
 	s := WithRetry(bare, Policy{Retries: 8, Backoff: 300 * time.Millisecond, MaxBackoff: 2 * time.Second}, zap.New(core))
 	p := makeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.gz", 1<<20)
 	go func() {
 		time.Sleep(1500 * time.Millisecond)
-		m.start()
+		m.Start()
 	}()
 	if _, err := Push(ctx, s, p); err != nil {
 		t.Fatalf("push: %v", err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,7 +57,7 @@ var _ Store = (*GCS)(nil)
 
 func openGCS(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*GCS, error) {
 	s := &GCS{bucket: u.Host, prefix: strings.Trim(u.Path, "/"), name: Redact(u.String()), cfg: cfg,
-		base: "https://storage.googleapis.com", plain: &http.Client{Transport: http.DefaultTransport}}
+		base: "https://storage.googleapis.com", plain: &http.Client{Transport: gcsTransport()}}
 	if host := cfg.GCSEmulatorHost; host != "" {
 		if !strings.Contains(host, "://") {
 			host = "http://" + host
@@ -66,6 +67,28 @@ func openGCS(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*GCS
 	}
 	log.Debug("gcs store opened", zap.String("remote", s.name), zap.Bool("emulator", cfg.GCSEmulatorHost != ""))
 	return s, nil
+}
+
+// GCS transport limits. A server that stops answering is given up after
+// them; a transfer that keeps going is bounded as a whole by the caller's
+// context (SNAPVISOR_REMOTE_TIMEOUT), so there is no total request timeout
+// (it would cut long downloads).
+const (
+	gcsDialTimeout     = 30 * time.Second
+	gcsTLSTimeout      = 30 * time.Second
+	gcsResponseTimeout = 2 * time.Minute // after the request (a 16 MiB chunk) is sent
+	gcsIdleConnTimeout = 90 * time.Second
+)
+
+// gcsTransport is the HTTP transport of every GCS request, with timeouts.
+func gcsTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: gcsDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = gcsTLSTimeout
+	tr.ResponseHeaderTimeout = gcsResponseTimeout
+	tr.ExpectContinueTimeout = time.Second
+	tr.IdleConnTimeout = gcsIdleConnTimeout
+	return tr
 }
 
 func (s *GCS) Name() string { return s.name }
@@ -210,11 +233,13 @@ func (s *GCS) put(ctx context.Context, name string, r io.Reader, size int64) (er
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return readError(resp)
+		err := readError(resp) // reads the body: before it is drained
+		resp.Body.Close()
+		return err
 	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
 	session := resp.Header.Get("Location")
 	if session == "" {
 		return errors.New("no upload session in the answer")
@@ -266,17 +291,20 @@ func (s *GCS) put(ctx context.Context, name string, r io.Reader, size int64) (er
 		if err != nil {
 			return err
 		}
+		ok := (last && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated)) ||
+			(!last && resp.StatusCode == 308) // Resume Incomplete
+		if !ok {
+			err := readError(resp) // reads the body: before it is drained
+			resp.Body.Close()
+			return err
+		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
-		switch {
-		case last && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated):
+		if last {
 			return nil
-		case !last && resp.StatusCode == 308: // Resume Incomplete
-			if got := resp.Header.Get("Range"); got != "" && got != fmt.Sprintf("bytes=0-%d", off+int64(chunk)-1) {
-				return fmt.Errorf("server kept %s of bytes 0-%d", got, off+int64(chunk)-1)
-			}
-		default:
-			return readError(resp)
+		}
+		if got := resp.Header.Get("Range"); got != "" && got != fmt.Sprintf("bytes=0-%d", off+int64(chunk)-1) {
+			return fmt.Errorf("server kept %s of bytes 0-%d", got, off+int64(chunk)-1)
 		}
 		off += int64(chunk)
 		copy(buf, buf[chunk:n])

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,10 +14,14 @@ import (
 // Policy bounds the retries of a failed operation: Retries more attempts after
 // the first, waiting Backoff, 2*Backoff, 4*Backoff, ... (at most MaxBackoff),
 // each delay drawn uniformly from [d/2, d] ("equal jitter").
+//
+// Timeout is not used by Do: it bounds a whole snapshot transfer to or from
+// one store (Push, PushStream, Fetch, and the callers' rotation), see Timeout.
 type Policy struct {
 	Retries    int
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	Timeout    time.Duration
 }
 
 // delay returns the wait before retry number n (1-based).
@@ -174,4 +179,40 @@ func retryWhole(ctx context.Context, s Store, what string, op func(ctx context.C
 		return op(ctx, s)
 	}
 	return r.policy.Do(ctx, r.log, what, func(ctx context.Context) error { return op(ctx, r.Store) })
+}
+
+// Timeout returns the time limit for one snapshot transfer to or from s: the
+// Timeout of the retry policy s has (OpenAll sets SNAPVISOR_REMOTE_TIMEOUT),
+// or 0 for none.
+func Timeout(s Store) time.Duration {
+	if r, ok := retryOf(s); ok {
+		return r.policy.Timeout
+	}
+	return 0
+}
+
+// ErrTimeout is wrapped by the error of a transfer that hit its store's Timeout.
+var ErrTimeout = errors.New("remote timed out (SNAPVISOR_REMOTE_TIMEOUT)")
+
+// WithTimeout returns ctx bounded by Timeout(s), when s has one. Use it around
+// everything done with one store for one snapshot; TimeoutError turns the
+// resulting context error into a message naming the limit.
+func WithTimeout(ctx context.Context, s Store) (context.Context, context.CancelFunc) {
+	d := Timeout(s)
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%s: %w after %s", s.Name(), ErrTimeout, d))
+}
+
+// TimeoutError returns err, or the timeout cause of ctx wrapping err when ctx
+// ended by WithTimeout's limit.
+func TimeoutError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if c := context.Cause(ctx); c != nil && errors.Is(c, ErrTimeout) && !errors.Is(err, ErrTimeout) {
+		return fmt.Errorf("%w: %w", c, err)
+	}
+	return err
 }

@@ -73,10 +73,10 @@ func openSFTP(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*SF
 	if signer != nil {
 		auths = append(auths, ssh.PublicKeys(signer))
 	}
-	password := cfg.SFTPPassword.Reveal()
-	if p, ok := u.User.Password(); ok {
-		password = p
+	if _, ok := u.User.Password(); ok { // parseRemote refuses it; never use one
+		return nil, s.permanent("open", errors.New("a password does not belong in the URL; use SNAPVISOR_SFTP_PASSWORD"))
 	}
+	password := cfg.SFTPPassword.Reveal()
 	if password != "" {
 		auths = append(auths, ssh.Password(password))
 	}

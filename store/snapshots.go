@@ -18,12 +18,15 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap"
 
+	"snapvisor/config"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 )
 
-// ErrChecksum is wrapped by errors reporting that data does not match its .sha256.
-var ErrChecksum = errors.New("checksum mismatch")
+// ErrChecksum is wrapped by errors reporting that data does not match its
+// .sha256. It is snapshot.ErrChecksum, so that one errors.Is tells a corrupt
+// snapshot wherever it was detected (download or restore).
+var ErrChecksum = snapshot.ErrChecksum
 
 var errChecksum = ErrChecksum
 
@@ -63,6 +66,11 @@ func ListSnapshots(ctx context.Context, s Store, name string) ([]RemoteSnapshot,
 	if err != nil {
 		return nil, err
 	}
+	return snapshotsIn(objs, s.Name(), name), nil
+}
+
+// snapshotsIn picks the complete snapshots named name (any when "") out of a listing, newest first.
+func snapshotsIn(objs []Object, remote, name string) []RemoteSnapshot {
 	sums := make(map[string]bool)
 	for _, o := range objs {
 		if strings.HasSuffix(o.Key, sumSuffix) && o.Size > 0 {
@@ -76,11 +84,38 @@ func ListSnapshots(ctx context.Context, s Store, name string) ([]RemoteSnapshot,
 			continue
 		}
 		out = append(out, RemoteSnapshot{Key: o.Key, Name: n, Time: t, Size: o.Size, Compression: comp,
-			Modified: o.Modified, Remote: s.Name()})
+			Modified: o.Modified, Remote: remote})
 	}
 	// Newest first; equal times (different compressions) by key for a stable order.
 	sortSnapshots(out)
-	return out, nil
+	return out
+}
+
+// orphansIn returns the leftovers of interrupted uploads of snapshots named
+// name in a listing: archives without their .sha256 and .sha256 files
+// without their archive, older than the newest complete snapshot (a newer
+// one may be an upload in progress).
+func orphansIn(objs []Object, complete []RemoteSnapshot, name string) []string {
+	if len(complete) == 0 {
+		return nil
+	}
+	newest := complete[0].Time
+	present := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		present[o.Key] = true
+	}
+	var out []string
+	for _, o := range objs {
+		archive := strings.TrimSuffix(o.Key, sumSuffix)
+		n, t, _, ok := ParseSnapshotName(archive)
+		if !ok || n != name || !t.Before(newest) {
+			continue
+		}
+		if (archive == o.Key && !present[o.Key+sumSuffix]) || (archive != o.Key && !present[archive]) {
+			out = append(out, o.Key)
+		}
+	}
+	return out
 }
 
 func sortSnapshots(s []RemoteSnapshot) {
@@ -144,8 +179,12 @@ func hasherOf(s Store) (hasher, bool) {
 // A snapshot already present with the same checksum is not uploaded again.
 // Retries come from a WithRetry wrapper in s (the local file is re-read);
 // the local snapshot is never modified.
+// The whole push is bounded by Timeout(s).
 func Push(ctx context.Context, s Store, localPath string) (rs RemoteSnapshot, err error) {
-	return push(ctx, s, localPath, nil)
+	ctx, cancel := WithTimeout(ctx, s)
+	defer cancel()
+	rs, err = push(ctx, s, localPath, nil)
+	return rs, TimeoutError(ctx, err)
 }
 
 // push is Push with a hook wrapping the archive reader (tests).
@@ -283,10 +322,15 @@ func readSum(ctx context.Context, s Store, key string) (string, error) {
 // key, hashing it on the way, then confirms the stored size and uploads the
 // .sha256 last. Memory stays within the store's streaming bound. The source
 // cannot be re-read, so a failure is not retried here: take a new snapshot.
+// The whole push is bounded by Timeout(s). A failed upload leaves at most an
+// archive without .sha256 (never listed; Rotate deletes it later).
 func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs RemoteSnapshot, err error) {
 	if m, ok := instrumentedOf(s); ok {
 		defer func() { m.pushed(err) }()
 	}
+	ctx, cancel := WithTimeout(ctx, s)
+	defer cancel()
+	defer func() { err = TimeoutError(ctx, err) }()
 	n, t, comp, ok := ParseSnapshotName(key)
 	if !ok {
 		return rs, fmt.Errorf("push %s to %s: not a snapshot name", key, s.Name())
@@ -315,6 +359,30 @@ func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs Remot
 	return rs, nil
 }
 
+// StreamBuffer is the most memory s buffers during a streaming upload (Put
+// with unknown size): its parts or blocks in flight. Callers that bound the
+// process's memory (snapshot.Stream sets a Go memory limit) add it.
+func StreamBuffer(s Store) int64 {
+	for {
+		switch b := s.(type) {
+		case *S3:
+			return s3StreamThreads * s3PartSize
+		case *Azure:
+			return azConcurrency * azBlockSize
+		case *GCS:
+			return gcsChunkSize + 1
+		case *File, *SFTP:
+			return 1 << 20 // copy buffers
+		case interface{ Unwrap() Store }:
+			if s = b.Unwrap(); s == nil {
+				return s3StreamThreads * s3PartSize // not open yet: assume the largest
+			}
+		default:
+			return s3StreamThreads * s3PartSize
+		}
+	}
+}
+
 // countingReader counts the bytes read.
 type countingReader struct {
 	r io.Reader
@@ -333,17 +401,20 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // .sha256 is renamed into place before the archive, so a listed local archive
 // always has its checksum. It returns the local archive path. A download
 // failing midway is retried whole under s's retry policy; a checksum mismatch
-// is not retried and leaves nothing behind.
+// is not retried and leaves nothing behind. dstDir is created 0700 when
+// missing. The whole download is bounded by Timeout(s).
 func Fetch(ctx context.Context, s Store, key, dstDir string) (localPath string, err error) {
 	if err := checkKey(key); err != nil || strings.Contains(key, "/") {
 		return "", fmt.Errorf("%s: fetch %q: not a top-level key", s.Name(), key)
 	}
+	ctx, cancel := WithTimeout(ctx, s)
+	defer cancel()
 	final := filepath.Join(dstDir, key)
 	err = retryWhole(ctx, s, "fetch "+key, func(ctx context.Context, s Store) error {
 		return fetch(ctx, s, key, dstDir, final)
 	})
 	if err != nil {
-		return "", err
+		return "", TimeoutError(ctx, err)
 	}
 	return final, nil
 }
@@ -353,7 +424,7 @@ func fetch(ctx context.Context, s Store, key, dstDir, final string) (err error) 
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dstDir, 0o755); err != nil {
+	if err := os.MkdirAll(dstDir, 0o700); err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", key, s.Name(), err)
 	}
 	rc, err := s.Get(ctx, key)
@@ -431,9 +502,13 @@ func DeleteSnapshot(ctx context.Context, s Store, key string) error {
 }
 
 // OpenAll opens every remote of cfg, each wrapped for production use:
-// WithRetry(WithMetrics(backend)) (metrics only when set is not nil). It
-// returns the stores it could open, in order, and an error joining the
-// failures of the others, so that one bad remote does not stop the rest.
+// WithRetry(WithMetrics(backend)) (metrics only when set is not nil), in
+// order, and returns an error joining the failures, so that one bad remote
+// does not stop the rest. A remote that fails to open is still returned, as a
+// store that tries to open it again at each operation and otherwise fails
+// with the reason (Unopened): it is never silently left out of a push or an
+// auto-restore. Only URLs that are not valid remotes (*config.Error, which
+// Config.Validate reports first) are left out.
 func OpenAll(ctx context.Context, cfg Config, set *metrics.Set, log *zap.Logger) ([]Store, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -444,7 +519,11 @@ func OpenAll(ctx context.Context, cfg Config, set *metrics.Set, log *zap.Logger)
 		s, err := Open(ctx, u, cfg, log)
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				continue
+			}
+			s = &unopened{rawURL: u, name: Redact(u), cfg: cfg, log: log, err: err}
 		}
 		if set != nil {
 			s = WithMetrics(s, set, log)
@@ -467,12 +546,19 @@ func CloseAll(stores []Store) error {
 
 // Rotate applies the retention policy p to the snapshots named name on s
 // (never to other names or instances) and deletes those it does not keep,
-// oldest last; it returns the deleted keys. A failed deletion stops it.
+// oldest last; it also deletes this name's leftovers of interrupted uploads
+// (an archive without .sha256, or the reverse) older than the newest complete
+// snapshot. It returns the deleted keys (snapshots, then leftovers). A failed
+// deletion stops it.
 func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now time.Time) ([]string, error) {
-	snaps, err := ListSnapshots(ctx, s, name)
+	if name == "" {
+		return nil, errors.New("rotate: no snapshot name")
+	}
+	objs, err := s.List(ctx, name+"-")
 	if err != nil {
 		return nil, err
 	}
+	snaps := snapshotsIn(objs, s.Name(), name)
 	in := make([]rotation.Snapshot, len(snaps))
 	for i, r := range snaps {
 		in[i] = rotation.Snapshot{Name: r.Key, Time: r.Time}
@@ -483,6 +569,12 @@ func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now ti
 			return deleted, err
 		}
 		deleted = append(deleted, d.Name)
+	}
+	for _, k := range orphansIn(objs, snaps, name) {
+		if err := s.Delete(ctx, k); err != nil {
+			return deleted, err
+		}
+		deleted = append(deleted, k)
 	}
 	return deleted, nil
 }

@@ -118,6 +118,10 @@ func parseRemote(rawURL string) (*url.URL, error) {
 		if u.Path == "" {
 			return nil, invalidRemote(rawURL, errors.New("missing path: sftp://user@host:port/path"))
 		}
+		if _, ok := u.User.Password(); ok {
+			// The URL is in SNAPVISOR_REMOTES, which the service inherits and logs may show.
+			return nil, invalidRemote(rawURL, errors.New("a password does not belong in the URL; use SNAPVISOR_SFTP_PASSWORD (or a key, SNAPVISOR_SFTP_KEY_FILE)"))
+		}
 	case "":
 		return nil, invalidRemote(rawURL, errors.New("missing scheme"))
 	default:
@@ -128,7 +132,35 @@ func parseRemote(rawURL string) (*url.URL, error) {
 			return nil, invalidRemote(rawURL, errors.New("tls must be true or false"))
 		}
 	}
+	// Secrets in the URL would reach the service's environment (SNAPVISOR_REMOTES
+	// is not a secret variable): a secret-looking parameter, or a parameter
+	// holding a URL with a query (an Azure SAS URL as endpoint), is refused.
+	for k, vs := range u.Query() {
+		if secretParam.MatchString(k) {
+			return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q looks like a credential; credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
+		}
+		for _, v := range vs {
+			if nu, err := url.Parse(v); err == nil && (nu.RawQuery != "" || nu.User != nil) && strings.Contains(v, "://") {
+				return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q holds a URL with a query or user info (a SAS token?); credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
+			}
+		}
+	}
 	return u, nil
+}
+
+// credentialVars names the variables that carry a scheme's credentials.
+func credentialVars(scheme string) string {
+	switch scheme {
+	case "s3":
+		return "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"
+	case "azure":
+		return "AZURE_STORAGE_CONNECTION_STRING, e.g. BlobEndpoint=URL;SharedAccessSignature=TOKEN, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY"
+	case "gs":
+		return "GOOGLE_APPLICATION_CREDENTIALS"
+	case "sftp":
+		return "SNAPVISOR_SFTP_KEY_FILE or SNAPVISOR_SFTP_PASSWORD"
+	}
+	return "see entrypoint env"
 }
 
 func invalidRemote(rawURL string, err error) error {
@@ -149,7 +181,11 @@ var (
 
 // Redact returns rawURL with its password and secret query parameters replaced
 // by "***"; the user name stays (it identifies, it does not authenticate).
-func Redact(rawURL string) string {
+// Parameters whose value is itself a URL (endpoint=https://host/?sv=..&sig=..)
+// are redacted the same way, recursively.
+func Redact(rawURL string) string { return redact(rawURL, 0) }
+
+func redact(rawURL string, depth int) string {
 	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil {
 		return rawSecretRE.ReplaceAllString(userinfoRE.ReplaceAllString(rawURL, "***@"), "${1}***")
@@ -161,18 +197,36 @@ func Redact(rawURL string) string {
 	}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
-		secret := err != nil
-		for k := range q {
+		changed := false
+		if err != nil { // unparseable: redact textually
+			u.RawQuery = rawSecretRE.ReplaceAllString(userinfoRE.ReplaceAllString(u.RawQuery, "***@"), "${1}***")
+		}
+		for k, vs := range q {
 			if secretParam.MatchString(k) {
 				q[k] = []string{"***"}
-				secret = true
+				changed = true
+				continue
+			}
+			for i, v := range vs {
+				if !strings.Contains(v, "?") && !strings.Contains(v, "@") {
+					continue
+				}
+				r := "***"
+				if depth < 3 && strings.Contains(v, "://") {
+					r = redact(v, depth+1)
+				}
+				if r != v {
+					vs[i] = r
+					changed = true
+				}
 			}
 		}
-		if secret {
-			u.RawQuery = strings.NewReplacer("%2A", "*").Replace(q.Encode())
+		if err == nil && changed {
+			// Escaped, but readable: "*", ":" and "/" are left as they are.
+			u.RawQuery = strings.NewReplacer("%2A", "*", "%3A", ":", "%2F", "/").Replace(q.Encode())
 		}
 	}
-	return u.String()
+	return strings.Replace(u.String(), ":%2A%2A%2A@", ":***@", 1)
 }
 
 // Error is an operation on a store that failed. Its text names the store

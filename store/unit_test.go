@@ -6,41 +6,57 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"snapvisor/config"
+	"snapvisor/rotation"
 )
 
 func TestRedact(t *testing.T) {
-	for in, want := range map[string]string{
-		"sftp://backup:hunter22@host:22/path":                  "sftp://backup:%2A%2A%2A@host:22/path",
-		"sftp://backup@host/path":                              "sftp://backup@host/path",
-		"s3://b/p?endpoint=h:9000&tls=false":                   "s3://b/p?endpoint=h:9000&tls=false",
-		"s3://b/p?endpoint=h&secret_key=abc&x-amz-signature=q": "s3://b/p?endpoint=h&secret_key=***&x-amz-signature=***",
-		"azure://c/p?sig=abcdef":                               "azure://c/p?sig=***",
-		"::not a url//user:pw@host":                            "::not a url//***@host",
-		"%zz://u:pw@h/p?token=abc":                             "%zz://***@h/p?token=***",
+	for _, tc := range []struct {
+		in     string
+		secret []string // none of these may appear in the output
+		keep   []string // these must stay
+	}{
+		{"sftp://backup:hunter22@host:22/path", []string{"hunter22"}, []string{"sftp://backup:***@host:22/path"}},
+		{"sftp://backup@host/path", nil, []string{"sftp://backup@host/path"}},
+		{"s3://b/p?endpoint=h:9000&tls=false", nil, []string{"endpoint=h:9000", "tls=false"}},
+		{"s3://b/p?endpoint=h&secret_key=abc123&x-amz-signature=q9q9q9", []string{"abc123", "q9q9q9"}, []string{"endpoint=h"}},
+		{"azure://c/p?sig=abcdef", []string{"abcdef"}, []string{"azure://c/p"}},
+		// A SAS URL nested in a parameter, raw and escaped.
+		{"azure://c/p?endpoint=https://acct.blob.core.windows.net/?sv=2022&sig=SAS-Xy7Qz%3D", []string{"SAS-Xy7Qz"}, []string{"acct.blob.core.windows.net"}},
+		{"azure://c/p?endpoint=https%3A%2F%2Facct.blob.core.windows.net%2F%3Fsv%3D2022%26sig%3DSAS-Xy7Qz", []string{"SAS-Xy7Qz"}, []string{"acct.blob.core.windows.net"}},
+		{"s3://b/p?endpoint=http://user:pw-Xy7Qz@h:9000", []string{"pw-Xy7Qz"}, []string{"h:9000"}},
+		{"::not a url//user:pw-Xy7Qz@host", []string{"pw-Xy7Qz"}, []string{"host"}},
+		{"%zz://u:pw-Xy7Qz@h/p?token=tok-Xy7Qz", []string{"pw-Xy7Qz", "tok-Xy7Qz"}, nil},
 	} {
-		got := Redact(in)
-		if got != want && !(strings.Contains(got, "***") || strings.Contains(got, "%2A")) {
-			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
-		}
-		for _, secret := range []string{"hunter22", "abc&", "abcdef", ":pw@"} {
-			if strings.Contains(got, secret) {
-				t.Errorf("Redact(%q) = %q reveals %q", in, got, secret)
+		t.Run(tc.in, func(t *testing.T) {
+			got := Redact(tc.in)
+			for _, sec := range tc.secret {
+				if strings.Contains(got, sec) {
+					t.Errorf("Redact(%q) = %q reveals %q", tc.in, got, sec)
+				}
 			}
-		}
+			for _, k := range tc.keep {
+				if !strings.Contains(got, k) {
+					t.Errorf("Redact(%q) = %q lost %q", tc.in, got, k)
+				}
+			}
+		})
 	}
 }
 
 func TestValidate(t *testing.T) {
-	ok := Config{Retries: 5, Backoff: time.Second, Remotes: []string{
+	ok := Config{Retries: 5, Backoff: time.Second, Timeout: time.Hour, Remotes: []string{
 		"file:///mnt/nfs/backups", " s3://bucket/prefix?endpoint=127.0.0.1:9000&tls=false&region=us-east-1",
 		"sftp://u@h:2222/srv/backups", "azure://container/prefix", "gs://bucket", "",
 	}}
@@ -53,8 +69,13 @@ func TestValidate(t *testing.T) {
 	for _, bad := range []string{
 		"ftp://host/x", "/just/a/path", "file://host/x", "file:///", "s3:///prefix", "sftp://host",
 		"s3://b/p?tls=maybe", "s3://key:secret-Xy7Qz@bucket/p", "%zz://x", "sftp://u:secret-Xy7Qz@/p",
+		// Credentials in the URL would reach the service's environment.
+		"sftp://u:secret-Xy7Qz@host/p", "s3://b/p?endpoint=h&secret_key=secret-Xy7Qz",
+		"azure://c/p?endpoint=https://acct.blob.core.windows.net/?sv=1%26sig=secret-Xy7Qz",
+		"azure://c/p?endpoint=https%3A%2F%2Facct.blob.core.windows.net%2F%3Fsv%3D1%26sig%3Dsecret-Xy7Qz",
+		"gs://b/p?token=secret-Xy7Qz",
 	} {
-		err := Config{Retries: 1, Backoff: time.Second, Remotes: []string{bad}}.Validate()
+		err := Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, Remotes: []string{bad}}.Validate()
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Var != "SNAPVISOR_REMOTES" {
 			t.Errorf("Validate(%q) = %v, want a SNAPVISOR_REMOTES config error", bad, err)
@@ -67,11 +88,19 @@ func TestValidate(t *testing.T) {
 			t.Errorf("error does not say what is accepted: %v", err)
 		}
 	}
-	if err := (Config{Retries: -1, Backoff: time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_RETRIES") {
+	if err := (Config{Retries: -1, Backoff: time.Second, Timeout: time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_RETRIES") {
 		t.Errorf("negative retries: %v", err)
 	}
-	if err := (Config{Retries: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_BACKOFF") {
+	if err := (Config{Retries: 1, Timeout: time.Hour}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_BACKOFF") {
 		t.Errorf("zero backoff: %v", err)
+	}
+	if err := (Config{Retries: 1, Backoff: time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_TIMEOUT") {
+		t.Errorf("zero timeout: %v", err)
+	}
+	sas := Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, AzureEndpoint: "https://acct.blob.core.windows.net/?sv=1&sig=secret-Xy7Qz"}
+	if err := sas.Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_AZURE_ENDPOINT") ||
+		!strings.Contains(err.Error(), "SharedAccessSignature") || strings.Contains(err.Error(), "secret-Xy7Qz") {
+		t.Errorf("SAS token in SNAPVISOR_AZURE_ENDPOINT: %v", err)
 	}
 }
 
@@ -87,7 +116,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	if err := config.Load(&c); err != nil {
 		t.Fatal(err)
 	}
-	if c.Retries != 5 || c.Backoff != time.Second || len(c.URLs()) != 2 || !c.SFTPInsecureNoHost {
+	if c.Retries != 5 || c.Backoff != time.Second || c.Timeout != time.Hour || len(c.URLs()) != 2 || !c.SFTPInsecureNoHost {
 		t.Errorf("loaded %+v", c)
 	}
 	if c.S3SecretKey.Reveal() != "from-file-Xy7Qz" {
@@ -170,14 +199,17 @@ func TestRetryRewindsAndGivesUp(t *testing.T) {
 
 func TestOpenAll(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{Retries: 1, Backoff: time.Millisecond, Remotes: []string{"file://" + dir + "/a", "ftp://x/y", "file://" + dir + "/b"}}
+	blocker := filepath.Join(dir, "not-mounted")
+	mustWrite(t, blocker, []byte("a file where the mount's directory should be"))
+	cfg := Config{Retries: 1, Backoff: time.Millisecond, Timeout: time.Minute,
+		Remotes: []string{"file://" + dir + "/a", "ftp://x/y", "file://" + dir + "/b", "file://" + blocker + "/c"}}
 	stores, err := OpenAll(context.Background(), cfg, metrics.NewSet(), nil)
 	defer CloseAll(stores)
-	if len(stores) != 2 || err == nil || !strings.Contains(err.Error(), "ftp") {
-		t.Fatalf("OpenAll = %d stores, %v", len(stores), err)
+	if len(stores) != 3 || err == nil || !strings.Contains(err.Error(), "ftp") || !strings.Contains(err.Error(), "not-mounted") {
+		t.Fatalf("OpenAll = %d stores, %v; want the two good ones and the one that failed to open (the invalid URL left out)", len(stores), err)
 	}
 	p := makeSnapshot(t, t.TempDir(), "db", time.Now(), ".tar", 4096)
-	for _, s := range stores {
+	for _, s := range stores[:2] {
 		if _, err := Push(context.Background(), s, p); err != nil {
 			t.Fatal(err)
 		}
@@ -187,6 +219,149 @@ func TestOpenAll(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "b", filepath.Base(p)+".sha256")); err != nil {
 		t.Error(err)
+	}
+	if got := Timeout(stores[0]); got != time.Minute {
+		t.Errorf("Timeout = %v, want SNAPVISOR_REMOTE_TIMEOUT's 1m", got)
+	}
+
+	// The remote that failed to open is kept: each operation tries again and
+	// fails naming it, until it can be opened (the mount appears).
+	bad := stores[2]
+	if !strings.Contains(bad.Name(), "not-mounted/c") {
+		t.Errorf("name %q", bad.Name())
+	}
+	if _, err := ListSnapshots(context.Background(), bad, "db"); err == nil || !strings.Contains(err.Error(), bad.Name()) {
+		t.Errorf("list on a remote that cannot be opened: %v, want an error naming it", err)
+	}
+	if _, err := Push(context.Background(), bad, p); err == nil {
+		t.Error("push to a remote that cannot be opened succeeded")
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(context.Background(), bad, p); err != nil {
+		t.Fatalf("push once the remote can be opened: %v", err)
+	}
+	if snaps, err := ListSnapshots(context.Background(), bad, "db"); err != nil || len(snaps) != 1 {
+		t.Errorf("after re-opening: %+v, %v", snaps, err)
+	}
+}
+
+// TestRotate_Orphans: leftovers of interrupted uploads (an archive without
+// its .sha256, a .sha256 without its archive) older than the newest complete
+// snapshot are deleted by Rotate; newer ones (an upload in progress) and
+// other names are kept; none is ever listed as a snapshot.
+func TestRotate_Orphans(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	s := mustOpen(t, "file://"+t.TempDir(), Config{})
+	t0 := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
+	key := func(name string, h int) string {
+		return fmt.Sprintf("%s-%s.tar.gz", name, t0.Add(time.Duration(h)*time.Hour).Format("20060102T150405Z"))
+	}
+	local := t.TempDir()
+	for _, h := range []int{1, 3} {
+		if _, err := Push(ctx, s, makeSnapshot(t, local, "app", t0.Add(time.Duration(h)*time.Hour), ".tar.gz", 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(k string) {
+		t.Helper()
+		if err := s.Put(ctx, k, strings.NewReader("partial"), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(key("app", 2))             // interrupted upload, older than the newest complete: deleted
+	put(key("app", 0) + ".sha256") // checksum without archive, older: deleted
+	put(key("app", 4))             // newer than the newest complete: maybe in progress, kept
+	put(key("app-cache", 0))       // another name: untouched
+	put("app-notes.txt")           // not a snapshot name: untouched
+	if snaps, _ := ListSnapshots(ctx, s, "app"); len(snaps) != 2 {
+		t.Fatalf("listed %+v, want the 2 complete snapshots only", snaps)
+	}
+	deleted, err := Rotate(ctx, s, "app", rotation.Policy{Keep: 5}, t0.Add(5*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{key("app", 0) + ".sha256", key("app", 2)}
+	if strings.Join(deleted, " ") != strings.Join(want, " ") {
+		t.Errorf("Rotate deleted %v, want %v", deleted, want)
+	}
+	objs, _ := s.List(ctx, "")
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, o.Key)
+	}
+	for _, k := range []string{key("app", 1), key("app", 3), key("app", 4), key("app-cache", 0), "app-notes.txt"} {
+		if !slices.Contains(keys, k) {
+			t.Errorf("Rotate removed %s; left %v", k, keys)
+		}
+	}
+	if snaps, _ := ListSnapshots(ctx, s, "app"); len(snaps) != 2 {
+		t.Errorf("after rotation listed %+v", snaps)
+	}
+}
+
+// TestTimeout: a server that accepts connections and never answers is given
+// up after the store's Timeout (SNAPVISOR_REMOTE_TIMEOUT), for every network
+// store kind, with an error naming the limit; the local snapshot is intact.
+func TestTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	addr := l.Addr().String()
+	keyFile := filepath.Join(t.TempDir(), "key")
+	writeKey(t, keyFile)
+	for _, tc := range []struct {
+		name, url string
+		cfg       Config
+	}{
+		{"s3", "s3://bucket/p?endpoint=" + addr + "&tls=false&region=us-east-1", minioConfig()},
+		{"gs", "gs://bucket/p", Config{GCSEmulatorHost: addr}},
+		{"azure", "azure://container/p", azureConfig("http://" + addr + "/" + azuriteAcct)},
+		{"sftp", "sftp://u@" + addr + "/p", Config{SFTPKeyFile: keyFile, SFTPInsecureNoHost: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := WithRetry(mustOpen(t, tc.url, tc.cfg), Policy{Retries: 3, Backoff: 10 * time.Millisecond, Timeout: 1500 * time.Millisecond}, nil)
+			p := makeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.gz", 64<<10)
+			start := time.Now()
+			_, err := Push(context.Background(), s, p)
+			d := time.Since(start)
+			if err == nil || !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_TIMEOUT") || !strings.Contains(err.Error(), s.Name()) {
+				t.Fatalf("push to a hung server: %v, want a timeout naming SNAPVISOR_REMOTE_TIMEOUT and the store", err)
+			}
+			if d > 15*time.Second {
+				t.Errorf("push to a hung server took %s with a 1.5s limit", d)
+			}
+			if _, err := os.Stat(p + ".sha256"); err != nil {
+				t.Errorf("local snapshot: %v", err)
+			}
+			_, err = Fetch(context.Background(), s, filepath.Base(p), t.TempDir())
+			if !errors.Is(err, ErrTimeout) {
+				t.Errorf("fetch from a hung server: %v, want a timeout", err)
+			}
+		})
 	}
 }
 

@@ -72,9 +72,10 @@ func snapshots(t *testing.T, dir string) []string {
 }
 
 // redisBGSAVE is the framework document's consistency hook: BGSAVE, then
-// wait until LASTSAVE changes.
+// wait until LASTSAVE changes. LASTSAVE counts whole seconds, so the hook
+// first lets the clock leave the second of the previous save.
 func redisBGSAVE(port int) string {
-	return fmt.Sprintf(`b=$(redis-cli -p %[1]d LASTSAVE); redis-cli -p %[1]d BGSAVE; while [ "$(redis-cli -p %[1]d LASTSAVE)" = "$b" ]; do sleep 0.05; done`, port)
+	return fmt.Sprintf(`b=$(redis-cli -p %[1]d LASTSAVE); while [ "$(date +%%s)" -le "$b" ]; do sleep 0.05; done; redis-cli -p %[1]d BGSAVE; while [ "$(redis-cli -p %[1]d LASTSAVE)" = "$b" ]; do sleep 0.05; done`, port)
 }
 
 // TestEntrypoint_RedisSnapshots: PID 1 wrapping redis-server, @every 2s with

@@ -14,8 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 )
 
 // newFlagSet returns a FlagSet for a subcommand whose -h prints usage and flags to stdout.
@@ -72,13 +74,18 @@ func cmdSnapshot(ctx context.Context, a *app, args []string) error {
 		"Takes one snapshot now and prints its path. When an entrypoint runs in this container\n"+
 			"(SNAPVISOR_CONTROL_SOCKET answers), it asks that one, which runs the hooks, the freeze,\n"+
 			"rotation and the pushes to the remotes, and waits for the result; otherwise it snapshots\n"+
-			"SNAPVISOR_SOURCE into SNAPVISOR_DIR by itself. The exit code tells success.")
+			"SNAPVISOR_SOURCE into SNAPVISOR_DIR by itself, or, with SNAPVISOR_DIR empty (streaming\n"+
+			"mode), straight to every remote of SNAPVISOR_REMOTES and prints one line per remote.\n"+
+			"The exit code tells success.")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
 		return err
 	}
 	if handled, err := snapshotViaSupervisor(ctx, a, *asJSON); handled {
 		return err
+	}
+	if a.snap.Dir == "" {
+		return snapshotStreamed(ctx, a, *asJSON)
 	}
 	info, err := snapshot.Create(ctx, a.snap, a.log)
 	if err != nil {
@@ -95,17 +102,27 @@ func cmdSnapshot(ctx context.Context, a *app, args []string) error {
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet(a, "restore", "restore [--discard-current] [NAME|latest]",
+	fs := newFlagSet(a, "restore", "restore [--discard-current] [--from URL] [NAME|latest]",
 		"Restores a snapshot into the source paths (SNAPVISOR_SOURCE). NAME is a file in\n"+
 			"SNAPVISOR_DIR or a path; latest (the default) is the newest snapshot that verifies.\n"+
-			"The checksum is verified and the archive extracted beside each source before the\n"+
-			"current contents are swapped out to <source>.pre-restore-<UTC time>.")
+			"With --from URL, NAME (a key as `list --remote URL` shows it) or the newest that\n"+
+			"verifies is downloaded from that remote into a temporary directory beside the first\n"+
+			"source, checked, restored and deleted. The checksum is verified and the archive\n"+
+			"extracted beside each source before the current contents are swapped out to\n"+
+			"<source>.pre-restore-<UTC time>.")
 	discard := fs.Bool("discard-current", false, "delete the current contents after the swap instead of keeping them as <source>.pre-restore-<time>")
+	from := fs.String("from", "", "restore from this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	pos, done, err := parseArgs(fs, args, 1)
 	if done || err != nil {
 		return err
 	}
 	opts := snapshot.RestoreOptions{DiscardCurrent: *discard, Now: time.Now}
+	if *from != "" {
+		return restoreFrom(ctx, a, *from, pos, opts)
+	}
+	if a.snap.Dir == "" && (len(pos) == 0 || !strings.ContainsRune(pos[0], os.PathSeparator)) {
+		return &usageError{"restore: SNAPVISOR_DIR is empty (streaming mode), so there are no local snapshots: use restore --from URL, or give a path"}
+	}
 	if len(pos) == 1 && pos[0] != "latest" {
 		return snapshot.Restore(ctx, a.snap, snapshotPath(a, pos[0]), opts, a.log)
 	}
@@ -132,12 +149,20 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	return fmt.Errorf("restore latest: none of the %d snapshots in %s verifies", len(list), a.snap.Dir)
 }
 
-func cmdList(_ context.Context, a *app, args []string) error {
-	fs := newFlagSet(a, "list", "list [--json]",
-		"Lists the complete snapshots in SNAPVISOR_DIR named SNAPVISOR_NAME-*, newest first.")
-	asJSON := fs.Bool("json", false, "print a JSON array of {name, path, time, size, compression, sha256}")
+func cmdList(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet(a, "list", "list [--json] [--remote URL]",
+		"Lists the complete snapshots in SNAPVISOR_DIR named SNAPVISOR_NAME-*, newest first;\n"+
+			"with --remote URL, those on that remote (an archive counts once its .sha256 is there).")
+	asJSON := fs.Bool("json", false, "print a JSON array of {name, path, time, size, compression, sha256}; with --remote, of {key, name, time, size, compression, modified, remote}")
+	remoteURL := fs.String("remote", "", "list the snapshots on this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
 		return err
+	}
+	if *remoteURL != "" {
+		return listRemote(ctx, a, *remoteURL, *asJSON)
+	}
+	if a.snap.Dir == "" {
+		return &usageError{"list: SNAPVISOR_DIR is empty (streaming mode), so there are no local snapshots: use list --remote URL"}
 	}
 	list, err := snapshot.List(a.snap.Dir, a.snap.Name)
 	if err != nil {
@@ -176,24 +201,24 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 	case len(pos) == 1:
 		paths = []string{snapshotPath(a, pos[0])}
 	default:
-		list, err := snapshot.List(a.snap.Dir, a.snap.Name)
+		// Every archive by its name, not List: one whose .sha256 is missing or
+		// damaged must be reported as FAILED, not skipped.
+		archives, err := snapshot.Archives(a.snap.Dir, a.snap.Name)
 		if err != nil {
 			return err
 		}
-		if len(list) == 0 {
+		if len(archives) == 0 {
 			return fmt.Errorf("verify: no snapshot named %s-* in %s", a.snap.Name, a.snap.Dir)
 		}
 		if !*all {
-			list = list[:1]
+			archives = archives[:1]
 		}
-		for _, s := range list {
-			paths = append(paths, s.Path)
-		}
+		paths = archives
 	}
 	failed := 0
 	var last error
 	for _, p := range paths {
-		if err := snapshot.Verify(ctx, p); err != nil {
+		if err := snapshot.VerifyWith(ctx, p, a.snap.Encryption); err != nil {
 			failed++
 			last = err
 			fmt.Fprintf(a.stdout, "FAILED %s: %v\n", filepath.Base(p), err)
@@ -208,4 +233,124 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 		return last
 	}
 	return fmt.Errorf("verify: %d of %d snapshots failed", failed, len(paths))
+}
+
+// openRemote opens one remote for a subcommand, with the retry policy and
+// time limit of the configuration. Its errors are configuration errors (exit
+// 78) when the URL or the settings are wrong.
+func openRemote(ctx context.Context, a *app, rawURL string) (store.Store, error) {
+	cfg := a.cfg.Store
+	cfg.Remotes = []string{rawURL}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := store.Open(ctx, rawURL, cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	return store.WithRetry(s, cfg.Policy(), a.log), nil
+}
+
+func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
+	s, err := openRemote(ctx, a, rawURL)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	lctx, cancel := store.WithTimeout(ctx, s)
+	defer cancel()
+	list, err := store.ListSnapshots(lctx, s, a.snap.Name)
+	if err != nil {
+		return store.TimeoutError(lctx, err)
+	}
+	if asJSON {
+		if list == nil {
+			list = []store.RemoteSnapshot{}
+		}
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	tw := newTabWriter(a.stdout)
+	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION")
+	for _, r := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Key, r.Time.Format(time.RFC3339), r.Size, r.Compression)
+	}
+	return tw.Flush()
+}
+
+// restoreFrom restores NAME, or the newest snapshot that verifies, from one remote.
+func restoreFrom(ctx context.Context, a *app, rawURL string, pos []string, opts snapshot.RestoreOptions) error {
+	key := ""
+	if len(pos) == 1 && pos[0] != "latest" {
+		key = pos[0]
+		if strings.ContainsRune(key, '/') {
+			return &usageError{fmt.Sprintf("restore --from: NAME is a key as `entrypoint list --remote URL` shows it, not a path: %q", key)}
+		}
+	}
+	s, err := openRemote(ctx, a, rawURL)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rs, err := jobs.RestoreFromRemotes(ctx, a.snap, []store.Store{s}, key, "", opts, a.log)
+	if err != nil {
+		return fmt.Errorf("restore --from %s: %w", s.Name(), err)
+	}
+	if rs.Key == "" {
+		return fmt.Errorf("restore --from %s: no snapshot named %s-* there", s.Name(), a.snap.Name)
+	}
+	fmt.Fprintln(a.stdout, rs.Key)
+	return nil
+}
+
+// snapshotStreamed takes one snapshot in streaming mode (SNAPVISOR_DIR
+// empty): straight to every remote, no local copy, no hooks or rotation
+// (those belong to the running entrypoint).
+func snapshotStreamed(ctx context.Context, a *app, asJSON bool) error {
+	urls := a.cfg.Store.URLs()
+	if len(urls) == 0 {
+		return config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode)")
+	}
+	if err := a.cfg.Store.Validate(); err != nil {
+		return err
+	}
+	stores, oerr := store.OpenAll(ctx, a.cfg.Store, nil, a.log)
+	defer store.CloseAll(stores)
+	if oerr != nil {
+		a.log.Warn("some remotes could not be opened", zap.Error(oerr))
+	}
+	info, results, err := jobs.StreamToRemotes(ctx, a.snap, stores, a.log)
+	res := jobs.Result{Reason: "standalone", Started: info.Time, Snapshot: info.Name, Size: info.Size, Remotes: results}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if asJSON {
+		_ = json.NewEncoder(a.stdout).Encode(res)
+		return err
+	}
+	for _, r := range results {
+		if r.Error == "" {
+			fmt.Fprintf(a.stdout, "%s/%s\n", strings.TrimSuffix(r.Remote, "/"), info.Name)
+		}
+	}
+	if err == nil {
+		for _, r := range results {
+			if r.Error != "" {
+				err = fmt.Errorf("snapshot %s is on %d of %d remotes: %s", info.Name, countOK(results), len(results), r.Error)
+				break
+			}
+		}
+	}
+	return err
+}
+
+func countOK(results []jobs.PushResult) int {
+	n := 0
+	for _, r := range results {
+		if r.Error == "" {
+			n++
+		}
+	}
+	return n
 }

@@ -1,0 +1,57 @@
+// Command benchremote uploads one local snapshot to a remote exactly as the
+// entrypoint does after each snapshot (store.Open, the retry wrapper with the
+// configured policy, store.Push: archive, size check, .sha256 last, read back),
+// and prints the time it took. scripts/bench-remote.sh runs it side by side
+// with `rclone copy` to the same server and measures its peak RSS.
+//
+//	benchremote ARCHIVE URL
+//
+// ARCHIVE is a snapshot file (<name>-<UTC time>.tar[.gz|.zst]) with its
+// .sha256 beside it; URL and credentials are as for SNAPVISOR_REMOTES.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"snapvisor/config"
+	"snapvisor/store"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: benchremote ARCHIVE URL")
+		os.Exit(64)
+	}
+	if err := run(os.Args[1], os.Args[2]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchremote:", err)
+		os.Exit(1)
+	}
+}
+
+func run(archive, url string) error {
+	var cfg store.Config
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	cfg.Remotes = []string{url}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	s, err := store.Open(ctx, url, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	start := time.Now()
+	rs, err := store.Push(ctx, store.WithRetry(s, cfg.Policy(), nil), archive)
+	if err != nil {
+		return err
+	}
+	d := time.Since(start)
+	fmt.Printf("%s %d bytes in %.3f s (%.1f MiB/s)\n", rs.Key, rs.Size, d.Seconds(), float64(rs.Size)/(1<<20)/d.Seconds())
+	return nil
+}

@@ -1,0 +1,288 @@
+// Package storetest starts the real storage servers the tests of several
+// packages need (store, cmd/entrypoint), on 127.0.0.1, each with its own
+// free port and temporary directory, stopped by PID in t.Cleanup. The
+// executables come from scripts/servers.sh install (MinIO, fake-gcs-server,
+// Azurite under $SNAPVISOR_TOOLS or ~/.cache/snapvisor-tools; sshd from
+// Debian's openssh-server).
+//
+// A server that is not installed: with CI=true (or SNAPVISOR_TEST_INSTALL=1)
+// the test installs it through the script, and fails if it cannot; otherwise
+// it skips, saying how to install. A server that is installed but does not
+// start always fails the test.
+//
+// It is imported by tests only.
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// MinIO's credentials in the tests.
+const (
+	MinIOUser     = "snapvisor"
+	MinIOPassword = "snapvisor-secret-key"
+)
+
+// InCI reports whether CI=true: a missing server then fails the test.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable fails the test in CI and skips it elsewhere.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("CI=true and %s", msg)
+	}
+	t.Skipf("%s (with CI=true this fails)", msg)
+}
+
+var installMu sync.Mutex
+
+// repoRoot finds the module root (the directory with go.mod) above the working directory.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("no go.mod above %s", dir)
+		}
+	}
+}
+
+// Tool returns the executable of server (minio, gcs, azurite, sshd), installing it when allowed.
+func Tool(t testing.TB, server string) string {
+	t.Helper()
+	script := filepath.Join(repoRoot(t), "scripts", "servers.sh")
+	out, err := exec.Command(script, "path", server).Output()
+	if err != nil {
+		t.Fatalf("scripts/servers.sh path %s: %v", server, err)
+	}
+	bin := strings.TrimSpace(string(out))
+	if isExecutable(bin) {
+		return bin
+	}
+	if !InCI() && os.Getenv("SNAPVISOR_TEST_INSTALL") != "1" {
+		Unavailable(t, "%s is not installed (%s): run scripts/servers.sh install %s, or set SNAPVISOR_TEST_INSTALL=1", server, bin, server)
+	}
+	installMu.Lock()
+	defer installMu.Unlock()
+	if !isExecutable(bin) {
+		t.Logf("installing %s with scripts/servers.sh install %s (minutes when cold)", server, server)
+		cmd := exec.Command(script, "install", server)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Run(); err != nil {
+			Unavailable(t, "scripts/servers.sh install %s failed: %v\n%s", server, err, buf.String())
+		}
+	}
+	if !isExecutable(bin) {
+		Unavailable(t, "%s still missing after install", bin)
+	}
+	return bin
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on (now).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// DeadAddr returns a 127.0.0.1 address where nothing listens.
+func DeadAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", FreePort(t)) }
+
+// PortOf returns the port of host:port.
+func PortOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// Proc is a server process started by a test.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Out  *SyncBuffer // its stdout and stderr (the first MiB)
+	done chan struct{}
+}
+
+// SyncBuffer collects output from several goroutines, up to 1 MiB.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() > 1<<20 {
+		return len(p), nil
+	}
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// StartProc starts bin in its own process group (killed with the test process).
+func StartProc(t testing.TB, name string, env []string, bin string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out := &SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Proc{Name: name, Cmd: cmd, Out: out, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// Stop ends the process (and its process group) by PID: TERM, then KILL after grace.
+func (p *Proc) Stop(grace time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	pid := p.Cmd.Process.Pid
+	if grace > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+			return
+		case <-time.After(grace):
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitReady polls check until it succeeds; the test fails when the process
+// exits or the timeout passes first.
+func WaitReady(t testing.TB, p *Proc, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		if p.Exited() {
+			t.Fatalf("%s exited at start-up: %v\n%s", p.Name, p.Cmd.ProcessState, p.Out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Stop(0)
+	t.Fatalf("%s not ready after %s: %v\n%s", p.Name, timeout, err, p.Out.String())
+}
+
+// DialCheck is a readiness check: addr accepts TCP connections.
+func DialCheck(addr string) func() error {
+	return func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
+
+// MinIO is a MinIO server on 127.0.0.1 that a test can kill and start again
+// on the same port and data directory. Credentials: MinIOUser, MinIOPassword.
+type MinIO struct {
+	Addr string // 127.0.0.1:port
+	t    testing.TB
+	bin  string
+	dir  string
+	p    *Proc
+}
+
+// StartMinIO starts MinIO; it is killed when the test ends.
+func StartMinIO(t testing.TB) *MinIO {
+	t.Helper()
+	m := &MinIO{t: t, bin: Tool(t, "minio"), dir: t.TempDir(), Addr: DeadAddr(t)}
+	m.Start()
+	t.Cleanup(m.Kill)
+	return m
+}
+
+// Start starts MinIO (again) and waits until it is ready.
+func (m *MinIO) Start() {
+	m.t.Helper()
+	m.p = StartProc(m.t, "minio", []string{"MINIO_ROOT_USER=" + MinIOUser, "MINIO_ROOT_PASSWORD=" + MinIOPassword,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off"}, m.bin, "server", "--quiet", "--address", m.Addr, m.dir)
+	hc := &http.Client{Timeout: time.Second}
+	WaitReady(m.t, m.p, 60*time.Second, func() error {
+		resp, err := hc.Get("http://" + m.Addr + "/minio/health/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return errors.New("health: " + resp.Status)
+		}
+		return nil
+	})
+}
+
+// Kill stops MinIO at once (SIGKILL: a crash, not a shutdown).
+func (m *MinIO) Kill() {
+	if m.p != nil {
+		m.p.Stop(0)
+	}
+}
+
+// URL is the s3:// remote URL of bucket/prefix on this server.
+func (m *MinIO) URL(bucket, prefix string) string {
+	return fmt.Sprintf("s3://%s/%s?endpoint=%s&tls=false&region=us-east-1", bucket, prefix, m.Addr)
+}
+
+// Env is the environment giving a snapvisor process MinIO's credentials.
+func (m *MinIO) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + MinIOUser, "AWS_SECRET_ACCESS_KEY=" + MinIOPassword}
+}
