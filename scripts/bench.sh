@@ -7,9 +7,11 @@ mkdir -p var
 
 ./scripts/bench-init.sh
 [ -x scripts/bench-snapshot.sh ] && ./scripts/bench-snapshot.sh
+[ -x scripts/bench-remote.sh ] && ./scripts/bench-remote.sh # splices its own README table
+[ -x scripts/bench-crypt.sh ] && ./scripts/bench-crypt.sh
 
 # Splice var/bench-NAME.md into README.md between <!-- bench-NAME --> markers.
-for name in init snapshot; do
+for name in init snapshot crypt; do
   f=var/bench-$name.md
   [ -f "$f" ] || continue
   python3 - "$name" "$f" <<'PY' || awk -v n="$name" -v f="$f" '

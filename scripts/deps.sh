@@ -14,6 +14,12 @@ declare -A want=(
   [unshare]=util-linux
   [tar]=tar
   [sha256sum]=coreutils
+  [rclone]=rclone # the peer of the remote-upload benchmark (scripts/bench-remote.sh)
+  [age]=age
+  [age-keygen]=age
+  [gpg]=gnupg
+  [gpgconf]=gnupg
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -36,6 +36,14 @@
 //
 // restore every source directory (as root, with owners) into the current directory.
 //
+// # Encryption
+//
+// With Config.Encryption set, the compressed stream is encrypted before it is
+// hashed and written, and the name gets .aes256gcm, .age, .gpg or .aes256cbc
+// after the compression suffix; the .sha256 covers the encrypted bytes.
+// Restore and VerifyWith decrypt by the suffix with every configured
+// credential. The formats are described in crypt.go; keyring.go has key rotation.
+//
 // # Writing
 //
 // Create streams in constant memory: walk, tar framing, parallel compression
@@ -92,10 +100,12 @@ const (
 type Config struct {
 	Sources          []string `envconfig:"SNAPVISOR_SOURCE" default:"/data" desc:"comma-separated directories to snapshot; each becomes a top-level directory of the archive named after its base name, and restore writes it back to the same path"`
 	Exclude          []string `envconfig:"SNAPVISOR_EXCLUDE" desc:"comma-separated globs (path.Match syntax) of entries to leave out, matched against the base name, the path relative to its source and the archive path <source-base>/<relative>"`
-	Dir              string   `envconfig:"SNAPVISOR_DIR" default:"/backups" desc:"local snapshot directory (created 0700; archives are 0600)"`
+	Dir              string   `envconfig:"SNAPVISOR_DIR" default:"/backups" desc:"local snapshot directory (created 0700; archives are 0600); set it empty for streaming mode: snapshots go straight to SNAPVISOR_REMOTES, no local copy"`
 	Name             string   `envconfig:"SNAPVISOR_NAME" default:"snapshot" desc:"snapshot file name prefix: <NAME>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"`
 	Compression      string   `envconfig:"SNAPVISOR_COMPRESSION" default:"gzip" desc:"gzip|zstd|none"`
 	CompressionLevel int      `envconfig:"SNAPVISOR_COMPRESSION_LEVEL" desc:"gzip 1-9 (default 6); zstd 1-22 mapped to klauspost levels (default 3); 0 means the default"`
+	// Encryption is loaded as a spec of its own (see crypt_config.go); the zero value encrypts nothing.
+	Encryption Encryption `ignored:"true"`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -129,8 +139,9 @@ func (c Config) Validate() error {
 			return e
 		}
 	}
-	if strings.TrimSpace(c.Dir) == "" {
-		return config.Invalid("DIR", c.Dir, "a directory path")
+	if c.Dir != "" && strings.TrimSpace(c.Dir) == "" {
+		// Empty is streaming mode (snapshots go straight to the remotes); blanks are a mistake.
+		return config.Invalid("DIR", c.Dir, "a directory path, or empty for streaming mode (SNAPVISOR_REMOTES only)")
 	}
 	if !nameRE.MatchString(c.Name) {
 		return config.Invalid("NAME", c.Name, "letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -148,7 +159,7 @@ func (c Config) Validate() error {
 	default:
 		return config.Invalid("COMPRESSION", c.Compression, "gzip, zstd or none")
 	}
-	if dir, err := filepath.Abs(c.Dir); err == nil {
+	if dir, err := filepath.Abs(c.Dir); err == nil && c.Dir != "" {
 		for _, s := range c.Sources {
 			src, err := filepath.Abs(s)
 			if err != nil {
@@ -161,7 +172,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	return nil
+	return c.Encryption.Validate()
 }
 
 // level returns the effective compression level.
@@ -178,8 +189,9 @@ func (c Config) level() int {
 	return 0
 }
 
-// extension returns the archive file extension for the configured compression.
-func (c Config) extension() string { return extensionFor(c.Compression) }
+// extension returns the archive file extension for the configured compression
+// and encryption: .tar[.gz|.zst][.aes256gcm|.age|.gpg|.aes256cbc].
+func (c Config) extension() string { return extensionFor(c.Compression) + c.Encryption.suffix() }
 
 func extensionFor(compression string) string {
 	switch compression {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -20,33 +19,43 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
-// Pipeline tuning. The compressors run on their own goroutines; the walk
-// reads files and frames tar on the caller's goroutine, so reading, framing,
-// compression and hashing+writing overlap.
+// Pipeline tuning. A read-ahead goroutine walks the sources and opens files
+// ahead of the tar writer (walk.go); the caller's goroutine reads them and
+// frames tar; a fixed pool of workers compresses blocks (blockwriter.go); one
+// goroutine hashes and writes the result. All of them overlap.
 const (
-	copyBufSize    = 512 << 10 // read size for file content
-	outBufSize     = 256 << 10 // buffer between compressor and file+hash
-	gzipBlockSize  = 1 << 20   // pgzip block size
-	zstdWindowSize = 256 << 10 // zstd window: parallel jobs are 4 windows each, so it bounds memory; costs ~1.5% size vs 2 MiB
-	progressEvery  = 5 * time.Second
-	// heapLimit caps the Go heap while Create runs so that the process stays
-	// under 40 MiB resident (about 34 MiB measured, whatever the data size):
-	// the pipeline's live buffers are ~20 MiB and pointer-free, so the extra
-	// collections are cheap.
+	copyBufSize = 512 << 10 // read size for file content
+	outBufSize  = 256 << 10 // buffer between compressor and file+hash
+	// At most this many compression workers whatever the core count, so that
+	// memory does not grow with it: they share ~14 MiB, which is ~3.5 MiB
+	// per gzip worker (blocks and the deflate state of two levels) and ~7 MiB
+	// per zstd worker (blocks, a 1 MiB window, hash tables). Peak RSS stays
+	// around 30-35 MiB (README, benchmark), under the 40 MiB target.
+	gzipWorkers   = 4
+	zstdWorkers   = 2
+	gzipBlockSize = 512 << 10 // larger ones save under 0.01%
+	zstdBlockSize = 1 << 20   // also the zstd window: 512 KiB costs 0.8% size, 2 MiB saves 0.4% for 5 MiB more memory
+	progressEvery = 5 * time.Second
+	// While a snapshot runs the Go heap is kept close to its live size: the
+	// pipeline's buffers are allocated once (at most ~25 MiB, pointer-free,
+	// cheap to scan), so frequent collections cost little and keep the
+	// per-file garbage of the walk from piling up on top of them as the data
+	// grows. heapLimit is a soft cap on all the Go runtime's memory.
+	gcPercent = 10
 	heapLimit = 32 << 20
 )
 
 // hooks lets tests reach into a run without mocks; the zero value is production behaviour.
 type hooks struct {
 	now           func() time.Time
+	beforeOpen    func(path string) // on the read-ahead goroutine, after the walk's lstat, before the open
 	beforeCopy    func(path string) // after the header is written, before the content is read
 	progressEvery time.Duration
+	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
 }
 
 // Create writes one snapshot of cfg.Sources into cfg.Dir and returns its Info.
@@ -56,7 +65,8 @@ type hooks struct {
 // Leftover temporary files of earlier crashed runs are removed first.
 // Runs on the same Dir are serialised by a lock; a concurrent run fails.
 // While it runs, the process's Go memory limit (debug.SetMemoryLimit) is
-// lowered to 32 MiB unless it is already lower; it is restored afterwards.
+// lowered to 32 MiB and its GC percentage (debug.SetGCPercent) to 10 unless
+// they are already lower; both are restored afterwards.
 func Create(ctx context.Context, cfg Config, log *zap.Logger) (Info, error) {
 	return create(ctx, cfg, log, hooks{})
 }
@@ -78,8 +88,8 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	if err != nil {
 		return Info{}, fmt.Errorf("snapshot directory %s: %w", cfg.Dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Info{}, fmt.Errorf("create snapshot directory: %w", err)
+	if err := makeSnapshotDir(dir, log); err != nil {
+		return Info{}, err
 	}
 	unlock, err := lockDir(dir)
 	if err != nil {
@@ -89,6 +99,9 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	removeLeftovers(dir, log)
 
 	start := h.now().UTC()
+	if err := cfg.Encryption.rotateKeys(dir, start, log); err != nil {
+		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
+	}
 	final := FileName(cfg, start)
 	finalPath := filepath.Join(dir, final)
 	if _, err := os.Lstat(finalPath); err == nil {
@@ -123,7 +136,7 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	if err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
 	}
-	if err := commit(dir, final, tmpPath, info.SHA256); err != nil {
+	if err := commit(dir, final, tmpPath, info.SHA256, h.syncDir, log); err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
 	}
 	committed = true
@@ -154,6 +167,10 @@ func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hoo
 		return Info{}, err
 	}
 	start := h.now().UTC()
+	// No snapshot directory tells which keys the (remote) snapshots use: rotation drops none here.
+	if err := cfg.Encryption.rotateKeys("", start, log); err != nil {
+		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
+	}
 	log = log.With(zap.String("snapshot", FileName(cfg, start)))
 	info, err := write(ctx, cfg, sources, w, start, devIno{}, log, h)
 	if err != nil {
@@ -178,17 +195,28 @@ func (h hooks) withDefaults() hooks {
 	if h.progressEvery == 0 {
 		h.progressEvery = progressEvery
 	}
+	if h.syncDir == nil {
+		h.syncDir = syncDir
+	}
 	return h
 }
 
-// limitMemory lowers the Go memory limit to heapLimit for the length of a
-// run unless it is already lower; the returned func restores it.
+// limitMemory lowers the Go memory limit to heapLimit and the GC percentage
+// to gcPercent for the length of a run unless they are already lower; the
+// returned func restores them.
 func limitMemory() (restore func()) {
-	if old := debug.SetMemoryLimit(-1); old > heapLimit {
+	oldLimit := debug.SetMemoryLimit(-1)
+	if oldLimit > heapLimit {
 		debug.SetMemoryLimit(heapLimit)
-		return func() { debug.SetMemoryLimit(old) }
 	}
-	return func() {}
+	oldPercent := debug.SetGCPercent(gcPercent)
+	if oldPercent >= 0 && oldPercent < gcPercent {
+		debug.SetGCPercent(oldPercent)
+	}
+	return func() {
+		debug.SetMemoryLimit(oldLimit)
+		debug.SetGCPercent(oldPercent)
+	}
 }
 
 // write is the pipeline every snapshot goes through: walk and tar framing on
@@ -199,7 +227,11 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	w := &walker{cfg: cfg, log: log, hooks: h, ctx: ctx, links: map[devIno]string{}, buf: make([]byte, copyBufSize), skipDir: skip}
 	hasher := sha256.New()
 	out := &countingWriter{w: io.MultiWriter(dst, hasher)}
-	bw := bufio.NewWriterSize(out, outBufSize)
+	sink, finishEncryption, err := cfg.Encryption.encryptTo(out) // out itself when not encrypted
+	if err != nil {
+		return Info{}, err
+	}
+	bw := bufio.NewWriterSize(sink, outBufSize)
 	comp, err := newCompressor(cfg, bw)
 	if err != nil {
 		return Info{}, err
@@ -219,16 +251,21 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	if err == nil {
 		err = bw.Flush()
 	}
+	if err == nil {
+		err = finishEncryption()
+	}
 	if err != nil {
 		return Info{}, err
 	}
 	s := w.sum
-	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression,
+	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.algorithm(),
 		SHA256: hex.EncodeToString(hasher.Sum(nil)), Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}, nil
 }
 
-// commit writes <final>.sha256, then renames the archive into place and fsyncs the directory.
-func commit(dir, final, tmpPath, sum string) error {
+// commit writes <final>.sha256, then renames the archive into place and
+// fsyncs the directory. Once the archive has its name the snapshot is
+// complete: a failing directory fsync is only warned about.
+func commit(dir, final, tmpPath, sum string, sync func(dir string) error, log *zap.Logger) error {
 	sumTmp, err := os.CreateTemp(dir, "."+final+".sha256.tmp-*")
 	if err != nil {
 		return fmt.Errorf("create checksum file: %w", err)
@@ -253,7 +290,37 @@ func commit(dir, final, tmpPath, sum string) error {
 		os.Remove(finalPath + ".sha256")
 		return fmt.Errorf("rename into place: %w", err)
 	}
-	return syncDir(dir)
+	if err := sync(dir); err != nil {
+		log.Warn("snapshot complete, but syncing its directory failed: a crash soon could lose its name", zap.String("dir", dir), zap.Error(err))
+	}
+	return nil
+}
+
+// makeSnapshotDir creates the snapshot directory 0700 (missing parents 0755)
+// when it does not exist. An existing directory keeps its mode: it may be a
+// volume shared on purpose, and the archives in it are 0600 anyway.
+func makeSnapshotDir(dir string, log *zap.Logger) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("snapshot directory %s is not a directory", dir)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			log.Debug("snapshot directory is accessible to group or others; its mode is left as it is (archives are 0600)",
+				zap.String("dir", dir), zap.String("mode", fi.Mode().Perm().String()))
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("snapshot directory: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("create snapshot directory: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create snapshot directory: %w", err)
+	}
+	return nil
 }
 
 func resolveSources(in []string) ([]string, error) {
@@ -321,28 +388,24 @@ func removeLeftovers(dir string, log *zap.Logger) {
 	}
 }
 
+// newCompressor returns the compressor writing to w; its memory depends
+// neither on the data size nor on the core count.
 func newCompressor(cfg Config, w io.Writer) (io.WriteCloser, error) {
+	procs := runtime.GOMAXPROCS(0)
 	switch cfg.Compression {
 	case CompressionGzip:
-		z, err := pgzip.NewWriterLevel(w, cfg.level())
+		c, err := gzipCodec(cfg.level())
 		if err != nil {
 			return nil, fmt.Errorf("gzip writer: %w", err)
 		}
-		if err := z.SetConcurrency(gzipBlockSize, 2*runtime.GOMAXPROCS(0)); err != nil {
-			return nil, fmt.Errorf("gzip writer: %w", err)
-		}
-		return z, nil
+		return newBlockWriter(w, c, min(procs, gzipWorkers), gzipBlockSize), nil
 	case CompressionZstd:
-		z, err := zstd.NewWriter(w,
-			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(cfg.level())),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithWindowSize(zstdWindowSize),
-			zstd.WithConcurrentBlocks(true),
-			zstd.WithEncoderCRC(true))
+		workers := min(procs, zstdWorkers)
+		c, err := zstdCodec(cfg.level(), workers, zstdBlockSize)
 		if err != nil {
 			return nil, fmt.Errorf("zstd writer: %w", err)
 		}
-		return z, nil
+		return newBlockWriter(w, c, workers, zstdBlockSize), nil
 	}
 	return nopCloser{w}, nil
 }
@@ -403,238 +466,6 @@ func statKey(fi fs.FileInfo) devIno {
 		return devIno{uint64(st.Dev), st.Ino}
 	}
 	return devIno{}
-}
-
-// walker writes the sources into a tar stream.
-type walker struct {
-	cfg     Config
-	log     *zap.Logger
-	hooks   hooks
-	ctx     context.Context
-	tw      *tar.Writer
-	links   map[devIno]string // first archive name of each multiply linked file
-	skipDir devIno            // the snapshot directory, never archived
-	buf     []byte
-	sum     Summary
-}
-
-func (w *walker) run(sources []string, start time.Time) error {
-	host, _ := os.Hostname()
-	m := Manifest{Format: Format, Version: Version, Host: host, Created: start, Exclude: w.cfg.Exclude,
-		Compression: w.cfg.Compression, Level: w.cfg.level()}
-	for _, s := range sources {
-		m.Sources = append(m.Sources, ManifestSource{Path: s, Dir: sourceBase(s)})
-	}
-	if w.cfg.Compression == CompressionNone {
-		m.Level = 0
-	}
-	if err := writeJSONEntry(w.tw, ManifestName, m, start); err != nil {
-		return err
-	}
-	for _, s := range sources {
-		if err := w.walkSource(s); err != nil {
-			return err
-		}
-	}
-	w.sum.Finished = time.Now().UTC()
-	return writeJSONEntry(w.tw, SummaryName, w.sum, w.sum.Finished)
-}
-
-func (w *walker) excluded(base, rel, arch string) bool {
-	for _, p := range w.cfg.Exclude {
-		for _, s := range [...]string{base, rel, arch} {
-			if ok, _ := path.Match(p, s); ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (w *walker) walkSource(src string) error {
-	top := sourceBase(src)
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p != src && errors.Is(err, fs.ErrNotExist) {
-				w.log.Warn("entry vanished during the walk", zap.String("path", p))
-				return nil
-			}
-			return fmt.Errorf("walk %s: %w", p, err)
-		}
-		if err := w.ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return fmt.Errorf("walk %s: %w", p, err)
-		}
-		rel = filepath.ToSlash(rel)
-		arch := top
-		if rel != "." {
-			if !strings.Contains(rel, "/") && (strings.HasPrefix(rel, stagingPrefix) || strings.HasPrefix(rel, preRestorePrefix)) {
-				// Restore's own work directories inside a mount-point source.
-				if d.IsDir() {
-					return fs.SkipDir
-				}
-				return nil
-			}
-			arch = top + "/" + rel
-			if w.excluded(d.Name(), rel, arch) {
-				if d.IsDir() {
-					return fs.SkipDir
-				}
-				return nil
-			}
-		}
-		fi, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			w.log.Warn("entry vanished during the walk", zap.String("path", p))
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
-		}
-		if d.IsDir() && rel != "." && statKey(fi) == w.skipDir {
-			return fs.SkipDir
-		}
-		return w.entry(p, arch, fi)
-	})
-}
-
-// tarMode converts a file mode to tar mode bits, setuid, setgid and sticky included.
-func tarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		mode |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		mode |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
-	return mode
-}
-
-func (w *walker) entry(p, arch string, fi fs.FileInfo) error {
-	hdr := &tar.Header{Name: arch, Mode: tarMode(fi.Mode()), ModTime: fi.ModTime(), Format: tar.FormatPAX}
-	var st *syscall.Stat_t
-	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st = s
-		hdr.Uid, hdr.Gid = int(s.Uid), int(s.Gid)
-	}
-	switch t := fi.Mode().Type(); {
-	case t == 0:
-		hdr.Typeflag = tar.TypeReg
-		if st != nil && st.Nlink > 1 {
-			key := devIno{uint64(st.Dev), st.Ino}
-			if first, seen := w.links[key]; seen {
-				hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
-				w.sum.Hardlinks++
-				return w.writeHeader(hdr)
-			}
-			w.links[key] = arch
-		}
-		return w.regular(p, hdr, fi)
-	case t == fs.ModeDir:
-		hdr.Typeflag, hdr.Name = tar.TypeDir, arch+"/"
-		w.sum.Dirs++
-		return w.writeHeader(hdr)
-	case t == fs.ModeSymlink:
-		target, err := os.Readlink(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			w.log.Warn("entry vanished during the walk", zap.String("path", p))
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read symlink: %w", err)
-		}
-		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
-		w.sum.Symlinks++
-		return w.writeHeader(hdr)
-	default:
-		w.sum.Skipped++
-		w.log.Warn("skipping special file (FIFO, socket or device)", zap.String("path", p), zap.String("type", t.String()))
-		return nil
-	}
-}
-
-func (w *walker) writeHeader(hdr *tar.Header) error {
-	if err := w.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
-	}
-	return nil
-}
-
-// regular stores a file's content. Exactly hdr.Size bytes go into the
-// archive whatever happens to the file meanwhile: a file that shrank is
-// padded with zeros, one that grew is cut at the promised size; both are
-// warned about and counted.
-func (w *walker) regular(p string, hdr *tar.Header, fi fs.FileInfo) error {
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		w.log.Warn("file vanished during the walk", zap.String("path", p))
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open %s: %w", p, err)
-	}
-	defer f.Close()
-	hdr.Size = fi.Size()
-	if err := w.writeHeader(hdr); err != nil {
-		return err
-	}
-	if w.hooks.beforeCopy != nil {
-		w.hooks.beforeCopy(p)
-	}
-	w.sum.Files++
-	w.sum.Bytes += hdr.Size
-	remaining := hdr.Size
-	shrank := false
-	for remaining > 0 {
-		if err := w.ctx.Err(); err != nil {
-			return err
-		}
-		n := int64(len(w.buf))
-		if remaining < n {
-			n = remaining
-		}
-		r, err := io.ReadFull(f, w.buf[:n])
-		if r > 0 {
-			if _, werr := w.tw.Write(w.buf[:r]); werr != nil {
-				return fmt.Errorf("write %s: %w", hdr.Name, werr)
-			}
-			remaining -= int64(r)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			shrank = true
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", p, err)
-		}
-	}
-	if shrank {
-		clear(w.buf)
-		for remaining > 0 {
-			n := min(remaining, int64(len(w.buf)))
-			if _, err := w.tw.Write(w.buf[:n]); err != nil {
-				return fmt.Errorf("write %s: %w", hdr.Name, err)
-			}
-			remaining -= n
-		}
-	}
-	now, err := f.Stat()
-	if shrank || (err == nil && (now.Size() != hdr.Size || !now.ModTime().Equal(fi.ModTime()))) {
-		w.sum.Changed++
-		cur := int64(-1)
-		if err == nil {
-			cur = now.Size()
-		}
-		w.log.Warn("file changed while it was read; stored its first stat size (padded with zeros if it shrank, cut if it grew)",
-			zap.String("path", p), zap.Int64("stored_size", hdr.Size), zap.Int64("current_size", cur), zap.Bool("shrank", shrank))
-	}
-	return nil
 }
 
 // renameNoReplace renames old to new, failing if new exists.

@@ -24,6 +24,7 @@ type Info struct {
 	Time        time.Time `json:"time"`        // creation time (UTC, from the name)
 	Size        int64     `json:"size"`        // archive size in bytes
 	Compression string    `json:"compression"` // gzip, zstd or none
+	Encryption  string    `json:"encryption"`  // none, aes256-gcm, age, gpg or aes256-cbc (from the name)
 	SHA256      string    `json:"sha256"`      // hex checksum from the .sha256 file
 
 	// Set by Create only (zero from List).
@@ -33,15 +34,17 @@ type Info struct {
 	Skipped int64 `json:"skipped,omitempty"` // FIFOs, sockets and devices left out
 }
 
-// snapshotRE matches snapshot archive names: prefix, time stamp, extension.
-var snapshotRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z)(\.tar(?:\.gz|\.zst)?)$`)
+// snapshotRE matches snapshot archive names: prefix, time stamp, extension, encryption suffix.
+var snapshotRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z)(\.tar(?:\.gz|\.zst)?)(\.aes256gcm|\.age|\.gpg|\.aes256cbc)?$`)
 
 // tempRE matches the temporary files Create leaves behind when it crashes.
-var tempRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]*-\d{8}T\d{6}Z\.tar(?:\.gz|\.zst)?(?:\.sha256)?\.tmp-.*$`)
+var tempRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]*-\d{8}T\d{6}Z\.tar(?:\.gz|\.zst)?(?:\.aes256gcm|\.age|\.gpg|\.aes256cbc)?(?:\.sha256)?\.tmp-.*$`)
 
-// ParseName splits a snapshot file name "<name>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"
+// ParseName splits a snapshot file name
+// "<name>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst][.aes256gcm|.age|.gpg|.aes256cbc]"
 // into its name, time and compression (gzip, zstd or none); ok is false for
-// any other base name. Every place that recognises snapshots uses it.
+// any other base name. Every place that recognises snapshots uses it;
+// EncryptionOf gives the encryption of the same names.
 func ParseName(base string) (name string, t time.Time, compression string, ok bool) {
 	m := snapshotRE.FindStringSubmatch(base)
 	if m == nil {
@@ -60,6 +63,16 @@ func ParseName(base string) (name string, t time.Time, compression string, ok bo
 		compression = CompressionNone
 	}
 	return m[1], t.UTC(), compression, true
+}
+
+// EncryptionOf returns the encryption a snapshot file name announces by its
+// last suffix: aes256-gcm (.aes256gcm), age (.age), gpg (.gpg), aes256-cbc
+// (.aes256cbc), or none.
+func EncryptionOf(base string) string {
+	if alg := suffixEncryption(base); alg != "" {
+		return alg
+	}
+	return EncryptionNone
 }
 
 // readChecksum reads "<archive>.sha256" and returns the hex digest; the file
@@ -90,7 +103,7 @@ func readChecksum(archive string) (string, error) {
 	return strings.ToLower(sum), nil
 }
 
-// List returns the complete snapshots in dir named <name>-<time>.tar[.gz|.zst]
+// List returns the complete snapshots in dir named <name>-<time>.tar[.gz|.zst][.<encryption>]
 // (any name when name is ""), newest first. A snapshot is complete when its
 // .sha256 file is one complete sha256sum line naming it; temporary files and
 // archives without a valid checksum file are not listed. A missing dir lists nothing.
@@ -117,7 +130,7 @@ func List(dir, name string) ([]Info, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Info{Name: e.Name(), Path: p, Time: t, Size: fi.Size(), Compression: comp, SHA256: sum})
+		out = append(out, Info{Name: e.Name(), Path: p, Time: t, Size: fi.Size(), Compression: comp, Encryption: EncryptionOf(e.Name()), SHA256: sum})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].Time.Equal(out[j].Time) {
@@ -125,5 +138,42 @@ func List(dir, name string) ([]Info, error) {
 		}
 		return out[i].Name > out[j].Name
 	})
+	return out, nil
+}
+
+// Archives returns the paths of the files in dir named like snapshots
+// <name>-<time>.tar[.gz|.zst][.<encryption>] (any name when name is ""), newest first,
+// whether or not their .sha256 file is valid: unlike List it leaves none out,
+// so that verifying them all reports a missing or damaged checksum file.
+// A missing dir has none.
+func Archives(dir, name string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots in %s: %w", dir, err)
+	}
+	type archive struct {
+		name string
+		t    time.Time
+	}
+	var found []archive
+	for _, e := range entries {
+		n, t, _, ok := ParseName(e.Name())
+		if ok && (name == "" || n == name) && e.Type().IsRegular() {
+			found = append(found, archive{e.Name(), t})
+		}
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		if !found[i].t.Equal(found[j].t) {
+			return found[i].t.After(found[j].t)
+		}
+		return found[i].name > found[j].name
+	})
+	out := make([]string, len(found))
+	for i, a := range found {
+		out[i] = filepath.Join(dir, a.name)
+	}
 	return out, nil
 }

@@ -42,7 +42,10 @@ type RestoreOptions struct {
 // staging directory into place: the current directory is renamed to
 // <target>.pre-restore-<UTC YYYYMMDDTHHMMSSZ> (removed after the swap when
 // DiscardCurrent) and the staging directory takes its name (a mount point
-// is staged inside and its entries swapped; see the package documentation). On any error the
+// is staged inside and its entries swapped; see the package documentation).
+// A target that is a symlink stays one: the restore goes into the directory
+// it points to (created if missing), beside which the previous contents are
+// kept. On any error the
 // staging directories are removed and the targets are untouched. Ownership is
 // restored when running as root. Errors name the archive, the entry and the fault.
 func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger) error {
@@ -72,11 +75,14 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		if err != nil {
 			return fmt.Errorf("restore: source %s: %w", src, err)
 		}
+		top := sourceBase(target)
+		if target, err = resolveTarget(target, log); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
 		parent := filepath.Dir(target)
 		if err := os.MkdirAll(parent, 0o755); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
-		top := sourceBase(target)
 		// A mount point cannot be renamed: stage inside it and swap its entries.
 		inside, err := isMountPoint(target)
 		if err != nil {
@@ -102,7 +108,7 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 	in := &countingReader{r: f}
 	stopProgress := startProgress(log, "restore progress", progressEvery, &in.n, nil, start)
 	stopFlusher := x.startFlusher()
-	s, err := readVerified(ctx, f, in, want, compressionOf(path), x.entry)
+	s, err := readVerified(ctx, f, in, want, formatOf(path, cfg.Encryption), x.entry)
 	stopProgress()
 	if ferr := stopFlusher(); err == nil && ferr != nil {
 		err = ferr
@@ -184,6 +190,43 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 	log.Info("restore complete", zap.Strings("targets", cfg.Sources), zap.Int64("files", s.counted.Files),
 		zap.Int64("bytes", s.counted.Bytes), zap.Duration("elapsed", time.Since(start)))
 	return nil
+}
+
+// resolveTarget returns the directory a restore of target writes: target
+// itself, or when it is a symlink (even a dangling one) the path it points to,
+// so that the link stays and leads to the restored data.
+func resolveTarget(target string, log *zap.Logger) (string, error) {
+	p := target
+	for hops := 0; ; hops++ {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			break // created by the restore
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			if !fi.IsDir() {
+				return "", fmt.Errorf("target %s is not a directory", p)
+			}
+			break
+		}
+		if hops == 40 {
+			return "", fmt.Errorf("target %s: too many levels of symbolic links", target)
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = filepath.Clean(link)
+	}
+	if p != target {
+		log.Info("restore: the target is a symlink; restoring into the directory it points to", zap.String("target", target), zap.String("directory", p))
+	}
+	return p, nil
 }
 
 // countingReader counts bytes read through it for the progress logger.

@@ -137,9 +137,17 @@ func TestRestore_RefusesDamagedArchives(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newRestoreFixture(t)
-			big := make([]byte, 2<<20)
+			// Incompressible, so that the middle of the archive is stored content
+			// that a flipped byte always changes (a flip in a padding bit, like those
+			// at gzip block boundaries, or in a repetitive compressed stream can
+			// decode to the same bytes). 2.5 MiB keeps block boundaries away from it.
+			big := make([]byte, 5<<19)
+			x := uint64(88172645463325252)
 			for i := range big {
-				big[i] = byte(i*31 + i>>9)
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				big[i] = byte(x)
 			}
 			writeFile(t, filepath.Join(f.src, "big"), big, 0o644)
 			info, err := Create(ctx, f.cfg, testLogger(t))

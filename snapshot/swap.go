@@ -25,6 +25,10 @@ const (
 // <target>.pre-restore-<stamp> ("" when there was no target). undo reverts
 // and reports whether staging is back at its path.
 func swapRename(target, staging, stamp string, log *zap.Logger) (string, func() bool, error) {
+	if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		// Restore resolves symlinks first: one appearing now is not replaced by a directory.
+		return "", nil, fmt.Errorf("%s is a symlink now: not replacing it with a directory", target)
+	}
 	previous, err := moveAside(target, stamp)
 	if err != nil {
 		return "", nil, err

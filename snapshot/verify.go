@@ -40,9 +40,13 @@ const (
 	zstdMagic = "\x28\xb5\x2f\xfd"
 )
 
-// compressionOf returns the compression a snapshot file name announces.
+// compressionOf returns the compression a snapshot file name announces
+// (before any encryption suffix).
 func compressionOf(p string) string {
 	base := filepath.Base(p)
+	if alg := suffixEncryption(base); alg != "" {
+		base = strings.TrimSuffix(base, encryptionSuffixes[alg])
+	}
 	switch {
 	case strings.HasSuffix(base, ".tar.gz"), strings.HasSuffix(base, ".tgz"):
 		return CompressionGzip
@@ -56,6 +60,10 @@ func compressionOf(p string) string {
 // against the compression the name announces.
 func decompress(br *bufio.Reader, compression string) (io.Reader, func(), error) {
 	head, _ := br.Peek(512)
+	if alg := sniffEncryption(head); alg != "" && !strings.HasPrefix(string(head), gzipMagic) && !strings.HasPrefix(string(head), zstdMagic) &&
+		(len(head) < 512 || string(head[257:262]) != "ustar") {
+		return nil, nil, fmt.Errorf("%w: the file starts like %s encryption but its name has no %s suffix: rename it", ErrCorrupt, alg, encryptionSuffixes[alg])
+	}
 	switch compression {
 	case CompressionGzip:
 		if !strings.HasPrefix(string(head), gzipMagic) {
@@ -180,8 +188,16 @@ func decodeJSON(r io.Reader, v any) error {
 // Verify checks the snapshot at path: its content matches its .sha256 file,
 // and the archive decompresses and reads to its end (with the summary's
 // counts matching, when it has one). Errors name the file and the fault and
-// wrap ErrChecksum or ErrCorrupt.
+// wrap ErrChecksum or ErrCorrupt. An encrypted snapshot needs VerifyWith.
 func Verify(ctx context.Context, path string) error {
+	return VerifyWith(ctx, path, Encryption{})
+}
+
+// VerifyWith is Verify for snapshots that may be encrypted: enc's credentials
+// decrypt them (the algorithm comes from the file name), and the
+// authentication of aes256-gcm, age and gpg is checked to the last byte.
+// Missing or wrong credentials give an error wrapping ErrKey.
+func VerifyWith(ctx context.Context, path string, enc Encryption) error {
 	want, err := readChecksum(path)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", path, err)
@@ -191,7 +207,7 @@ func Verify(ctx context.Context, path string) error {
 		return fmt.Errorf("verify: %w", err)
 	}
 	defer f.Close()
-	if _, err := readVerified(ctx, f, f, want, compressionOf(path), nil); err != nil {
+	if _, err := readVerified(ctx, f, f, want, formatOf(path, enc), nil); err != nil {
 		return fmt.Errorf("verify %s: %w", path, err)
 	}
 	return nil
@@ -201,7 +217,7 @@ func Verify(ctx context.Context, path string) error {
 // start) to its end, passing entries to fn, while another goroutine hashes
 // the file; a checksum mismatch stops the read and takes precedence over
 // the archive errors it probably caused.
-func readVerified(ctx context.Context, f *os.File, r io.Reader, want, compression string, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
+func readVerified(ctx context.Context, f *os.File, r io.Reader, want string, af archiveFormat, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
 	readCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sumc := make(chan error, 1)
@@ -218,7 +234,7 @@ func readVerified(ctx context.Context, f *os.File, r io.Reader, want, compressio
 		}
 		sumc <- err
 	}()
-	s, archErr := readArchive(readCtx, r, compression, fn)
+	s, archErr := readArchiveAs(readCtx, r, af, fn)
 	if sumErr := <-sumc; sumErr != nil {
 		return s, sumErr
 	}
@@ -226,16 +242,48 @@ func readVerified(ctx context.Context, f *os.File, r io.Reader, want, compressio
 		return s, err
 	}
 	var ee *entryError
-	if archErr != nil && !errors.As(archErr, &ee) {
+	if archErr != nil && !errors.As(archErr, &ee) && !errors.Is(archErr, ErrKey) {
 		return s, fmt.Errorf("checksum matches but the archive is unreadable: %w", archErr)
 	}
 	return s, archErr
 }
 
+// archiveFormat is how a snapshot file is stored: a compressed tar stream,
+// optionally encrypted, and the credentials to decrypt it.
+type archiveFormat struct {
+	compression string
+	encryption  string // an Encryption* constant
+	keys        Encryption
+}
+
+// formatOf returns the format the name of the file at p announces, with enc's credentials.
+func formatOf(p string, enc Encryption) archiveFormat {
+	return archiveFormat{compression: compressionOf(p), encryption: EncryptionOf(filepath.Base(p)), keys: enc}
+}
+
 // readArchive decompresses r and scans its tar stream to the end, then
 // drains the decompressor so that trailers (gzip CRC, zstd checksum) are checked.
 func readArchive(ctx context.Context, r io.Reader, compression string, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
+	return readArchiveAs(ctx, r, archiveFormat{compression: compression, encryption: EncryptionNone}, fn)
+}
+
+// readArchiveAs is readArchive for any format: an encrypted stream is
+// decrypted before it is decompressed, and read to its very end afterwards
+// so that the final authentication (last chunk, MDC) is checked.
+func readArchiveAs(ctx context.Context, r io.Reader, af archiveFormat, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
 	br := bufio.NewReaderSize(r, readBufSize)
+	compression := af.compression
+	encrypted := af.encryption != "" && af.encryption != EncryptionNone
+	if encrypted {
+		plain, err := af.keys.decrypt(br, af.encryption)
+		if err != nil {
+			return scanned{}, err
+		}
+		br = bufio.NewReaderSize(plain, readBufSize)
+		if err := peekPlain(br, af.encryption, compression); err != nil {
+			return scanned{}, err
+		}
+	}
 	dec, closeDec, err := decompress(br, compression)
 	if err != nil {
 		return scanned{}, err
@@ -254,6 +302,11 @@ func readArchive(ctx context.Context, r io.Reader, compression string, fn func(*
 	}
 	if _, err := io.Copy(io.Discard, dec); err != nil {
 		return s, fmt.Errorf("%w: after the last entry: %v", ErrCorrupt, err)
+	}
+	if encrypted {
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return s, fmt.Errorf("%w: after the last entry: %v", ErrCorrupt, err)
+		}
 	}
 	return s, nil
 }

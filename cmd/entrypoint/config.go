@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -51,7 +52,19 @@ type Config struct {
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Rotation, &c.Store}
+	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Rotation, &c.Store}
+}
+
+// serviceSecrets lists the variables kept out of the service's environment:
+// snapvisor's own secrets always, the stores' credentials (AWS_*, AZURE_*,
+// ...) only when snapshots are on and pushed to remotes, since otherwise
+// they may well be the service's own.
+func (c *Config) serviceSecrets() []string {
+	specs := c.specs()
+	if !c.Backup || len(c.Store.Remotes) == 0 {
+		specs = slices.DeleteFunc(specs, func(s any) bool { return s == any(&c.Store) })
+	}
+	return config.SecretVars(specs...)
 }
 
 // loadConfig loads and validates every component's configuration.
@@ -74,8 +87,12 @@ func loadConfig() (*Config, error) {
 	if err := c.Jobs.Validate(); err != nil {
 		return nil, err
 	}
-	if err := c.Store.Validate(); err != nil {
-		return nil, err
+	if len(c.Store.Remotes) > 0 {
+		// Vendor variables (AWS_*, AZURE_*, GOOGLE_*) may belong to the
+		// service: they are snapvisor's business only when a remote is set.
+		if err := c.Store.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	p, err := c.Rotation.Policy()
 	if err != nil {
@@ -84,6 +101,11 @@ func loadConfig() (*Config, error) {
 	c.Policy = p
 	if c.Backup, err = c.Jobs.Enabled(os.LookupEnv); err != nil {
 		return nil, err
+	}
+	if c.Backup && c.Snapshot.Dir == "" && len(c.Store.URLs()) == 0 {
+		e := config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode: snapshots go straight to the remotes)")
+		e.Err = fmt.Errorf("SNAPVISOR_DIR is empty and SNAPVISOR_REMOTES names no remote: snapshots would go nowhere")
+		return nil, e
 	}
 	return c, nil
 }
@@ -135,7 +157,7 @@ Usage:
 Subcommands:
 `, version)
 	cmds := commands()
-	for _, name := range []string{"snapshot", "restore", "list", "verify", "status", "health", "env", "version", "help"} {
+	for _, name := range []string{"snapshot", "restore", "list", "verify", "keys", "status", "health", "env", "version", "help"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintf(w, `

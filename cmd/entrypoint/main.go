@@ -80,6 +80,7 @@ func commands() map[string]command {
 		"restore":  {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
 		"list":     {cmdList, "list snapshots (--json for machine-readable output)"},
 		"verify":   {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
+		"keys":     {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
 		"status":   {cmdStatus, "show the schedule, the last result and the service state"},
 		"health":   {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
 		"env":      {cmdEnv, "print every environment variable with its default and meaning"},
@@ -144,7 +145,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // lives here: service exits -> jobs stop (a running snapshot finishes) ->
 // optional final cold snapshot -> exit with the service's code.
 func runService(ctx context.Context, a *app, argv []string) error {
-	env := serviceEnv(os.Environ(), config.SecretVars(a.cfg.specs()...))
+	env := serviceEnv(os.Environ(), a.cfg.serviceSecrets())
 	sup, err := supervisor.New(a.cfg.Supervisor, argv, env, a.log)
 	if err != nil {
 		return err

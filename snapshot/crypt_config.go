@@ -1,0 +1,350 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"snapvisor/config"
+	"snapvisor/rotation"
+)
+
+// Encryption algorithms accepted in Encryption.Algorithm (SNAPVISOR_ENCRYPTION).
+const (
+	EncryptionNone   = "none"
+	EncryptionAESGCM = "aes256-gcm"
+	EncryptionAge    = "age"
+	EncryptionGPG    = "gpg"
+	EncryptionAESCBC = "aes256-cbc"
+)
+
+// encryptionSuffixes maps each algorithm to the file name suffix that follows
+// the compression suffix (snapshot-<time>.tar.gz.aes256gcm).
+var encryptionSuffixes = map[string]string{
+	EncryptionAESGCM: ".aes256gcm",
+	EncryptionAge:    ".age",
+	EncryptionGPG:    ".gpg",
+	EncryptionAESCBC: ".aes256cbc",
+}
+
+// DefaultPBKDF2Iter is the default of SNAPVISOR_PBKDF2_ITER (OWASP's 2023
+// figure for PBKDF2-HMAC-SHA256).
+const DefaultPBKDF2Iter = 600000
+
+// Encryption is the encryption configuration (loaded by config.Load with the
+// other specs; it is the Encryption field of Config). Algorithm selects how
+// new snapshots are written; every credential configured here is also used to
+// decrypt existing snapshots, whatever algorithm their suffix names. The zero
+// value is "no encryption".
+//
+// Key material lives in config.Secret fields (never printed) and in the
+// keyring file, which is read afresh at every snapshot and restore.
+type Encryption struct {
+	Algorithm string `envconfig:"SNAPVISOR_ENCRYPTION" default:"none" desc:"none, aes256-gcm (recommended), age, gpg or aes256-cbc; the file gets .aes256gcm, .age, .gpg or .aes256cbc after the compression suffix and restore detects the algorithm of each file"`
+	// Key is one aes256-gcm key (base64 of 32 bytes; its key id is
+	// key-<8 hex digits of its hash>) or the aes256-cbc passphrase.
+	Key config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEY" desc:"aes256-gcm: base64 of 32 random bytes (openssl rand -base64 32); aes256-cbc: the passphrase given to openssl enc -pass (the same base64 line serves)"`
+	// Keys is the aes256-gcm keyring: lines id:base64key[:created]; the last line encrypts.
+	Keys config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEYS" desc:"aes256-gcm keyring, one key a line: id:base64key or id:base64key:created (RFC 3339); the last line encrypts, every line (and ENCRYPTION_KEY) decrypts"`
+	// KeysFile is the path of the keyring (SNAPVISOR_ENCRYPTION_KEYS_FILE), re-read at each use.
+	KeysFile string `envconfig:"SNAPVISOR_ENCRYPTION_KEYS_FILE" desc:"path of the keyring file, re-read at every snapshot and restore; with KEY_ROTATION the entrypoint rewrites it (temporary file and rename, mode 0600)"`
+	// Rotation is SNAPVISOR_KEY_ROTATION as written (rotation.ParseAge syntax); empty: off.
+	Rotation string `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
+	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION as written.
+	OldKeysRetention string `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
+	// PBKDF2Iter is the aes256-cbc PBKDF2-SHA256 iteration count (openssl enc -iter).
+	PBKDF2Iter int `envconfig:"SNAPVISOR_PBKDF2_ITER" default:"600000" desc:"aes256-cbc: PBKDF2-SHA256 iterations (openssl enc -d -aes-256-cbc -pbkdf2 -iter N); restore needs the same number"`
+	// AgeRecipients are age recipients (age1..., age1pq1..., ssh-ed25519 ..., ssh-rsa ...).
+	AgeRecipients []string `envconfig:"SNAPVISOR_AGE_RECIPIENTS" desc:"age: comma-separated recipients (age1..., age1pq1..., ssh-ed25519 AAAA..., ssh-rsa AAAA...)"`
+	// AgeRecipientsFile is a recipients file as age -R reads it.
+	AgeRecipientsFile string `envconfig:"SNAPVISOR_AGE_RECIPIENTS_FILE" desc:"age: file of recipients, one a line, # comments (the format of age -R)"`
+	// AgePassphrase encrypts with age's scrypt recipient instead of recipients, and decrypts.
+	AgePassphrase config.Secret `envconfig:"SNAPVISOR_AGE_PASSPHRASE" desc:"age: passphrase (scrypt) instead of recipients; also decrypts passphrase-encrypted snapshots"`
+	// AgeIdentity holds the identities that decrypt age snapshots.
+	AgeIdentity config.Secret `envconfig:"SNAPVISOR_AGE_IDENTITY" desc:"age: identities that decrypt on restore (AGE-SECRET-KEY-1... lines as age-keygen writes them, or an unencrypted OpenSSH private key); usually SNAPVISOR_AGE_IDENTITY_FILE"`
+	// GPGPassphrase is the OpenPGP symmetric passphrase; with GPGSecretKeyring it also unlocks the secret keys.
+	GPGPassphrase config.Secret `envconfig:"SNAPVISOR_GPG_PASSPHRASE" desc:"gpg: symmetric passphrase (what gpg --symmetric asks for); with GPG_SECRET_KEYRING it also unlocks protected secret keys"`
+	// GPGPublicKeyring is a path to (or the armored text of) an OpenPGP public key ring.
+	GPGPublicKeyring string `envconfig:"SNAPVISOR_GPG_PUBLIC_KEYRING" desc:"gpg: path of an OpenPGP public key ring (gpg --export, binary or --armor), or its armored text; snapshots are encrypted to every key in it instead of the passphrase"`
+	// GPGSecretKeyring holds the OpenPGP secret keys that decrypt public-key encrypted snapshots.
+	GPGSecretKeyring config.Secret `envconfig:"SNAPVISOR_GPG_SECRET_KEYRING" desc:"gpg: armored secret keys that decrypt public-key encrypted snapshots on restore (gpg --export-secret-keys --armor); usually SNAPVISOR_GPG_SECRET_KEYRING_FILE"`
+
+	// scryptLogN overrides age's scrypt work factor (tests only; 0: age's default, 18).
+	scryptLogN int
+}
+
+// algorithm returns the effective algorithm ("" means none).
+func (e Encryption) algorithm() string {
+	if e.Algorithm == "" {
+		return EncryptionNone
+	}
+	return e.Algorithm
+}
+
+// suffix returns the file name suffix of the configured algorithm ("" for none).
+func (e Encryption) suffix() string { return encryptionSuffixes[e.algorithm()] }
+
+const (
+	acceptedAlgorithm = "none, aes256-gcm, age, gpg or aes256-cbc"
+	acceptedKey       = "base64 of 32 random bytes, e.g. the output of `openssl rand -base64 32`"
+	acceptedKeyring   = "lines id:base64key or id:base64key:created, id of letters, digits, '.', '_' and '-' (at most 64), base64 of 32 bytes, created in RFC 3339; # comments"
+	acceptedDuration  = "empty, or a duration such as 90d, 12w or 2160h"
+)
+
+func secretInvalid(name, accepted string, err error) *config.Error {
+	return &config.Error{Var: config.Var(name), Secret: true, Accepted: accepted, Err: err}
+}
+
+// Validate checks the encryption settings: the algorithm, that it has what it
+// needs to encrypt, and the syntax of every credential given. Errors are
+// *config.Error values naming the variable; secret values are never shown.
+func (e Encryption) Validate() error {
+	alg := e.algorithm()
+	if alg != EncryptionNone && encryptionSuffixes[alg] == "" {
+		return config.Invalid("ENCRYPTION", e.Algorithm, acceptedAlgorithm)
+	}
+	if e.Key != "" && alg == EncryptionAESGCM {
+		if _, err := decodeKey(e.Key.Reveal()); err != nil {
+			return secretInvalid("ENCRYPTION_KEY", acceptedKey, err)
+		}
+	}
+	ring, err := e.keyring()
+	if err != nil {
+		return err
+	}
+	interval, err := parseDuration("KEY_ROTATION", e.Rotation)
+	if err != nil {
+		return err
+	}
+	if _, err := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention); err != nil {
+		return err
+	}
+	if interval > 0 {
+		if alg != EncryptionAESGCM {
+			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION=aes256-gcm (only its files carry a key id)")
+		}
+		if e.KeysFile == "" {
+			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION_KEYS_FILE names the keyring file the entrypoint may rewrite (create it empty, mode 0600, for a first key to be generated)")
+		}
+	}
+	if e.PBKDF2Iter < 0 || (e.PBKDF2Iter != 0 && e.PBKDF2Iter < 1000) {
+		return config.Invalid("PBKDF2_ITER", strconv.Itoa(e.PBKDF2Iter), "a whole number of at least 1000 (openssl's default is 10000; 600000 is the default here; 0 means the default)")
+	}
+	recipients, err := e.ageRecipients()
+	if err != nil {
+		return err
+	}
+	if _, err := e.ageIdentities(); err != nil {
+		return err
+	}
+	pub, err := e.gpgPublicKeys()
+	if err != nil {
+		return err
+	}
+	if _, err := e.gpgSecretKeys(); err != nil {
+		return err
+	}
+	switch alg {
+	case EncryptionAESGCM:
+		if e.Key == "" && len(ring) == 0 && interval == 0 {
+			return config.Invalid("ENCRYPTION", alg, "aes256-gcm with a key: SNAPVISOR_ENCRYPTION_KEY, SNAPVISOR_ENCRYPTION_KEYS (or _FILE), or SNAPVISOR_KEY_ROTATION with SNAPVISOR_ENCRYPTION_KEYS_FILE")
+		}
+	case EncryptionAESCBC:
+		if e.Key == "" {
+			return config.Invalid("ENCRYPTION", alg, "aes256-cbc with a passphrase in SNAPVISOR_ENCRYPTION_KEY (or _FILE)")
+		}
+	case EncryptionAge:
+		switch {
+		case len(recipients) == 0 && e.AgePassphrase == "":
+			return config.Invalid("ENCRYPTION", alg, "age with SNAPVISOR_AGE_RECIPIENTS, SNAPVISOR_AGE_RECIPIENTS_FILE or SNAPVISOR_AGE_PASSPHRASE")
+		case len(recipients) > 0 && e.AgePassphrase != "":
+			return config.Invalid("AGE_RECIPIENTS", strings.Join(e.AgeRecipients, ","), "recipients or SNAPVISOR_AGE_PASSPHRASE, not both (age cannot mix a passphrase with recipients)")
+		}
+	case EncryptionGPG:
+		if len(pub) == 0 && e.GPGPassphrase == "" {
+			return config.Invalid("ENCRYPTION", alg, "gpg with SNAPVISOR_GPG_PASSPHRASE (or _FILE) or SNAPVISOR_GPG_PUBLIC_KEYRING")
+		}
+	}
+	return nil
+}
+
+// parseDuration parses a duration variable in rotation.ParseAge syntax; empty is 0.
+func parseDuration(name, v string) (time.Duration, error) {
+	if strings.TrimSpace(v) == "" {
+		return 0, nil
+	}
+	d, err := rotation.ParseAge(strings.TrimSpace(v))
+	if err != nil {
+		e := config.Invalid(name, v, acceptedDuration)
+		e.Err = err
+		return 0, e
+	}
+	return d, nil
+}
+
+// rotationInterval and retention return the parsed durations (Validate has checked them).
+func (e Encryption) rotationInterval() time.Duration {
+	d, _ := parseDuration("KEY_ROTATION", e.Rotation)
+	return d
+}
+
+func (e Encryption) retention() time.Duration {
+	d, _ := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention)
+	return d
+}
+
+func (e Encryption) pbkdf2Iter() int {
+	if e.PBKDF2Iter <= 0 {
+		return DefaultPBKDF2Iter
+	}
+	return e.PBKDF2Iter
+}
+
+// decodeKey decodes a base64 (standard or URL alphabet, padded or not) 32-byte key.
+// Errors never contain the input.
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) != keySize {
+				return nil, fmt.Errorf("the key is %d bytes, not %d", len(b), keySize)
+			}
+			return b, nil
+		}
+	}
+	return nil, errors.New("the key is not valid base64")
+}
+
+// keyring returns the configured keyring: the file when KeysFile is set (read
+// now, so that a rotation by another process is seen), else Keys.
+func (e Encryption) keyring() (Keyring, error) {
+	text := e.Keys.Reveal()
+	name := "ENCRYPTION_KEYS"
+	if e.KeysFile != "" {
+		b, err := os.ReadFile(e.KeysFile)
+		if err != nil {
+			return nil, &config.Error{Var: config.Var("ENCRYPTION_KEYS_FILE"), Value: e.KeysFile,
+				Accepted: "the path of a readable keyring file (create it empty, mode 0600, to have a key generated with KEY_ROTATION)", Err: err}
+		}
+		text = string(b)
+		name = "ENCRYPTION_KEYS_FILE"
+	}
+	ring, err := ParseKeyring(text)
+	if err != nil {
+		if name == "ENCRYPTION_KEYS_FILE" {
+			return nil, &config.Error{Var: config.Var(name), Value: e.KeysFile, Accepted: acceptedKeyring, Err: err}
+		}
+		return nil, secretInvalid(name, acceptedKeyring, err)
+	}
+	return ring, nil
+}
+
+// gcmKeys returns every aes256-gcm key that decrypts: the keyring and ENCRYPTION_KEY.
+func (e Encryption) gcmKeys() (Keyring, error) {
+	ring, err := e.keyring()
+	if err != nil {
+		return nil, err
+	}
+	if e.Key != "" {
+		if b, err := decodeKey(e.Key.Reveal()); err == nil {
+			k := Key{ID: singleKeyID(b), material: b}
+			if _, dup := ring.Lookup(k.ID); !dup {
+				ring = append(ring, k)
+			}
+		}
+	}
+	return ring, nil
+}
+
+// currentGCMKey returns the key new aes256-gcm snapshots are encrypted with:
+// the keyring's last key, or ENCRYPTION_KEY when the keyring is empty.
+func (e Encryption) currentGCMKey() (Key, error) {
+	ring, err := e.keyring()
+	if err != nil {
+		return Key{}, err
+	}
+	if k, ok := ring.Newest(); ok {
+		return k, nil
+	}
+	if e.Key != "" {
+		b, err := decodeKey(e.Key.Reveal())
+		if err != nil {
+			return Key{}, secretInvalid("ENCRYPTION_KEY", acceptedKey, err)
+		}
+		return Key{ID: singleKeyID(b), material: b}, nil
+	}
+	return Key{}, fmt.Errorf("%w: aes256-gcm has no key: set SNAPVISOR_ENCRYPTION_KEY, or SNAPVISOR_ENCRYPTION_KEYS(_FILE) with at least one line", ErrKey)
+}
+
+// ageRecipients parses AgeRecipients and AgeRecipientsFile.
+func (e Encryption) ageRecipients() ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, s := range e.AgeRecipients {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		r, err := parseAgeRecipient(s)
+		if err != nil {
+			ce := config.Invalid("AGE_RECIPIENTS", strings.Join(e.AgeRecipients, ","), "comma-separated age recipients: age1..., age1pq1..., ssh-ed25519 AAAA... or ssh-rsa AAAA...")
+			ce.Err = err
+			return nil, ce
+		}
+		out = append(out, r)
+	}
+	if e.AgeRecipientsFile != "" {
+		b, err := os.ReadFile(e.AgeRecipientsFile)
+		if err == nil {
+			var rs []age.Recipient
+			rs, err = parseAgeRecipientLines(b)
+			out = append(out, rs...)
+		}
+		if err != nil {
+			ce := config.Invalid("AGE_RECIPIENTS_FILE", e.AgeRecipientsFile, "a readable file of age recipients, one a line")
+			ce.Err = err
+			return nil, ce
+		}
+	}
+	return out, nil
+}
+
+func parseAgeRecipientLines(b []byte) ([]age.Recipient, error) {
+	var out []age.Recipient
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		r, err := parseAgeRecipient(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no recipients found")
+	}
+	return out, nil
+}
+
+// ageIdentities parses AgeIdentity (age identity lines or one OpenSSH private key).
+func (e Encryption) ageIdentities() ([]age.Identity, error) {
+	if e.AgeIdentity == "" {
+		return nil, nil
+	}
+	ids, err := parseAgeIdentities([]byte(e.AgeIdentity.Reveal()))
+	if err != nil {
+		return nil, secretInvalid("AGE_IDENTITY", "age identities (AGE-SECRET-KEY-1... lines as written by age-keygen) or an unencrypted OpenSSH private key", err)
+	}
+	return ids, nil
+}
+
+// trimBOM strips a UTF-8 byte order mark some editors write.
+func trimBOM(b []byte) []byte { return bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) }

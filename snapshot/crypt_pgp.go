@@ -1,0 +1,244 @@
+package snapshot
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"filippo.io/age/agessh"
+	"github.com/ProtonMail/go-crypto/openpgp"
+	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ProtonMail/go-crypto/openpgp/s2k"
+
+	"snapvisor/config"
+)
+
+// --- age ---
+
+func parseAgeRecipient(s string) (age.Recipient, error) {
+	if strings.HasPrefix(s, "ssh-") {
+		return agessh.ParseRecipient(s)
+	}
+	rs, err := age.ParseRecipients(strings.NewReader(s))
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+func parseAgeIdentities(b []byte) ([]age.Identity, error) {
+	b = trimBOM(b)
+	if bytes.Contains(b, []byte("-----BEGIN")) && bytes.Contains(b, []byte("PRIVATE KEY-----")) {
+		id, err := agessh.ParseIdentity(b)
+		if err != nil {
+			return nil, fmt.Errorf("SSH private key: %v", err)
+		}
+		return []age.Identity{id}, nil
+	}
+	return age.ParseIdentities(bytes.NewReader(b))
+}
+
+func (e Encryption) encryptAge(w io.Writer) (io.WriteCloser, error) {
+	rs, err := e.ageRecipients()
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		if e.AgePassphrase == "" {
+			return nil, errors.New("age needs SNAPVISOR_AGE_RECIPIENTS(_FILE) or SNAPVISOR_AGE_PASSPHRASE")
+		}
+		sr, err := age.NewScryptRecipient(e.AgePassphrase.Reveal())
+		if err != nil {
+			return nil, errors.New("age passphrase recipient: invalid passphrase")
+		}
+		if e.scryptLogN > 0 {
+			sr.SetWorkFactor(e.scryptLogN)
+		}
+		rs = []age.Recipient{sr}
+	}
+	return age.Encrypt(w, rs...)
+}
+
+func (e Encryption) decryptAge(r io.Reader) (io.Reader, error) {
+	ids, err := e.ageIdentities()
+	if err != nil {
+		return nil, err
+	}
+	if e.AgePassphrase != "" {
+		si, err := age.NewScryptIdentity(e.AgePassphrase.Reveal())
+		if err == nil {
+			ids = append(ids, si)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: the snapshot is age encrypted and neither SNAPVISOR_AGE_IDENTITY(_FILE) nor SNAPVISOR_AGE_PASSPHRASE is set", ErrKey)
+	}
+	pr, err := age.Decrypt(r, ids...)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("%w: age: no configured identity or passphrase opens this snapshot (%v)", ErrKey, err)
+		}
+		return nil, fmt.Errorf("%w: age: %v", ErrCorrupt, err)
+	}
+	return pr, nil
+}
+
+// --- gpg (OpenPGP) ---
+
+// pgpConfig writes what GnuPG 2.2 and later read: AES-256 in a SEIPD packet
+// with MDC, no compression (the data is compressed already), iterated and
+// salted SHA-256 S2K for passphrases.
+func pgpConfig() *packet.Config {
+	return &packet.Config{
+		DefaultCipher:          packet.CipherAES256,
+		DefaultHash:            crypto.SHA256,
+		DefaultCompressionAlgo: packet.CompressionNone,
+		S2KConfig:              &s2k.Config{S2KMode: s2k.IteratedSaltedS2K, Hash: crypto.SHA256, S2KCount: 65011712},
+	}
+}
+
+// readPGPKeys parses an armored or binary key ring.
+func readPGPKeys(b []byte) (openpgp.EntityList, error) {
+	b = trimBOM(b)
+	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN PGP")) {
+		return openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	}
+	return openpgp.ReadKeyRing(bytes.NewReader(b))
+}
+
+// gpgPublicKeys parses SNAPVISOR_GPG_PUBLIC_KEYRING (a path or armored text);
+// every key must be able to encrypt.
+func (e Encryption) gpgPublicKeys() (openpgp.EntityList, error) {
+	v := strings.TrimSpace(e.GPGPublicKeyring)
+	if v == "" {
+		return nil, nil
+	}
+	shown := e.GPGPublicKeyring
+	var b []byte
+	if strings.HasPrefix(v, "-----BEGIN PGP") {
+		b, shown = []byte(v), "(armored key text)"
+	} else {
+		var err error
+		if b, err = os.ReadFile(v); err != nil {
+			ce := config.Invalid("GPG_PUBLIC_KEYRING", shown, "the path of an OpenPGP public key ring (gpg --export) or its armored text")
+			ce.Err = err
+			return nil, ce
+		}
+	}
+	keys, err := readPGPKeys(b)
+	if err == nil && len(keys) == 0 {
+		err = errors.New("no keys in it")
+	}
+	if err == nil {
+		for _, k := range keys {
+			if _, ok := k.EncryptionKey(time.Now()); !ok {
+				err = fmt.Errorf("key %X has no valid encryption subkey", k.PrimaryKey.Fingerprint)
+				break
+			}
+		}
+	}
+	if err != nil {
+		ce := config.Invalid("GPG_PUBLIC_KEYRING", shown, "an OpenPGP public key ring (gpg --export [--armor]) whose keys can encrypt")
+		ce.Err = err
+		return nil, ce
+	}
+	return keys, nil
+}
+
+// gpgSecretKeys parses SNAPVISOR_GPG_SECRET_KEYRING.
+func (e Encryption) gpgSecretKeys() (openpgp.EntityList, error) {
+	if e.GPGSecretKeyring == "" {
+		return nil, nil
+	}
+	keys, err := readPGPKeys([]byte(e.GPGSecretKeyring.Reveal()))
+	if err == nil && len(keys) == 0 {
+		err = errors.New("no keys in it")
+	}
+	if err != nil {
+		return nil, secretInvalid("GPG_SECRET_KEYRING", "armored OpenPGP secret keys (gpg --export-secret-keys --armor)", err)
+	}
+	return keys, nil
+}
+
+func (e Encryption) encryptGPG(w io.Writer) (io.WriteCloser, error) {
+	pub, err := e.gpgPublicKeys()
+	if err != nil {
+		return nil, err
+	}
+	hints := &openpgp.FileHints{IsBinary: true}
+	if len(pub) > 0 {
+		return openpgp.Encrypt(w, pub, nil, hints, pgpConfig())
+	}
+	if e.GPGPassphrase == "" {
+		return nil, errors.New("gpg needs SNAPVISOR_GPG_PASSPHRASE(_FILE) or SNAPVISOR_GPG_PUBLIC_KEYRING")
+	}
+	return openpgp.SymmetricallyEncrypt(w, []byte(e.GPGPassphrase.Reveal()), hints, pgpConfig())
+}
+
+func (e Encryption) decryptGPG(r io.Reader) (io.Reader, error) {
+	keys, err := e.gpgSecretKeys()
+	if err != nil {
+		return nil, err
+	}
+	pass := e.GPGPassphrase.Reveal()
+	if len(keys) == 0 && pass == "" {
+		return nil, fmt.Errorf("%w: the snapshot is gpg encrypted and neither SNAPVISOR_GPG_PASSPHRASE nor SNAPVISOR_GPG_SECRET_KEYRING is set", ErrKey)
+	}
+	asked := false
+	prompt := func(candidates []openpgp.Key, symmetric bool) ([]byte, error) {
+		if asked || pass == "" {
+			return nil, pgperrors.ErrKeyIncorrect
+		}
+		asked = true
+		for _, k := range candidates {
+			if k.PrivateKey != nil && k.PrivateKey.Encrypted {
+				_ = k.PrivateKey.Decrypt([]byte(pass)) // a wrong passphrase leaves it locked
+			}
+		}
+		return []byte(pass), nil
+	}
+	var ring openpgp.KeyRing
+	if len(keys) > 0 {
+		ring = keys
+	}
+	md, err := openpgp.ReadMessage(r, ring, prompt, nil)
+	if err != nil {
+		if errors.Is(err, pgperrors.ErrKeyIncorrect) {
+			return nil, fmt.Errorf("%w: gpg: neither the passphrase (SNAPVISOR_GPG_PASSPHRASE) nor a secret key (SNAPVISOR_GPG_SECRET_KEYRING) opens this snapshot", ErrKey)
+		}
+		return nil, fmt.Errorf("%w: gpg: %v", ErrCorrupt, err)
+	}
+	if !md.IsEncrypted {
+		return nil, fmt.Errorf("%w: gpg: the file is not encrypted", ErrCorrupt)
+	}
+	return &pgpBody{md: md, src: r}, nil
+}
+
+// pgpBody reads the literal data and, at its end, reports a failed integrity
+// (MDC) check and data appended after the message.
+type pgpBody struct {
+	md  *openpgp.MessageDetails
+	src io.Reader
+}
+
+func (b *pgpBody) Read(p []byte) (int, error) {
+	n, err := b.md.UnverifiedBody.Read(p)
+	if errors.Is(err, io.EOF) {
+		if b.md.SignatureError != nil {
+			return n, b.md.SignatureError
+		}
+		var one [1]byte
+		if m, _ := io.ReadFull(b.src, one[:]); m > 0 {
+			return n, errors.New("data after the end of the OpenPGP message")
+		}
+	}
+	return n, err
+}
