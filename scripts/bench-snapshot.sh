@@ -181,7 +181,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "interleaved blocks); 4x corpus $(mib "$corpus4_bytes"). Warm page cache; an untimed sync before every run. snapvisor's"
   echo "restore includes its sha256 check of the archive and a syncfs before the swap; the reference does neither."
   echo "GOMAXPROCS 8 and 16 on this machine give the worker count, so the memory, of an 8- or 16-core machine (capped at 4 gzip"
-  echo "and 3 zstd workers), not its speed."
+  echo "and 2 zstd workers), not its speed."
   echo
   echo "Machine: $(nproc) CPUs ($cpu_model), $(uname -sr), $(go env GOVERSION), $(pigz --version 2>&1 | head -1),"
   echo "$(zstd --version | sed 's/^\*\*\* //; s/ \*\*\*$//; s/,.*//'), $(tar --version | head -1). Load average before/after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)"
