@@ -185,8 +185,7 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 		}()
 	}()
 
-	inst, err := s.spawn()
-	if err != nil {
+	if _, err := s.spawn(); err != nil {
 		return Status{}, err
 	}
 	close(s.started)
@@ -194,7 +193,7 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 
 	for {
 		s.mu.Lock()
-		inst = s.svc // Start may have made a new instance since the last pass
+		inst := s.svc // Start may have made a new instance since the last pass
 		exited := inst.exited
 		if inst.planned && !s.stopping {
 			exited = nil // Stop owns this exit; wait for Start's next instance
@@ -211,7 +210,7 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 			s.onSignal(unix.SIGTERM)
 		case <-s.restart:
 			s.mu.Lock()
-			inst, err = s.svc, s.startErr
+			inst, err := s.svc, s.startErr
 			s.mu.Unlock()
 			if err != nil {
 				// A restart after Stop failed: there is no service to wait
