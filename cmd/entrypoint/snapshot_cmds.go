@@ -177,9 +177,9 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		return enc.Encode(list)
 	}
 	tw := newTabWriter(a.stdout)
-	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION")
+	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION\tENCRYPTION")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.Time.Format(time.RFC3339), s.Size, s.Compression)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Name, s.Time.Format(time.RFC3339), s.Size, s.Compression, s.Encryption)
 	}
 	return tw.Flush()
 }
@@ -272,9 +272,9 @@ func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
 		return enc.Encode(list)
 	}
 	tw := newTabWriter(a.stdout)
-	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION")
+	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION\tENCRYPTION")
 	for _, r := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Key, r.Time.Format(time.RFC3339), r.Size, r.Compression)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Key, r.Time.Format(time.RFC3339), r.Size, r.Compression, snapshot.EncryptionOf(r.Key))
 	}
 	return tw.Flush()
 }
