@@ -14,7 +14,7 @@
 #
 # Environment: BENCH_DIR (corpus, default var/bench-corpus; generated when
 # missing, BENCH_DIR-x4 likewise), BENCH_WORK (scratch for archives and
-# restored trees, ~2 GiB, default var/bench-work, removed at the end),
+# restored trees, ~2 x RUNS x corpus size, default var/bench-work, removed at the end),
 # BIN (default bin/entrypoint), RUNS (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,17 +104,22 @@ zst_size=$(stat -c %s "$(ls "$work"/zst/bench-*.tar.zst)")
 cli_size=$(stat -c %s "$work/cli.tar.zst")
 rm -rf "$work/zst" "$work/cli.tar.zst"
 
-# restore of the gzip snapshot vs pigz -dc | tar -x (targets removed untimed before each run)
+# restore of the gzip snapshot vs pigz -dc | tar -x. Each run extracts into a fresh directory and
+# nothing is deleted until all runs are done: on ext4, creating inodes right after deleting many
+# scans the recently deleted ones, which would slow whichever side ran next. Dirty data of the
+# previous run is synced untimed first, so our syncfs only writes what our own restore wrote.
 cat "$gz_archive" "$work/pigz.tar.gz" >/dev/null
 for i in $(seq "$RUNS"); do
-  rm -rf "$work/restore"; mkdir -p "$work/restore"
-  timed "$work/restore-snap" env SNAPVISOR_SOURCE="$work/restore/$base" SNAPVISOR_DIR="$work/gz" \
+  mkdir -p "$work/restore-$i"
+  sync
+  timed "$work/restore-snap" env SNAPVISOR_SOURCE="$work/restore-$i/$base" SNAPVISOR_DIR="$work/gz" \
     "$BIN" restore --discard-current "$(basename "$gz_archive")" >/dev/null
-  rm -rf "$work/untar"; mkdir -p "$work/untar"
-  timed "$work/restore-pigz" bash -c 'pigz -dc "$1" | tar -x -C "$2"' _ "$work/pigz.tar.gz" "$work/untar"
+  mkdir -p "$work/untar-$i"
+  sync
+  timed "$work/restore-pigz" bash -c 'pigz -dc "$1" | tar -x -C "$2"' _ "$work/pigz.tar.gz" "$work/untar-$i"
 done
-diff -r "$work/restore/$base" "$work/untar/$base" >/dev/null || { echo "bench: restored trees differ" >&2; exit 1; }
-rm -rf "$work/restore" "$work/untar"
+diff -r "$work/restore-1/$base" "$work/untar-1/$base" >/dev/null || { echo "bench: restored trees differ" >&2; exit 1; }
+rm -rf "$work"/restore-* "$work"/untar-*
 
 # Peak RSS: corpus and 4x corpus, gzip and zstd, at this machine's GOMAXPROCS and at 8 and 16.
 procs=$(printf '%s\n' "$(nproc)" 8 16 | sort -nu | tr '\n' ' ')

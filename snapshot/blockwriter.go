@@ -165,6 +165,16 @@ func (z *blockWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n := len(p)
+	if z.cur != nil && len(p) > 0 {
+		if free := z.cur.in[len(z.cur.in):z.blockSize]; len(p) <= len(free) && &p[0] == &free[0] {
+			// p was read into space(): it is in place already.
+			z.cur.in = z.cur.in[:len(z.cur.in)+len(p)]
+			if len(z.cur.in) == z.blockSize {
+				z.dispatch(false)
+			}
+			return n, nil
+		}
+	}
 	for len(p) > 0 {
 		if z.cur == nil {
 			z.cur = <-z.free
@@ -178,6 +188,17 @@ func (z *blockWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// space returns the free part of the block being filled (never empty). A
+// caller may read data into a prefix of it and pass that prefix to Write,
+// which then takes it without a copy; any other use of it is undefined.
+func (z *blockWriter) space() []byte {
+	if z.cur == nil {
+		z.cur = <-z.free
+		z.cur.in = z.cur.in[:0]
+	}
+	return z.cur.in[len(z.cur.in):z.blockSize]
 }
 
 // Close compresses what is left, waits until every block is written, writes

@@ -36,7 +36,10 @@ type walker struct {
 	links   map[devIno]string // first archive name of each multiply linked file whose content is stored
 	skipDir devIno            // the snapshot directory, never archived
 	buf     []byte
-	sum     Summary
+	// space, when set, gives the buffer to read file content into: the
+	// compressor's own (blockWriter.space), saving a copy.
+	space func() []byte
+	sum   Summary
 }
 
 // walkItem is one entry found by the read-ahead walk.
@@ -341,10 +344,14 @@ func (w *walker) regular(f *os.File, p string, hdr *tar.Header, fi fs.FileInfo) 
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		n := min(remaining, int64(len(w.buf)))
-		r, err := io.ReadFull(f, w.buf[:n])
+		buf := w.buf
+		if w.space != nil {
+			buf = w.space()
+		}
+		n := min(remaining, int64(len(buf)))
+		r, err := io.ReadFull(f, buf[:n])
 		if r > 0 {
-			if _, werr := w.tw.Write(w.buf[:r]); werr != nil {
+			if _, werr := w.tw.Write(buf[:r]); werr != nil {
 				return fmt.Errorf("write %s: %w", hdr.Name, werr)
 			}
 			remaining -= int64(r)
