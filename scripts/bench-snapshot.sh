@@ -110,16 +110,16 @@ rm -rf "$work/zst" "$work/cli.tar.zst"
 # previous run is synced untimed first, so our syncfs only writes what our own restore wrote.
 cat "$gz_archive" "$work/pigz.tar.gz" >/dev/null
 for i in $(seq "$RUNS"); do
-  mkdir -p "$work/restore-$i"
+  mkdir -p "$work/tree-ours-$i"
   sync
-  timed "$work/restore-snap" env SNAPVISOR_SOURCE="$work/restore-$i/$base" SNAPVISOR_DIR="$work/gz" \
+  timed "$work/restore-snap" env SNAPVISOR_SOURCE="$work/tree-ours-$i/$base" SNAPVISOR_DIR="$work/gz" \
     "$BIN" restore --discard-current "$(basename "$gz_archive")" >/dev/null
-  mkdir -p "$work/untar-$i"
+  mkdir -p "$work/tree-ref-$i"
   sync
-  timed "$work/restore-pigz" bash -c 'pigz -dc "$1" | tar -x -C "$2"' _ "$work/pigz.tar.gz" "$work/untar-$i"
+  timed "$work/restore-pigz" bash -c 'pigz -dc "$1" | tar -x -C "$2"' _ "$work/pigz.tar.gz" "$work/tree-ref-$i"
 done
-diff -r "$work/restore-1/$base" "$work/untar-1/$base" >/dev/null || { echo "bench: restored trees differ" >&2; exit 1; }
-rm -rf "$work"/restore-* "$work"/untar-*
+diff -r "$work/tree-ours-1/$base" "$work/tree-ref-1/$base" >/dev/null || { echo "bench: restored trees differ" >&2; exit 1; }
+rm -rf "$work"/tree-ours-* "$work"/tree-ref-*
 
 # Peak RSS: corpus and 4x corpus, gzip and zstd, at this machine's GOMAXPROCS and at 8 and 16.
 procs=$(printf '%s\n' "$(nproc)" 8 16 | sort -nu | tr '\n' ' ')
