@@ -124,21 +124,7 @@ func TestEntrypoint_RemoteFullStory(t *testing.T) {
 	}
 	p = startPID1(t, env, redis...)
 	pid1 = p.pid1(t)
-	var first string
-	eventually(t, 30*time.Second, "redis answers", func() bool {
-		out, err := redisCLI(port, "GET", "key:42")
-		if err != nil || strings.Contains(out, "Connection refused") || strings.Contains(out, "LOADING") {
-			return false
-		}
-		first = out
-		return true
-	})
-	if first != "value-42" {
-		t.Fatalf("first answer of redis was %q, want value-42: it started before the restore from MinIO finished", first)
-	}
-	if out, _ := redisCLI(port, "DBSIZE"); out != "100" {
-		t.Errorf("DBSIZE %s, want 100", out)
-	}
+	requireRestoredFirst(t, port, 30*time.Second)
 	// With a snapshot directory the download stays as the local snapshot.
 	if got := snapshotsNamed(backups, "redis"); len(got) != 1 || got[0] != r.Snapshot {
 		t.Errorf("local snapshots after the restore: %v, want %s", got, r.Snapshot)
