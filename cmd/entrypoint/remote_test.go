@@ -195,7 +195,8 @@ func TestEntrypoint_StreamingMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(root, "service-saw")
-	p = startPID1(t, env, "--", "sh", "-c", "cat "+filepath.Join(data, "marker")+" > "+marker+"; exec sleep 1000")
+	// Written aside and renamed: the marker appears complete or not at all.
+	p = startPID1(t, env, "--", "sh", "-c", "cat "+filepath.Join(data, "marker")+" > "+marker+".tmp; mv "+marker+".tmp "+marker+"; exec sleep 1000")
 	pid1 = p.pid1(t)
 	eventually(t, 30*time.Second, "the service started", func() bool { return fileHas(marker, "") && len(entriesOf(root)) >= 2 })
 	if b, _ := os.ReadFile(marker); string(b) != "streamed" {
