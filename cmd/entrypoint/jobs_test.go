@@ -71,6 +71,28 @@ func snapshots(t *testing.T, dir string) []string {
 	return out
 }
 
+// redisArgv is the entrypoint's command line for a redis-server on port with
+// its data in data (created), no saves of its own (the hook's BGSAVE only).
+func redisArgv(t *testing.T, port int, data string) []string {
+	t.Helper()
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--", "redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", data, "--save", "", "--appendonly", "no"}
+}
+
+// writeKeys waits until redis answers and writes key:0..99 = value-0..99,
+// the data requireRestoredFirst looks for.
+func writeKeys(t *testing.T, port int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "redis answers", func() bool { out, _ := redisCLI(port, "PING"); return out == "PONG" })
+	for i := 0; i < 100; i++ {
+		if out, err := redisCLI(port, "SET", fmt.Sprintf("key:%d", i), fmt.Sprintf("value-%d", i)); err != nil || out != "OK" {
+			t.Fatalf("SET: %q %v", out, err)
+		}
+	}
+}
+
 // requireRestoredFirst checks that redis's very first answer already holds the
 // restored data (key:42 of the 100 keys the tests write): the restore finished
 // before redis started.
@@ -116,19 +138,10 @@ func TestEntrypoint_RedisSnapshots(t *testing.T) {
 		"SNAPVISOR_SOURCE=" + data, "SNAPVISOR_DIR=" + backups, "SNAPVISOR_CONTROL_SOCKET=" + sockPath(t),
 		"SNAPVISOR_PRE_COMMAND=" + redisBGSAVE(port),
 	}
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	redis := []string{"--", "redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", data, "--save", "", "--appendonly", "no"}
-
+	redis := redisArgv(t, port, data)
 	p := startPID1(t, env, redis...)
 	pid1 := p.pid1(t)
-	eventually(t, 10*time.Second, "redis answers", func() bool { out, _ := redisCLI(port, "PING"); return out == "PONG" })
-	for i := 0; i < 100; i++ {
-		if out, err := redisCLI(port, "SET", fmt.Sprintf("key:%d", i), fmt.Sprintf("value-%d", i)); err != nil || out != "OK" {
-			t.Fatalf("SET: %q %v", out, err)
-		}
-	}
+	writeKeys(t, port)
 	// Watch redis while snapshots are taken: every PING must answer.
 	seen := map[string]bool{}
 	deadline := time.Now().Add(30 * time.Second)

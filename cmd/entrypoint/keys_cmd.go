@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -41,9 +40,7 @@ func cmdKeys(_ context.Context, a *app, args []string) error {
 			}
 			out = append(out, k)
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(a.stdout, out)
 	}
 	if len(uses) == 0 {
 		fmt.Fprintln(a.stdout, "no aes256-gcm keys are configured and no snapshot in "+a.snap.Dir+" names one")

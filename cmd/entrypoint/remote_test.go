@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,19 +83,10 @@ func TestEntrypoint_RemoteFullStory(t *testing.T) {
 		"SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@yearly", "SNAPVISOR_NAME=redis",
 		"SNAPVISOR_SOURCE="+data, "SNAPVISOR_DIR="+backups, "SNAPVISOR_CONTROL_SOCKET="+sockPath(t),
 		"SNAPVISOR_PRE_COMMAND="+redisBGSAVE(port))
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	redis := []string{"--", "redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", data, "--save", "", "--appendonly", "no"}
-
+	redis := redisArgv(t, port, data)
 	p := startPID1(t, env, redis...)
 	pid1 := p.pid1(t)
-	eventually(t, 10*time.Second, "redis answers", func() bool { out, _ := redisCLI(port, "PING"); return out == "PONG" })
-	for i := 0; i < 100; i++ {
-		if out, err := redisCLI(port, "SET", fmt.Sprintf("key:%d", i), fmt.Sprintf("value-%d", i)); err != nil || out != "OK" {
-			t.Fatalf("SET: %q %v", out, err)
-		}
-	}
+	writeKeys(t, port)
 	res := clientSnapshot(t, env, "--json")
 	var r jobs.Result
 	if err := json.Unmarshal([]byte(res.out), &r); res.code != 0 || err != nil {

@@ -172,9 +172,7 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		if list == nil {
 			list = []snapshot.Info{}
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return printJSON(a.stdout, list)
 	}
 	tw := newTabWriter(a.stdout)
 	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION\tENCRYPTION")
@@ -267,9 +265,7 @@ func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
 		if list == nil {
 			list = []store.RemoteSnapshot{}
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return printJSON(a.stdout, list)
 	}
 	tw := newTabWriter(a.stdout)
 	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION\tENCRYPTION")

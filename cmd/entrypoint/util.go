@@ -14,6 +14,13 @@ import (
 	"snapvisor/jobs"
 )
 
+// printJSON writes v as indented JSON: the --json output of every subcommand.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 func newTabWriter(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 }
@@ -44,9 +51,7 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(a.stdout, st)
 	}
 	w := newTabWriter(a.stdout)
 	fmt.Fprintf(w, "service\t%s\n", st.Service)
