@@ -130,6 +130,45 @@ func nameTime(ctx context.Context, last time.Time) (time.Time, error) {
 	return time.Now(), nil
 }
 
+// seedFromRemotes makes the newest complete snapshot on the remotes the
+// last good one when no local snapshot was found at start (streaming mode,
+// or a fresh volume on a new node): health and the last-success metric then
+// count the snapshots taken before a restart instead of failing until the
+// next one. Each remote's listing is bounded by SNAPVISOR_REMOTE_TIMEOUT; one
+// that cannot be listed is logged and skipped.
+func (r *Runner) seedFromRemotes(ctx context.Context) {
+	r.mu.Lock()
+	found := !r.lastGood.Started.IsZero()
+	r.mu.Unlock()
+	if found || len(r.stores) == 0 {
+		return
+	}
+	var newest store.RemoteSnapshot
+	for _, s := range r.stores {
+		lctx, cancel := store.WithTimeout(ctx, s)
+		list, err := store.ListSnapshots(lctx, s, r.snap.Name)
+		err = store.TimeoutError(lctx, err)
+		cancel()
+		if err != nil {
+			r.log.Warn("cannot list a remote for the last good snapshot", zap.String("remote", s.Name()), zap.Error(err))
+			continue
+		}
+		if len(list) > 0 && list[0].Time.After(newest.Time) {
+			newest = list[0]
+		}
+	}
+	if newest.Key == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if newest.Time.After(r.lastGood.Started) { // a snapshot taken meanwhile is newer
+		r.lastGood = Result{Reason: "found on " + newest.Remote, Started: newest.Time, Snapshot: newest.Key, Size: newest.Size}
+		r.metrics.lastSuccess.Set(float64(newest.Time.Unix()))
+		r.log.Info("last good snapshot found on a remote", zap.String("remote", newest.Remote), zap.String("snapshot", newest.Key))
+	}
+}
+
 // push uploads the local snapshot info to every store in parallel, then
 // rotates each store; in streaming mode the upload already happened (create)
 // and only its outcome is collected before the rotation. One remote failing

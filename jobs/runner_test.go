@@ -14,6 +14,7 @@ import (
 
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -195,6 +196,46 @@ func TestRunner_Status(t *testing.T) {
 		f.runner.started = time.Now().Add(-2 * time.Hour)
 		if st := f.runner.status(time.Time{}, time.Minute); st.Healthy {
 			t.Fatalf("grace period over without a snapshot: %+v, want unhealthy", st)
+		}
+	})
+	t.Run("streaming mode counts the remotes' snapshots after a restart", func(t *testing.T) {
+		ctx := context.Background()
+		f := newFixture(t, Config{}, looping)
+		snap := f.snap
+		snap.Dir = "" // streaming mode: no local snapshots
+		good, err := store.Open(ctx, "file://"+filepath.Join(t.TempDir(), "remote"), store.Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { good.Close() })
+		// A remote whose directory is gone cannot be listed: it is skipped.
+		brokenDir := filepath.Join(t.TempDir(), "gone")
+		broken, err := store.Open(ctx, "file://"+brokenDir, store.Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { broken.Close() })
+		if err := os.RemoveAll(brokenDir); err != nil {
+			t.Fatal(err)
+		}
+		log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
+
+		// The container before the restart streamed one snapshot.
+		info, results, err := StreamToRemotes(ctx, snap, []store.Store{good}, log)
+		if err != nil || results[0].Error != "" {
+			t.Fatalf("StreamToRemotes: %v %+v", err, results)
+		}
+
+		// The restarted one knows it once it has listed its remotes.
+		r := NewRunner(Config{}, snap, rotation.Policy{}, f.sup, nil, log, nil)
+		r.SetStores([]store.Store{broken, good})
+		if st := r.status(time.Time{}, time.Hour); st.Healthy {
+			t.Fatalf("before listing the remotes: %+v, want unhealthy", st)
+		}
+		r.seedFromRemotes(ctx)
+		st := r.status(time.Time{}, time.Hour)
+		if !st.Healthy || st.LastGood == nil || st.LastGood.Snapshot != info.Name {
+			t.Fatalf("after listing the remotes: %+v, want healthy with last good %s", st, info.Name)
 		}
 	})
 }

@@ -140,6 +140,11 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	r.log.Info("snapshots scheduled", zap.String("schedule", r.cfg.Schedule), zap.Time("next", next()),
 		zap.String("dir", r.snap.Dir), zap.Strings("sources", r.snap.Sources), zap.String("control_socket", r.cfg.ControlSocket))
 
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.seedFromRemotes(ctx)
+	}()
 	if r.cfg.OnStart {
 		wg.Add(1)
 		go func() {

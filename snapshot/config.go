@@ -4,8 +4,9 @@
 // # Format
 //
 // A snapshot is a standard POSIX (PAX) tar stream, optionally compressed with
-// gzip (written in parallel by pgzip, a plain single-member gzip file) or
-// zstd (a single zstd frame), named
+// gzip (a plain single-member gzip file) or zstd (a sequence of independent
+// 1 MiB frames, which every zstd decoder reads as one stream), both written
+// in parallel by blockwriter.go, named
 //
 //	<name>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]
 //
