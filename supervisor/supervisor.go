@@ -75,6 +75,10 @@ type Supervisor struct {
 	startErr error         // why Start could not start the service again (guarded by mu)
 	started  chan struct{} // closed when the first instance is running
 	restarts int
+	// tty: the entrypoint had the foreground of its terminal (docker run
+	// -it) when it was made, so every instance of the service gets it,
+	// also one started again after a freeze=stop snapshot.
+	tty bool
 }
 
 type instance struct {
@@ -96,6 +100,7 @@ func New(cfg Config, argv, env []string, log *zap.Logger) (*Supervisor, error) {
 		state:   StateStarting,
 		restart: make(chan struct{}, 1),
 		started: make(chan struct{}),
+		tty:     isForegroundTTY(0),
 	}, nil
 }
 
@@ -235,8 +240,10 @@ func (s *Supervisor) spawn() (*instance, error) {
 	cmd.Env = s.env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if isForegroundTTY(0) {
+	if s.tty {
 		// docker run -it: give the terminal to the service's process group.
+		// The child takes it before its signals are unblocked, so this works
+		// also once an earlier instance had it and we are in the background.
 		cmd.SysProcAttr.Foreground = true
 		cmd.SysProcAttr.Ctty = 0
 	}

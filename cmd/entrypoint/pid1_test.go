@@ -93,6 +93,12 @@ func start(t *testing.T, env []string, argv ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd (stdout to the test's, stderr kept) and kills it at the end of the test.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = os.Stdout
@@ -116,7 +122,7 @@ func start(t *testing.T, env []string, argv ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(argv[0]), p.stderr)
+			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), p.stderr)
 		}
 	})
 	return p
