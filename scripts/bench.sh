@@ -11,20 +11,15 @@ mkdir -p var
 [ -x scripts/bench-crypt.sh ] && ./scripts/bench-crypt.sh
 
 # Splice var/bench-NAME.md into README.md between <!-- bench-NAME --> markers.
-for name in init snapshot crypt; do
-  f=var/bench-$name.md
-  [ -f "$f" ] || continue
-  python3 - "$name" "$f" <<'PY' || awk -v n="$name" -v f="$f" '
+splice() {
+  awk -v n="$1" -v f="$2" '
     $0 == "<!-- bench-" n " -->" { print; while ((getline l < f) > 0) print l; skip=1; next }
     $0 == "<!-- /bench-" n " -->" { skip=0 }
-    !skip { print }' README.md > README.md.new && mv README.md.new README.md
-import sys, re
-name, path = sys.argv[1], sys.argv[2]
-table = open(path).read().strip()
-readme = open("README.md").read()
-start, end = f"<!-- bench-{name} -->", f"<!-- /bench-{name} -->"
-i, j = readme.index(start) + len(start), readme.index(end)
-open("README.md", "w").write(readme[:i] + "\n" + table + "\n" + readme[j:])
-PY
+    !skip { print }' README.md >README.md.new
+  mv README.md.new README.md
+}
+for name in init snapshot crypt; do
+  f=var/bench-$name.md
+  [ -f "$f" ] && splice "$name" "$f"
 done
 echo "bench: README.md updated"
