@@ -20,6 +20,6 @@ splice() {
 }
 for name in init snapshot crypt; do
   f=var/bench-$name.md
-  [ -f "$f" ] && splice "$name" "$f"
+  if [ -f "$f" ]; then splice "$name" "$f"; fi
 done
 echo "bench: README.md updated"
