@@ -179,7 +179,13 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	if err != nil {
 		res.Error = err.Error()
 		r.metrics.failures.Inc()
-		log.Error("snapshot failed; the service is untouched and the next run will try again", zap.Error(err), zap.Duration("duration", res.Duration))
+		if r.svc != nil && r.svc.State() == supervisor.StateExited {
+			// Its hooks and freeze were cut short by the service's exit;
+			// the final snapshot (SNAPVISOR_ON_EXIT) is the one that counts.
+			log.Warn("snapshot interrupted: the service exited while it ran", zap.Error(err), zap.Duration("duration", res.Duration))
+		} else {
+			log.Error("snapshot failed; the service is untouched and the next run will try again", zap.Error(err), zap.Duration("duration", res.Duration))
+		}
 		return res
 	}
 	res.Snapshot, res.Size = info.Name, info.Size
