@@ -6,11 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,38 +17,8 @@ import (
 
 	"snapvisor/snapshot"
 	"snapvisor/store"
+	"snapvisor/store/storetest"
 )
-
-// hungServer accepts TCP connections and never answers; it returns its address.
-func hungServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return l.Addr().String()
-}
 
 func sshKeyFile(t *testing.T) string {
 	t.Helper()
@@ -98,7 +66,7 @@ func TestStreamToRemotes(t *testing.T) {
 	}
 	good1 := open(t, "file://"+filepath.Join(root, "r1"), store.Config{})
 	good2 := open(t, "file://"+filepath.Join(root, "r2"), store.Config{})
-	hung := open(t, "sftp://u@"+hungServer(t)+"/backups", store.Config{SFTPKeyFile: sshKeyFile(t), SFTPInsecureNoHost: true})
+	hung := open(t, "sftp://u@"+storetest.HungAddr(t)+"/backups", store.Config{SFTPKeyFile: sshKeyFile(t), SFTPInsecureNoHost: true})
 
 	start := time.Now()
 	info, results, err := StreamToRemotes(ctx, cfg, []store.Store{good1, hung, good2}, zaptest.NewLogger(t))

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/rotation"
+	"snapvisor/store/storetest"
 )
 
 func TestRedact(t *testing.T) {
@@ -305,32 +304,7 @@ func TestRotate_Orphans(t *testing.T) {
 // up after the store's Timeout (SNAPVISOR_REMOTE_TIMEOUT), for every network
 // store kind, with an error naming the limit; the local snapshot is intact.
 func TestTimeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // read nothing, answer nothing
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	addr := l.Addr().String()
+	addr := storetest.HungAddr(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	writeKey(t, keyFile)
 	for _, tc := range []struct {

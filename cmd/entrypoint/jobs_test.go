@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snapvisor/store/storetest"
 )
 
 // requireTool fails in CI (which must provide it) and skips elsewhere.
@@ -31,17 +32,6 @@ func requireTool(t *testing.T, name string) string {
 	return ""
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// sockPath is short: unix socket paths are limited to 108 bytes.
 func sockPath(t *testing.T) string {
 	t.Helper()
 	d, err := os.MkdirTemp("", "sv")
@@ -132,7 +122,7 @@ func TestEntrypoint_RedisSnapshots(t *testing.T) {
 	requireTool(t, "redis-cli")
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
-	port := freePort(t)
+	port := storetest.FreePort(t)
 	env := []string{
 		"SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@every 2s", "SNAPVISOR_KEEP=2",
 		"SNAPVISOR_SOURCE=" + data, "SNAPVISOR_DIR=" + backups, "SNAPVISOR_CONTROL_SOCKET=" + sockPath(t),

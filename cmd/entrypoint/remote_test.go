@@ -77,7 +77,7 @@ func TestEntrypoint_RemoteFullStory(t *testing.T) {
 	m := storetest.StartMinIO(t)
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
-	port := freePort(t)
+	port := storetest.FreePort(t)
 	url := m.URL("snapvisor", "redis")
 	env := append(remoteEnv(m, "redis"),
 		"SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@yearly", "SNAPVISOR_NAME=redis",

@@ -118,6 +118,38 @@ func FreePort(t testing.TB) int {
 // DeadAddr returns a 127.0.0.1 address where nothing listens.
 func DeadAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", FreePort(t)) }
 
+// HungAddr returns a 127.0.0.1 address that accepts TCP connections and
+// never answers on them; they are closed at the end of the test.
+func HungAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return l.Addr().String()
+}
+
 // PortOf returns the port of host:port.
 func PortOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
