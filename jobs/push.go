@@ -144,15 +144,8 @@ func (r *Runner) seedFromRemotes(ctx context.Context) {
 		return
 	}
 	var newest store.RemoteSnapshot
-	for _, s := range r.stores {
-		lctx, cancel := store.WithTimeout(ctx, s)
-		list, err := store.ListSnapshots(lctx, s, r.snap.Name)
-		err = store.TimeoutError(lctx, err)
-		cancel()
-		if err != nil {
-			r.log.Warn("cannot list a remote for the last good snapshot", zap.String("remote", s.Name()), zap.Error(err))
-			continue
-		}
+	lists, _ := listRemotes(ctx, r.stores, r.snap.Name, "cannot list a remote for the last good snapshot", r.log)
+	for _, list := range lists {
 		if len(list) > 0 && list[0].Time.After(newest.Time) {
 			newest = list[0]
 		}

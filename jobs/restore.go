@@ -146,20 +146,11 @@ type candidate struct {
 // fail with ErrRemoteUnavailable when no other store has a candidate.
 func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store.Store, key, keepDir string, opts snapshot.RestoreOptions, log *zap.Logger) (store.RemoteSnapshot, error) {
 	var cands []candidate
-	var listErrs []error
-	for _, s := range stores {
-		lctx, cancel := store.WithTimeout(ctx, s)
-		list, err := store.ListSnapshots(lctx, s, cfg.Name)
-		err = store.TimeoutError(lctx, err)
-		cancel()
-		if err != nil {
-			listErrs = append(listErrs, err)
-			log.Warn("restore: cannot list remote", zap.String("remote", s.Name()), zap.Error(err))
-			continue
-		}
+	lists, listErrs := listRemotes(ctx, stores, cfg.Name, "restore: cannot list remote", log)
+	for i, list := range lists {
 		for _, rs := range list {
 			if key == "" || rs.Key == key {
-				cands = append(cands, candidate{s, rs})
+				cands = append(cands, candidate{stores[i], rs})
 			}
 		}
 	}
@@ -246,6 +237,27 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 }
 
 // vanished reports a snapshot that was listed but is gone (deleted meanwhile).
+// listRemotes lists the complete snapshots named name on every store, each
+// listing bounded by SNAPVISOR_REMOTE_TIMEOUT: lists[i] is stores[i]'s,
+// newest first (nil when it failed). Every failure is logged with msg and
+// returned in errs.
+func listRemotes(ctx context.Context, stores []store.Store, name, msg string, log *zap.Logger) (lists [][]store.RemoteSnapshot, errs []error) {
+	lists = make([][]store.RemoteSnapshot, len(stores))
+	for i, s := range stores {
+		lctx, cancel := store.WithTimeout(ctx, s)
+		list, err := store.ListSnapshots(lctx, s, name)
+		err = store.TimeoutError(lctx, err)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			log.Warn(msg, zap.String("remote", s.Name()), zap.Error(err))
+			continue
+		}
+		lists[i] = list
+	}
+	return lists, errs
+}
+
 func vanished(err error) bool { return errors.Is(err, fs.ErrNotExist) && isStoreError(err) }
 
 // remoteFault reports a failure of the remote side (after its retries): the
