@@ -168,16 +168,33 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	return printList(a, *asJSON, list, func(s snapshot.Info) snapshotRow {
+		return snapshotRow{s.Name, s.Time, s.Size, s.Compression, s.Encryption}
+	})
+}
+
+// snapshotRow is one line of the `list` table, for a local or a remote snapshot.
+type snapshotRow struct {
+	name        string
+	time        time.Time
+	size        int64
+	compression string
+	encryption  string
+}
+
+// printList prints list as JSON (an empty array when there is none) or as the `list` table.
+func printList[T any](a *app, asJSON bool, list []T, row func(T) snapshotRow) error {
+	if asJSON {
 		if list == nil {
-			list = []snapshot.Info{}
+			list = []T{}
 		}
 		return printJSON(a.stdout, list)
 	}
 	tw := newTabWriter(a.stdout)
 	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION\tENCRYPTION")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Name, s.Time.Format(time.RFC3339), s.Size, s.Compression, s.Encryption)
+		r := row(s)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.name, r.time.Format(time.RFC3339), r.size, r.compression, r.encryption)
 	}
 	return tw.Flush()
 }
@@ -261,18 +278,9 @@ func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
 	if err != nil {
 		return store.TimeoutError(lctx, err)
 	}
-	if asJSON {
-		if list == nil {
-			list = []store.RemoteSnapshot{}
-		}
-		return printJSON(a.stdout, list)
-	}
-	tw := newTabWriter(a.stdout)
-	fmt.Fprintln(tw, "NAME\tTIME\tSIZE\tCOMPRESSION\tENCRYPTION")
-	for _, r := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Key, r.Time.Format(time.RFC3339), r.Size, r.Compression, snapshot.EncryptionOf(r.Key))
-	}
-	return tw.Flush()
+	return printList(a, asJSON, list, func(r store.RemoteSnapshot) snapshotRow {
+		return snapshotRow{r.Key, r.Time, r.Size, r.Compression, snapshot.EncryptionOf(r.Key)}
+	})
 }
 
 // restoreFrom restores NAME, or the newest snapshot that verifies, from one remote.
