@@ -17,6 +17,7 @@
 # BIN (default bin/entrypoint), RUNS (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$PWD
 BIN=${BIN:-$root/bin/entrypoint}
 RUNS=${RUNS:-5}
@@ -25,11 +26,7 @@ corpus=$(realpath -m "$corpus")
 work=$root/var/bench-crypt-work
 report=$root/var/bench-crypt.md
 
-if [ ! -x /usr/bin/time ]; then
-  echo "bench: installing GNU time for peak RSS" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-fi
+need_gnu_time
 if [ ! -x "$BIN" ] || [[ "$("$BIN" env 2>/dev/null)" != *SNAPVISOR_ENCRYPTION* ]]; then
   echo "bench: $BIN missing or without encryption, building it" >&2
   CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/entrypoint

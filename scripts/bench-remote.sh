@@ -14,6 +14,7 @@
 # corpus of scripts/bench-snapshot.sh, default var/bench-corpus; generated when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$PWD
 BIN=${BIN:-$root/bin/entrypoint}
 RUNS=${RUNS:-5}
@@ -22,11 +23,7 @@ work=$root/var/bench-remote
 report=$root/var/bench-remote.md
 
 command -v rclone >/dev/null || ./scripts/deps.sh
-if [ ! -x /usr/bin/time ]; then
-  echo "bench-remote: installing GNU time for peak RSS" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-fi
+need_gnu_time
 ./scripts/servers.sh install minio
 minio=$(./scripts/servers.sh path minio)
 [ -x "$BIN" ] || CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/entrypoint

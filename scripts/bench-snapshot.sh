@@ -18,6 +18,7 @@
 # BIN (default bin/entrypoint), RUNS (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$PWD
 BIN=${BIN:-$root/bin/entrypoint}
 RUNS=${RUNS:-5}
@@ -30,11 +31,7 @@ report=$root/var/bench-snapshot.md
 for cmd in pigz zstd tar; do
   command -v "$cmd" >/dev/null || { echo "bench: $cmd missing (run scripts/deps.sh)" >&2; exit 1; }
 done
-if [ ! -x /usr/bin/time ]; then
-  echo "bench: installing GNU time for peak RSS" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-fi
+need_gnu_time
 if [ ! -x "$BIN" ]; then
   echo "bench: $BIN missing, building it" >&2
   CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/entrypoint

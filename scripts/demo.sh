@@ -5,16 +5,10 @@
 # DEMO_SECONDS=N stops it by itself after N seconds (non-interactive runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "demo: installing redis-server and redis-tools" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
-  else
-    echo "demo: needs redis-server and redis-cli (apt-get install redis-server redis-tools)" >&2
-    exit 1
-  fi
+  apt_install redis-server redis-tools
 fi
 [ -x bin/entrypoint ] || make build
 

@@ -2,6 +2,7 @@
 # Installs, idempotently, the system packages that tests, benchmarks and the demo use.
 # Safe to run repeatedly: it does nothing when everything is already present.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 # command -> Debian package
 declare -A want=(
@@ -26,15 +27,7 @@ for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-
-  if [ "$(id -u)" != 0 ]; then
-    echo "deps: missing packages ${missing[*]} and not root: install them (apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  echo "deps: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 
 # Real servers for the remote-store tests (MinIO, sshd, Azurite, fake-gcs-server):

@@ -18,6 +18,7 @@
 # Cold: install ~40 s, base ~2 min (debootstrap); warm: start ~1-2 s, base instant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 D=${SNAPVISOR_DOCKER_DIR:-/var/lib/snapvisor-docker}
 TOOLS=${SNAPVISOR_TOOLS:-$HOME/.cache/snapvisor-tools}
@@ -28,17 +29,6 @@ SUITE=bookworm
 export DOCKER_HOST=unix://$SOCK
 
 log() { echo "docker.sh: $*" >&2; }
-
-apt_install() {
-  if [ "$(id -u)" != 0 ]; then
-    log "missing packages $*; not root: install them with apt-get install $*"
-    return 1
-  fi
-  log "installing $* (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=300 update -qq
-  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 install() {
   local missing=()

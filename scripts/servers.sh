@@ -14,6 +14,7 @@
 # A cold install takes ~5.5 min (MinIO) + ~3 min (fake-gcs-server) + ~1 min (Azurite, sshd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 TOOLS=${SNAPVISOR_TOOLS:-$HOME/.cache/snapvisor-tools}
 BIN=$TOOLS/bin
@@ -56,17 +57,6 @@ install_azurite() {
   (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VER" >/dev/null)
   rm -f "$STAMPS/azurite-"*
   touch "$STAMPS/azurite-$AZURITE_VER"
-}
-
-apt_install() {
-  if [ "$(id -u)" != 0 ]; then
-    log "missing packages $*; not root: install them with apt-get install $*"
-    return 1
-  fi
-  log "installing $* (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 install_sshd() {
