@@ -93,15 +93,15 @@ func (r *Runner) judgeShrink(res *Result, log *zap.Logger) {
 		zap.String("previous", sus.Ref.Name), zap.Int64("previous_size", sus.Ref.Size)}
 	if r.policy.AllowShrink {
 		r.metrics.shrunk.Set(0)
-		log.Warn("snapshot of an empty or shrunk source: "+res.Shrunk+"; SNAPVISOR_ALLOW_SHRINK=true, so rotation treats it like any other "+
+		log.Warn("snapshot of an empty or shrunk source; SNAPVISOR_ALLOW_SHRINK=true, so rotation treats it like any other "+
 			"and the older, larger snapshots go as the policy says (unset the variable again once they are gone)", fields...)
 		return
 	}
 	r.metrics.shrunk.Set(1)
-	log.Warn("snapshot of an empty or shrunk source: "+res.Shrunk+". Rotation keeps every older, larger snapshot, here and on the remotes, "+
-		"and health fails. If the data was lost (a fresh or mis-mounted volume), stop the service and restore it: entrypoint restore --discard-current "+
-		sus.Ref.Name+". If the shrink is intended, set SNAPVISOR_ALLOW_SHRINK=true: the next runs rotate as usual, the older snapshots go as the policy says "+
-		"and this flag clears", fields...)
+	log.Warn("snapshot of an empty or shrunk source (less than 10% of the previous snapshot's size, or no file at all): "+
+		"rotation keeps every older, larger snapshot, here and on the remotes, and health fails. "+
+		"If the data was lost (a fresh or mis-mounted volume), stop the service and restore the previous snapshot: entrypoint restore --discard-current PREVIOUS. "+
+		"If the shrink is intended, set SNAPVISOR_ALLOW_SHRINK=true: the next runs rotate as usual, the older snapshots go as the policy says and this flag clears", fields...)
 }
 
 // noSpace explains err when a run failed for lack of space in SNAPVISOR_DIR:
