@@ -26,6 +26,8 @@ type Metrics struct {
 	hookPost     *metrics.Counter
 	restarts     *metrics.Counter
 	pushFailures *metrics.Counter
+	shrunk       *metrics.Gauge   // 1 while the newest snapshot is flagged by the shrink guard
+	shrunkTotal  *metrics.Counter // snapshots of an empty or shrunk source
 }
 
 // NewMetrics creates every metric on a fresh set.
@@ -45,6 +47,8 @@ func NewMetrics() *Metrics {
 		hookPost:     s.NewCounter(`snapvisor_hook_failures_total{hook="post"}`),
 		restarts:     s.NewCounter("snapvisor_service_restarts_total"),
 		pushFailures: s.NewCounter("snapvisor_push_failures_total"),
+		shrunk:       s.NewGauge("snapvisor_last_snapshot_shrunk", nil),
+		shrunkTotal:  s.NewCounter("snapvisor_shrunk_snapshots_total"),
 	}
 }
 

@@ -211,7 +211,8 @@ func (r *Runner) pushOne(ctx context.Context, s store.Store, info snapshot.Info,
 		log.Info("pushed to remote", zap.String("remote", s.Name()), zap.String("key", rs.Key),
 			zap.Int64("size", rs.Size), zap.Duration("duration", time.Since(start)))
 	}
-	deleted, err := store.Rotate(ctx, s, r.snap.Name, r.policy, time.Now())
+	d, deleted, err := store.Rotate(ctx, s, r.snap.Name, r.policy, time.Now(), r.mark)
+	r.noteRotation(d)
 	if err != nil {
 		log.Warn("remote rotation", zap.String("remote", s.Name()), zap.Error(store.TimeoutError(ctx, err)))
 	} else if len(deleted) > 0 {

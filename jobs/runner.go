@@ -42,6 +42,7 @@ type Result struct {
 	Remotes   []PushResult  `json:"remotes,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Coalesced bool          `json:"coalesced,omitempty"` // this trigger joined a run already in progress
+	Shrunk    string        `json:"shrunk,omitempty"`    // the shrink guard flagged this snapshot: why (rotation.Suspect)
 }
 
 // OK reports whether the run produced a snapshot.
@@ -66,6 +67,15 @@ type Runner struct {
 	last     Result
 	lastGood Result
 	runs     int
+
+	// Retention (retention.go): what the runner knows of its snapshots, and
+	// what this run's rotations found.
+	known      map[string]knownSnapshot
+	suspects   map[string]rotation.Suspect
+	oldestKept time.Time
+	// makeRoomFirst: a run failed for lack of space, so runs rotate by
+	// rotation.Policy.MakeRoom first. Used by runs only (never two at once).
+	makeRoomFirst bool
 }
 
 type flight struct {
@@ -173,7 +183,9 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	r.metrics.running.Set(1)
 	defer r.metrics.running.Set(0)
 
+	r.makeRoom(log)
 	info, err := pipeline(ctx, log)
+	err = r.noSpace(err)
 	res.Duration = time.Since(res.Started)
 	r.metrics.lastDuration.Set(res.Duration.Seconds())
 	if err != nil {
@@ -194,8 +206,11 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	r.metrics.lastSize.Set(float64(info.Size))
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
-	res.Deleted = r.rotate(log)
+	r.remember(info, reason)
+	res.Deleted = r.rotate(log, r.policy)
 	res.Remotes = r.push(ctx, info, log)
+	r.judgeShrink(&res, log)
+	r.roomAgain(info, log)
 	return res
 }
 
@@ -324,8 +339,10 @@ func HookArgv(command string) []string {
 	return strings.Fields(command)
 }
 
-// rotate applies the retention policy to this instance's local snapshots.
-func (r *Runner) rotate(log *zap.Logger) []string {
+// rotate applies the retention policy p to this instance's local snapshots,
+// with their sizes and formats and what the runner knows of them (mark) for
+// the shrink guard and the on-demand rule, and returns the names deleted.
+func (r *Runner) rotate(log *zap.Logger, p rotation.Policy) []string {
 	list, err := snapshot.List(r.snap.Dir, r.snap.Name)
 	if err != nil {
 		log.Warn("rotation: list snapshots", zap.Error(err))
@@ -335,9 +352,19 @@ func (r *Runner) rotate(log *zap.Logger) []string {
 	snaps := make([]rotation.Snapshot, 0, len(list))
 	for _, s := range list {
 		byName[s.Name] = s
-		snaps = append(snaps, rotation.Snapshot{Name: s.Name, Time: s.Time})
+		rs := rotation.Snapshot{Name: s.Name, Time: s.Time, Size: s.Size, Format: rotation.ArchiveFormat(s.Compression, s.Encryption)}
+		r.mark(&rs)
+		snaps = append(snaps, rs)
 	}
-	d := rotation.Decide(snaps, r.policy, time.Now())
+	d := rotation.Decide(snaps, p, time.Now())
+	r.noteRotation(d)
+	if len(d.Held) > 0 {
+		held := make([]string, len(d.Held))
+		for i, s := range d.Held {
+			held[i] = s.Name
+		}
+		log.Info("rotation keeps older snapshots that snapshots of an empty or shrunk source would have pushed out (SNAPVISOR_ALLOW_SHRINK=false)", zap.Strings("held", held))
+	}
 	var deleted []string
 	for _, s := range d.Delete {
 		info := byName[s.Name]
@@ -349,7 +376,7 @@ func (r *Runner) rotate(log *zap.Logger) []string {
 		deleted = append(deleted, s.Name)
 	}
 	if len(deleted) > 0 {
-		log.Info("rotation deleted old snapshots", zap.Strings("deleted", deleted), zap.Int("kept", len(d.Keep)), zap.Stringer("policy", r.policy))
+		log.Info("rotation deleted old snapshots", zap.Strings("deleted", deleted), zap.Int("kept", len(d.Keep)), zap.Stringer("policy", p))
 	}
 	return deleted
 }
@@ -389,6 +416,9 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	switch {
 	case r.svc != nil && r.svc.State() != supervisor.StateRunning && r.svc.State() != supervisor.StatePaused && !(r.svc.State() == supervisor.StateStopped && st.Running):
 		st.Healthy, st.Problem = false, "service is "+st.Service
+	case st.LastGood != nil && st.LastGood.Shrunk != "" && !r.policy.AllowShrink:
+		st.Healthy, st.Problem = false, "the newest snapshot is of an empty or shrunk source ("+st.LastGood.Shrunk+
+			"): older, larger snapshots are kept; restore the data, or set SNAPVISOR_ALLOW_SHRINK=true if the shrink is intended"
 	case st.LastGood == nil && time.Since(r.started) < r.cfg.HealthGrace:
 		// A fresh container within SNAPVISOR_HEALTH_GRACE: the first
 		// snapshot may still be on its way.

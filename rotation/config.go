@@ -28,6 +28,10 @@ type Config struct {
 	KeepMonthly int `envconfig:"SNAPVISOR_KEEP_MONTHLY" default:"0" desc:"also keep the newest snapshot of each of the last N months with snapshots (restic forget --keep-monthly, UTC)"`
 	// KeepYearly is SNAPVISOR_KEEP_YEARLY (restic --keep-yearly).
 	KeepYearly int `envconfig:"SNAPVISOR_KEEP_YEARLY" default:"0" desc:"also keep the newest snapshot of each of the last N years with snapshots (restic forget --keep-yearly, UTC)"`
+	// AllowShrink is SNAPVISOR_ALLOW_SHRINK: rotate snapshots of an empty or shrunk source like any other.
+	AllowShrink bool `envconfig:"SNAPVISOR_ALLOW_SHRINK" default:"false" desc:"true: a snapshot of an empty source, or under 10% of the previous one's size, may push older, larger snapshots out (false: they are kept, and health fails until it is resolved)"`
+	// RotateBefore is SNAPVISOR_ROTATE_BEFORE: on-enospc or never.
+	RotateBefore string `envconfig:"SNAPVISOR_ROTATE_BEFORE" default:"on-enospc" desc:"on-enospc: after a snapshot failed for lack of space in SNAPVISOR_DIR, rotate the local snapshots to KEEP-1 (never below 1) before each next one; never: only after a success"`
 }
 
 // Policy converts c into a valid Policy, or returns every problem as
@@ -40,6 +44,9 @@ func (c Config) Policy() (Policy, error) {
 		Weekly:  c.KeepWeekly,
 		Monthly: c.KeepMonthly,
 		Yearly:  c.KeepYearly,
+
+		AllowShrink:  c.AllowShrink,
+		RotateBefore: c.RotateBefore,
 	}
 	var errs []error
 	if s := strings.TrimSpace(c.MaxAge); s != "" {

@@ -114,6 +114,11 @@ func TestConfig_Policy(t *testing.T) {
 		{name: "bad max age", c: Config{Keep: 7, MaxAge: "30 days"}, vars: []string{"SNAPVISOR_MAX_AGE"}},
 		{name: "negative max age", c: Config{Keep: 7, MaxAge: "-1d"}, vars: []string{"SNAPVISOR_MAX_AGE"}},
 		{name: "negative daily", c: Config{Keep: 7, KeepDaily: -7}, vars: []string{"SNAPVISOR_KEEP_DAILY"}},
+		{name: "allow shrink", c: Config{Keep: 7, AllowShrink: true}, want: Policy{Keep: 7, AllowShrink: true}},
+		{name: "rotate before on-enospc", c: Config{Keep: 7, RotateBefore: "on-enospc"}, want: Policy{Keep: 7, RotateBefore: RotateBeforeOnENOSPC}},
+		{name: "rotate before never", c: Config{Keep: 7, RotateBefore: "never"}, want: Policy{Keep: 7, RotateBefore: RotateBeforeNever}},
+		{name: "rotate before garbage", c: Config{Keep: 7, RotateBefore: "always"}, vars: []string{"SNAPVISOR_ROTATE_BEFORE"}},
+		{name: "rotate before wrong case", c: Config{Keep: 7, RotateBefore: "Never"}, vars: []string{"SNAPVISOR_ROTATE_BEFORE"}},
 		{name: "several problems", c: Config{Keep: 7, MaxAge: "1y", KeepWeekly: -1, KeepYearly: -2},
 			vars: []string{"SNAPVISOR_MAX_AGE", "SNAPVISOR_KEEP_WEEKLY", "SNAPVISOR_KEEP_YEARLY"}},
 	}
@@ -160,7 +165,7 @@ func TestConfig_Policy(t *testing.T) {
 func TestConfig_Load(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		// envconfig also reads the unprefixed name when the prefixed one is unset.
-		for _, k := range []string{"KEEP", "MAX_AGE", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY"} {
+		for _, k := range []string{"KEEP", "MAX_AGE", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "KEEP_YEARLY", "ALLOW_SHRINK", "ROTATE_BEFORE"} {
 			for _, name := range []string{config.Var(k), k} {
 				t.Setenv(name, "") // restored after the test
 				os.Unsetenv(name)
@@ -174,7 +179,7 @@ func TestConfig_Load(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p != (Policy{Keep: DefaultKeep}) {
+		if p != (Policy{Keep: DefaultKeep, RotateBefore: RotateBeforeOnENOSPC}) {
 			t.Errorf("default policy %+v", p)
 		}
 	})
@@ -182,6 +187,7 @@ func TestConfig_Load(t *testing.T) {
 		env := map[string]string{
 			"KEEP": "2", "MAX_AGE": "1w", "KEEP_HOURLY": "1", "KEEP_DAILY": "2",
 			"KEEP_WEEKLY": "3", "KEEP_MONTHLY": "4", "KEEP_YEARLY": "5",
+			"ALLOW_SHRINK": "true", "ROTATE_BEFORE": "never",
 		}
 		for k, v := range env {
 			t.Setenv(config.Var(k), v)
@@ -194,9 +200,19 @@ func TestConfig_Load(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Policy{Keep: 2, MaxAge: week, Hourly: 1, Daily: 2, Weekly: 3, Monthly: 4, Yearly: 5}
+		want := Policy{Keep: 2, MaxAge: week, Hourly: 1, Daily: 2, Weekly: 3, Monthly: 4, Yearly: 5,
+			AllowShrink: true, RotateBefore: RotateBeforeNever}
 		if p != want {
 			t.Errorf("got %+v, want %+v", p, want)
+		}
+	})
+	t.Run("allow shrink not a bool", func(t *testing.T) {
+		t.Setenv(config.Var("ALLOW_SHRINK"), "maybe")
+		var c Config
+		err := config.Load(&c)
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Var != "SNAPVISOR_ALLOW_SHRINK" {
+			t.Errorf("got %v, want a *config.Error for SNAPVISOR_ALLOW_SHRINK", err)
 		}
 	})
 	t.Run("not a number", func(t *testing.T) {

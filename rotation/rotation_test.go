@@ -537,6 +537,8 @@ func TestPolicy_Validate(t *testing.T) {
 		{"keep 0 alone", Policy{}, []string{"SNAPVISOR_KEEP"}},
 		{"negative keep", Policy{Keep: -1}, []string{"SNAPVISOR_KEEP"}},
 		{"negative max age", Policy{Keep: 1, MaxAge: -time.Hour}, []string{"SNAPVISOR_MAX_AGE"}},
+		{"rotate before", Policy{Keep: 1, RotateBefore: RotateBeforeNever}, nil},
+		{"rotate before garbage", Policy{Keep: 1, RotateBefore: "sometimes"}, []string{"SNAPVISOR_ROTATE_BEFORE"}},
 		{"negative gfs", Policy{Keep: 1, Hourly: -1, Daily: -2, Weekly: -3, Monthly: -4, Yearly: -5},
 			[]string{"SNAPVISOR_KEEP_HOURLY", "SNAPVISOR_KEEP_DAILY", "SNAPVISOR_KEEP_WEEKLY", "SNAPVISOR_KEEP_MONTHLY", "SNAPVISOR_KEEP_YEARLY"}},
 	}
@@ -587,6 +589,7 @@ func TestPolicy_String(t *testing.T) {
 		{Policy{Keep: 3, MaxAge: 30 * day, Daily: 7, Weekly: 4, Monthly: 12, Yearly: 2, Hourly: 24},
 			"last 3, within 30d, 24 hourly, 7 daily, 4 weekly, 12 monthly, 2 yearly"},
 		{Policy{}, "newest only"},
+		{Policy{Keep: 2, AllowShrink: true}, "last 2, shrink allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -610,4 +613,367 @@ func TestPolicy_GFS(t *testing.T) {
 			}
 		}
 	})
+}
+
+// snap builds the snapshot "app-<ts>" of size bytes in gzip+none, with opts applied.
+func snap(ts string, size int64, opts ...func(*Snapshot)) Snapshot {
+	s := Snapshot{Name: "app-" + ts, Time: mustTime(ts), Size: size, Format: ArchiveFormat("gzip", "none")}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+func empty(s *Snapshot)    { s.Empty = true }
+func onDemand(s *Snapshot) { s.OnDemand = true }
+
+func format(compression, encryption string) func(*Snapshot) {
+	return func(s *Snapshot) { s.Format = ArchiveFormat(compression, encryption) }
+}
+
+// series builds one snapshot a day at 03:00 from first to last (inclusive), each of size bytes.
+func series(first, last string, size int64, opts ...func(*Snapshot)) []Snapshot {
+	var out []Snapshot
+	for _, ts := range days(first, last, 3) {
+		out = append(out, snap(ts, size, opts...))
+	}
+	return out
+}
+
+const mb = 1 << 20
+
+func TestDecide_ShrinkGuard(t *testing.T) {
+	good := series("2025-01-01", "2025-01-05", mb) // five good dailies
+	tests := []struct {
+		name    string
+		in      []Snapshot
+		p       Policy
+		keep    []string // timestamps, newest first
+		suspect []string // timestamps, newest first
+		refs    []string // the Ref of each suspect
+		held    []string
+	}{
+		{
+			name:    "empty source after good ones: the good ones are decided as if the empty ones did not exist",
+			in:      slices.Concat(good, series("2025-01-06", "2025-01-09", 120, empty)),
+			p:       Policy{Keep: 2},
+			keep:    []string{"2025-01-09T03:00", "2025-01-08T03:00", "2025-01-05T03:00", "2025-01-04T03:00"},
+			suspect: []string{"2025-01-09T03:00", "2025-01-08T03:00", "2025-01-07T03:00", "2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00"},
+			held:    []string{"2025-01-05T03:00", "2025-01-04T03:00"},
+		},
+		{
+			name:    "one empty snapshot: the older good one it would push out is held",
+			in:      slices.Concat(good, series("2025-01-06", "2025-01-06", 120, empty)),
+			p:       Policy{Keep: 2},
+			keep:    []string{"2025-01-06T03:00", "2025-01-05T03:00", "2025-01-04T03:00"},
+			suspect: []string{"2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00"},
+			held:    []string{"2025-01-04T03:00"},
+		},
+		{
+			name:    "ALLOW_SHRINK: plain policy, suspects still reported",
+			in:      slices.Concat(good, series("2025-01-06", "2025-01-09", 120, empty)),
+			p:       Policy{Keep: 2, AllowShrink: true},
+			keep:    []string{"2025-01-09T03:00", "2025-01-08T03:00"},
+			suspect: []string{"2025-01-09T03:00", "2025-01-08T03:00", "2025-01-07T03:00", "2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00"},
+		},
+		{
+			name: "ALLOW_SHRINK after the big ones are gone: nothing suspect",
+			in:   series("2025-01-08", "2025-01-09", 120, empty),
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-09T03:00", "2025-01-08T03:00"},
+		},
+		{
+			name:    "shrunk below 10%",
+			in:      append(slices.Clone(good), snap("2025-01-06T03:00", mb/10-1)),
+			p:       Policy{Keep: 2},
+			keep:    []string{"2025-01-06T03:00", "2025-01-05T03:00", "2025-01-04T03:00"},
+			suspect: []string{"2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00"},
+			held:    []string{"2025-01-04T03:00"},
+		},
+		{
+			name: "exactly 10% is not suspect",
+			in:   []Snapshot{snap("2025-01-05T03:00", 1000), snap("2025-01-06T03:00", 100), snap("2025-01-07T03:00", 100)},
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-07T03:00", "2025-01-06T03:00"},
+		},
+		{
+			name: "gradual shrink is not suspect",
+			in: []Snapshot{snap("2025-01-01T03:00", mb), snap("2025-01-02T03:00", mb/2), snap("2025-01-03T03:00", mb/4),
+				snap("2025-01-04T03:00", mb/8), snap("2025-01-05T03:00", mb/16), snap("2025-01-06T03:00", mb/32)},
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-06T03:00", "2025-01-05T03:00"},
+		},
+		{
+			name: "compression change: sizes of different formats are not compared",
+			in:   append(slices.Clone(good), snap("2025-01-06T03:00", mb/50, format("zstd", "none")), snap("2025-01-07T03:00", mb/60, format("zstd", "none"))),
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-07T03:00", "2025-01-06T03:00"},
+		},
+		{
+			name: "compression change, then a shrink within the new format",
+			in: append(slices.Clone(good), snap("2025-01-06T03:00", mb/2, format("zstd", "none")),
+				snap("2025-01-07T03:00", 1000, format("zstd", "none"))),
+			p:       Policy{Keep: 2},
+			keep:    []string{"2025-01-07T03:00", "2025-01-06T03:00", "2025-01-05T03:00"},
+			suspect: []string{"2025-01-07T03:00"},
+			refs:    []string{"2025-01-06T03:00"},
+			held:    []string{"2025-01-05T03:00"},
+		},
+		{
+			name: "encryption change is a format change",
+			in:   append(slices.Clone(good), snap("2025-01-06T03:00", 1000, format("gzip", "aes256-gcm")), snap("2025-01-07T03:00", 1000, format("gzip", "aes256-gcm"))),
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-07T03:00", "2025-01-06T03:00"},
+		},
+		{
+			name:    "an empty snapshot is suspect in another format too",
+			in:      append(slices.Clone(good), snap("2025-01-06T03:00", 90, format("zstd", "none"), empty)),
+			p:       Policy{Keep: 1},
+			keep:    []string{"2025-01-06T03:00", "2025-01-05T03:00"},
+			suspect: []string{"2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00"},
+			held:    []string{"2025-01-05T03:00"},
+		},
+		{
+			name: "a fresh install of an empty source: nothing to compare with",
+			in:   series("2025-01-01", "2025-01-05", 120, empty),
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-05T03:00", "2025-01-04T03:00"},
+		},
+		{
+			name: "empty after a restart: an older snapshot of unknown content, hardly larger, was empty too",
+			in:   append(series("2025-01-01", "2025-01-04", 127), series("2025-01-05", "2025-01-06", 120, empty)...),
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-06T03:00", "2025-01-05T03:00"},
+		},
+		{
+			name:    "empty after an older snapshot of unknown content that is larger",
+			in:      []Snapshot{snap("2025-01-04T03:00", 300), snap("2025-01-05T03:00", 128), snap("2025-01-06T03:00", 120, empty)},
+			p:       Policy{Keep: 1},
+			keep:    []string{"2025-01-06T03:00", "2025-01-05T03:00"},
+			suspect: []string{"2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00"},
+			held:    []string{"2025-01-05T03:00"},
+		},
+		{
+			name: "unknown size is never suspect, and not a reference",
+			in: []Snapshot{snap("2025-01-04T03:00", mb), snap("2025-01-05T03:00", 0),
+				snap("2025-01-06T03:00", 500)},
+			p:       Policy{Keep: 1},
+			keep:    []string{"2025-01-06T03:00", "2025-01-05T03:00"},
+			suspect: []string{"2025-01-06T03:00"},
+			refs:    []string{"2025-01-04T03:00"},
+			held:    []string{"2025-01-05T03:00"},
+		},
+		{
+			name: "data back after an empty spell: the new snapshots are good again",
+			in: slices.Concat(series("2025-01-01", "2025-01-03", mb), series("2025-01-04", "2025-01-05", 120, empty),
+				series("2025-01-06", "2025-01-06", mb)),
+			p:       Policy{Keep: 2},
+			keep:    []string{"2025-01-06T03:00", "2025-01-05T03:00", "2025-01-03T03:00"},
+			suspect: []string{"2025-01-05T03:00", "2025-01-04T03:00"},
+			refs:    []string{"2025-01-03T03:00", "2025-01-03T03:00"},
+			held:    []string{"2025-01-03T03:00"},
+		},
+		{
+			name: "GFS: good buckets decided without the suspects",
+			in:   slices.Concat(good, series("2025-01-06", "2025-01-10", 120, empty)),
+			p:    Policy{Keep: 1, Daily: 3},
+			keep: []string{"2025-01-10T03:00", "2025-01-09T03:00", "2025-01-08T03:00",
+				"2025-01-05T03:00", "2025-01-04T03:00", "2025-01-03T03:00"},
+			suspect: []string{"2025-01-10T03:00", "2025-01-09T03:00", "2025-01-08T03:00", "2025-01-07T03:00", "2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00"},
+			held:    []string{"2025-01-05T03:00", "2025-01-04T03:00", "2025-01-03T03:00"},
+		},
+		{
+			name: "MAX_AGE: good ones decided without the suspects",
+			in:   slices.Concat(good, series("2025-01-06", "2025-01-10", 120, empty)),
+			p:    Policy{Keep: 1, MaxAge: 2 * day},
+			// within 2d of now (01-10T12:00): 01-09 and 01-10 only.
+			keep:    []string{"2025-01-10T03:00", "2025-01-09T03:00", "2025-01-05T03:00"},
+			suspect: []string{"2025-01-10T03:00", "2025-01-09T03:00", "2025-01-08T03:00", "2025-01-07T03:00", "2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00", "2025-01-05T03:00"},
+			held:    []string{"2025-01-05T03:00"},
+		},
+		{
+			name: "invalid policy deletes nothing",
+			in:   slices.Concat(good, series("2025-01-06", "2025-01-07", 120, empty)),
+			p:    Policy{},
+			keep: []string{"2025-01-07T03:00", "2025-01-06T03:00", "2025-01-05T03:00", "2025-01-04T03:00",
+				"2025-01-03T03:00", "2025-01-02T03:00", "2025-01-01T03:00"},
+			suspect: []string{"2025-01-07T03:00", "2025-01-06T03:00"},
+			refs:    []string{"2025-01-05T03:00", "2025-01-05T03:00"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.in, tt.p, now)
+			checkInvariants(t, tt.in, d)
+			if got, want := nameList(d.Keep), names(tt.keep...); !slices.Equal(got, want) {
+				t.Errorf("keep\n got %v\nwant %v", got, want)
+			}
+			var sus, refs []string
+			for _, s := range d.Suspect {
+				sus, refs = append(sus, s.Name), append(refs, s.Ref.Name)
+			}
+			if want := names(tt.suspect...); !slices.Equal(sus, want) {
+				t.Errorf("suspect\n got %v\nwant %v", sus, want)
+			}
+			if want := names(tt.refs...); !slices.Equal(refs, want) {
+				t.Errorf("refs\n got %v\nwant %v", refs, want)
+			}
+			if got, want := nameList(d.Held), names(tt.held...); !slices.Equal(got, want) {
+				t.Errorf("held\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// TestDecide_ShrinkGuardRandom checks on random histories that the guard
+// never deletes a good snapshot that the policy keeps among the good ones
+// alone, and keeps at most Keep suspect ones of each kind, scheduled and on
+// demand (KEEP only).
+func TestDecide_ShrinkGuardRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 300 {
+		var in []Snapshot
+		for j := range 1 + r.IntN(30) {
+			s := Snapshot{Name: fmt.Sprintf("s%02d", j), Time: now.Add(-time.Duration(r.IntN(2000)) * time.Hour),
+				Size: int64(r.IntN(4)) * int64(1+r.IntN(1000)), Format: []string{"gzip+none", "zstd+none"}[r.IntN(2)]}
+			switch r.IntN(6) {
+			case 0:
+				s.Empty = true
+			case 1:
+				s.Size /= 50
+			}
+			s.OnDemand = r.IntN(5) == 0
+			in = append(in, s)
+		}
+		p := Policy{Keep: 1 + r.IntN(5)}
+		t.Run(fmt.Sprintf("case%03d", i), func(t *testing.T) {
+			d := Decide(in, p, now)
+			checkInvariants(t, in, d)
+			suspect := map[string]bool{}
+			for _, s := range d.Suspect {
+				suspect[s.Name] = true
+			}
+			var good []Snapshot
+			for _, s := range in {
+				if !suspect[s.Name] {
+					good = append(good, s)
+				}
+			}
+			kept := map[string]bool{}
+			for _, s := range d.Keep {
+				kept[s.Name] = true
+			}
+			for _, s := range Decide(good, p, now).Keep {
+				if !kept[s.Name] {
+					t.Errorf("good snapshot %s deleted", s.Name)
+				}
+			}
+			n := map[bool]int{}
+			for _, s := range d.Keep {
+				if suspect[s.Name] {
+					n[s.OnDemand]++
+				}
+			}
+			if n[false] > p.Keep || n[true] > p.Keep {
+				t.Errorf("%d scheduled and %d on-demand suspect snapshots kept, KEEP=%d", n[false], n[true], p.Keep)
+			}
+		})
+	}
+}
+
+func TestDecide_OnDemand(t *testing.T) {
+	week := series("2025-01-03", "2025-01-09", mb) // seven scheduled dailies
+	var storm []Snapshot                           // eight requests within minutes
+	for m := range 8 {
+		storm = append(storm, snap(fmt.Sprintf("2025-01-10T10:%02d", m), mb, onDemand))
+	}
+	tests := []struct {
+		name string
+		in   []Snapshot
+		p    Policy
+		keep []string
+	}{
+		{
+			name: "a storm of requests deletes no scheduled snapshot",
+			in:   slices.Concat(week, storm),
+			p:    Policy{Keep: 7},
+			keep: append([]string{"2025-01-10T10:07", "2025-01-10T10:06", "2025-01-10T10:05", "2025-01-10T10:04",
+				"2025-01-10T10:03", "2025-01-10T10:02", "2025-01-10T10:01"}, newestFirst(days("2025-01-03", "2025-01-09", 3))...),
+		},
+		{
+			name: "scheduled snapshots after the storm push the on-demand ones out",
+			in:   slices.Concat(week[2:], storm[:3], series("2025-01-11", "2025-01-12", mb)),
+			p:    Policy{Keep: 3},
+			keep: []string{"2025-01-12T03:00", "2025-01-11T03:00", "2025-01-10T10:02", "2025-01-09T03:00"},
+		},
+		{
+			name: "the newest is kept when it is on demand, whatever KEEP",
+			in:   append(slices.Clone(week), snap("2025-01-10T10:00", mb, onDemand)),
+			p:    Policy{Keep: 1},
+			keep: []string{"2025-01-10T10:00", "2025-01-09T03:00"},
+		},
+		{
+			name: "an on-demand snapshot among the newest KEEP of all is kept besides KEEP scheduled ones",
+			in:   append(slices.Clone(week), snap("2025-01-07T12:00", mb, onDemand)),
+			p:    Policy{Keep: 3},
+			keep: []string{"2025-01-09T03:00", "2025-01-08T03:00", "2025-01-07T12:00", "2025-01-07T03:00"},
+		},
+		{
+			name: "an on-demand snapshot beyond the newest KEEP of all is deleted",
+			in:   append(slices.Clone(week), snap("2025-01-06T12:00", mb, onDemand)),
+			p:    Policy{Keep: 3},
+			keep: []string{"2025-01-09T03:00", "2025-01-08T03:00", "2025-01-07T03:00"},
+		},
+		{
+			name: "GFS buckets treat both alike",
+			in:   []Snapshot{snap("2025-01-09T00:00", mb), snap("2025-01-09T18:00", mb, onDemand), snap("2025-01-10T00:00", mb)},
+			p:    Policy{Daily: 2},
+			keep: []string{"2025-01-10T00:00", "2025-01-09T18:00"},
+		},
+		{
+			name: "MAX_AGE treats both alike",
+			in:   slices.Concat(week, storm),
+			p:    Policy{Keep: 1, MaxAge: day},
+			keep: append(newestFirst([]string{"2025-01-10T10:00", "2025-01-10T10:01", "2025-01-10T10:02", "2025-01-10T10:03",
+				"2025-01-10T10:04", "2025-01-10T10:05", "2025-01-10T10:06", "2025-01-10T10:07"}), "2025-01-09T03:00"),
+		},
+		{
+			name: "an empty on-demand snapshot pushes nothing out",
+			in:   slices.Concat(week, series("2025-01-10", "2025-01-10", 100, onDemand, empty)),
+			p:    Policy{Keep: 2},
+			keep: []string{"2025-01-10T03:00", "2025-01-09T03:00", "2025-01-08T03:00"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.in, tt.p, now)
+			checkInvariants(t, tt.in, d)
+			if got, want := nameList(d.Keep), names(tt.keep...); !slices.Equal(got, want) {
+				t.Errorf("keep\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+func TestPolicy_MakeRoom(t *testing.T) {
+	for _, tt := range []struct{ in, want Policy }{
+		{Policy{Keep: 7}, Policy{Keep: 6}},
+		{Policy{Keep: 2, Daily: 3, MaxAge: day}, Policy{Keep: 1, Daily: 3, MaxAge: day}},
+		{Policy{Keep: 1}, Policy{Keep: 1}},
+		{Policy{Daily: 7}, Policy{Daily: 7}},
+	} {
+		t.Run(tt.in.String(), func(t *testing.T) {
+			if got := tt.in.MakeRoom(); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
 }

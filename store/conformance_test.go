@@ -548,7 +548,7 @@ func testSnapshots(t *testing.T, s Store) {
 	}
 
 	// Rotation keeps the newest 2 of this name only.
-	deleted, err := Rotate(ctx, s, "app", rotation.Policy{Keep: 2}, t0.Add(24*time.Hour))
+	_, deleted, err := Rotate(ctx, s, "app", rotation.Policy{Keep: 2}, t0.Add(24*time.Hour), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -548,33 +548,41 @@ func CloseAll(stores []Store) error {
 // (never to other names or instances) and deletes those it does not keep,
 // oldest last; it also deletes this name's leftovers of interrupted uploads
 // (an archive without .sha256, or the reverse) older than the newest complete
-// snapshot. It returns the deleted keys (snapshots, then leftovers). A failed
+// snapshot. Each snapshot is given its size and format (compression and
+// encryption) for the shrink guard; mark, when not nil, adds what only the
+// caller knows (rotation.Snapshot's Empty and OnDemand). It returns the
+// decision and the deleted keys (snapshots, then leftovers). A failed
 // deletion stops it.
-func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now time.Time) ([]string, error) {
+func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now time.Time, mark func(*rotation.Snapshot)) (rotation.Decision, []string, error) {
 	if name == "" {
-		return nil, errors.New("rotate: no snapshot name")
+		return rotation.Decision{}, nil, errors.New("rotate: no snapshot name")
 	}
 	objs, err := s.List(ctx, name+"-")
 	if err != nil {
-		return nil, err
+		return rotation.Decision{}, nil, err
 	}
 	snaps := snapshotsIn(objs, s.Name(), name)
 	in := make([]rotation.Snapshot, len(snaps))
 	for i, r := range snaps {
-		in[i] = rotation.Snapshot{Name: r.Key, Time: r.Time}
-	}
-	var deleted []string
-	for _, d := range rotation.Decide(in, p, now).Delete {
-		if err := DeleteSnapshot(ctx, s, d.Name); err != nil {
-			return deleted, err
+		in[i] = rotation.Snapshot{Name: r.Key, Time: r.Time, Size: r.Size,
+			Format: rotation.ArchiveFormat(r.Compression, snapshot.EncryptionOf(r.Key))}
+		if mark != nil {
+			mark(&in[i])
 		}
-		deleted = append(deleted, d.Name)
+	}
+	d := rotation.Decide(in, p, now)
+	var deleted []string
+	for _, del := range d.Delete {
+		if err := DeleteSnapshot(ctx, s, del.Name); err != nil {
+			return d, deleted, err
+		}
+		deleted = append(deleted, del.Name)
 	}
 	for _, k := range orphansIn(objs, snaps, name) {
 		if err := s.Delete(ctx, k); err != nil {
-			return deleted, err
+			return d, deleted, err
 		}
 		deleted = append(deleted, k)
 	}
-	return deleted, nil
+	return d, deleted, nil
 }

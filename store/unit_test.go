@@ -277,7 +277,7 @@ func TestRotate_Orphans(t *testing.T) {
 	if snaps, _ := ListSnapshots(ctx, s, "app"); len(snaps) != 2 {
 		t.Fatalf("listed %+v, want the 2 complete snapshots only", snaps)
 	}
-	deleted, err := Rotate(ctx, s, "app", rotation.Policy{Keep: 5}, t0.Add(5*time.Hour))
+	_, deleted, err := Rotate(ctx, s, "app", rotation.Policy{Keep: 5}, t0.Add(5*time.Hour), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
