@@ -258,3 +258,37 @@ func (s *S3) makeBucket(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Uploads returns the incomplete multipart uploads of keys starting with
+// prefix: what an interrupted Put left behind (its parts are stored, and
+// billed, until the upload is aborted; a bucket lifecycle rule
+// AbortIncompleteMultipartUpload does the same on AWS).
+func (s *S3) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+	var out []Upload
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.key(prefix), true) {
+		if u.Err != nil {
+			if minio.ToErrorResponse(u.Err).Code == "NoSuchBucket" {
+				return nil, nil
+			}
+			return nil, s.fail("list uploads", prefix, u.Err)
+		}
+		k := u.Key
+		if s.prefix != "" {
+			k = strings.TrimPrefix(k, s.prefix+"/")
+		}
+		out = append(out, Upload{Key: k, ID: u.UploadID})
+	}
+	return out, nil
+}
+
+// AbortUpload aborts the multipart upload u (its parts are deleted).
+func (s *S3) AbortUpload(ctx context.Context, u Upload) error {
+	if err := checkKey(u.Key); err != nil {
+		return s.fail("abort upload", u.Key, err)
+	}
+	err := minio.Core{Client: s.client}.AbortMultipartUpload(ctx, s.bucket, s.key(u.Key), u.ID)
+	if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+		return s.fail("abort upload", u.Key, err)
+	}
+	return nil
+}
