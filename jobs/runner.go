@@ -58,6 +58,7 @@ type Runner struct {
 	log     *zap.Logger
 	metrics *Metrics
 	stores  []store.Store // remotes each snapshot is pushed to
+	leases  *leases       // this writer's hold on the remotes' leases (lease.go); set with stores
 
 	started time.Time // when the runner was made: the health grace period starts here
 
@@ -389,6 +390,8 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	switch {
 	case r.svc != nil && r.svc.State() != supervisor.StateRunning && r.svc.State() != supervisor.StatePaused && !(r.svc.State() == supervisor.StateStopped && st.Running):
 		st.Healthy, st.Problem = false, "service is "+st.Service
+	case r.leases.problem() != "":
+		st.Healthy, st.Problem = false, r.leases.problem()
 	case st.LastGood == nil && time.Since(r.started) < r.cfg.HealthGrace:
 		// A fresh container within SNAPVISOR_HEALTH_GRACE: the first
 		// snapshot may still be on its way.
