@@ -100,8 +100,8 @@ func (r *Runner) holdLease(ctx context.Context, s store.Store, log *zap.Logger) 
 
 // refused is the result of a push that did not happen because the lease
 // could not be taken: another writer holds it (LeaseHolder; record has
-// logged it), or the remote failed (logged here).
-func (r *Runner) refused(res PushResult, err error, log *zap.Logger) PushResult {
+// logged it), or the remote failed (logged here). pushOne counts it.
+func refused(res PushResult, err error, log *zap.Logger) PushResult {
 	res.Error = err.Error()
 	var le *store.LeaseError
 	if errors.As(err, &le) {
@@ -110,7 +110,6 @@ func (r *Runner) refused(res PushResult, err error, log *zap.Logger) PushResult 
 	} else {
 		log.Error("push to remote failed; the local snapshot is intact", zap.String("remote", res.Remote), zap.Error(err))
 	}
-	r.metrics.pushFailures.Inc()
 	return res
 }
 

@@ -104,7 +104,7 @@ func (r *Runner) create(ctx context.Context, log *zap.Logger) (snapshot.Info, er
 		ctx, cancel := store.WithTimeout(ctx, s)
 		defer cancel()
 		if err := r.holdLease(ctx, s, log); err != nil {
-			results[i] = r.refused(PushResult{Remote: s.Name()}, store.TimeoutError(ctx, err), log)
+			results[i] = refused(PushResult{Remote: s.Name()}, store.TimeoutError(ctx, err), log)
 		}
 	})
 	for i, s := range r.stores {
@@ -228,7 +228,8 @@ func (r *Runner) pushOne(ctx context.Context, s store.Store, info snapshot.Info,
 		}
 	} else {
 		if err := r.holdLease(ctx, s, log); err != nil {
-			return r.refused(res, store.TimeoutError(ctx, err), log)
+			r.metrics.pushFailures.Inc()
+			return refused(res, store.TimeoutError(ctx, err), log)
 		}
 		start := time.Now()
 		rs, err := store.Push(ctx, s, info.Path)
@@ -244,8 +245,7 @@ func (r *Runner) pushOne(ctx context.Context, s store.Store, info snapshot.Info,
 	if err := r.holdLease(ctx, s, log); err != nil { // the lease may have moved during a long upload
 		var le *store.LeaseError
 		if errors.As(err, &le) {
-			h := le.Lease
-			res.LeaseHolder = &h
+			res.LeaseHolder = &le.Lease
 		}
 		log.Warn("remote rotation skipped: the lease is not this writer's", zap.String("remote", s.Name()), zap.Error(store.TimeoutError(ctx, err)))
 		return res

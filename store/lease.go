@@ -144,11 +144,13 @@ func AcquireLease(ctx context.Context, s Store, name string, w Writer, ttl time.
 		leaseConflict(s, true)
 		return Lease{}, &LeaseError{Remote: s.Name(), Lease: cur}
 	}
+	now = now.UTC().Round(0)
 	l := Lease{Writer: w, Name: name, Acquired: now, Renewed: now, Expires: now.Add(ttl)}
 	if ours {
 		l.Acquired = cur.Acquired
 	}
-	return l, writeLease(ctx, s, l, !ours)
+	// Our own expired lease is up for grabs too: settle as for a fresh one.
+	return l, writeLease(ctx, s, l, !ours || cur.Expired(now))
 }
 
 // TakeLease takes the lease of the snapshots named name on s for w whoever
@@ -159,6 +161,7 @@ func TakeLease(ctx context.Context, s Store, name string, w Writer, ttl time.Dur
 	if err != nil {
 		return prev, ok, err
 	}
+	now = now.UTC().Round(0)
 	l := Lease{Writer: w, Name: name, Acquired: now, Renewed: now, Expires: now.Add(ttl)}
 	if ok && prev.Writer == w {
 		l.Acquired = prev.Acquired
