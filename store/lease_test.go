@@ -218,17 +218,15 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 	key := func(name string, h int) string {
 		return fmt.Sprintf("%s-%s.tar.gz", name, t0.Add(time.Duration(h)*time.Hour).Format(snapshot.TimeLayout))
 	}
-	local := t.TempDir()
-	for _, h := range []int{1, 3} {
-		if _, err := Push(ctx, s, makeSnapshot(t, local, "app", t0.Add(time.Duration(h)*time.Hour), ".tar.gz", 1000)); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := Push(ctx, s, makeSnapshot(t, t.TempDir(), "app", t0.Add(time.Hour), ".tar.gz", 1000)); err != nil {
+		t.Fatal(err)
+	}
+	// A streamed upload (multipart on S3) that completes leaves nothing.
+	if _, err := PushStream(ctx, s, key("app", 3), newGen(3, 20<<20)); err != nil {
+		t.Fatal(err)
 	}
 	stale := []string{key("app", 0), key("app", 2) + ".sha256"}
 	kept := []string{key("app", 3), key("app", 3) + ".sha256", key("app", 4), key("app-cache", 0)}
-	for _, k := range append(append([]string{}, stale...), kept...) {
-		leave(t, s, k)
-	}
 	uploads := func() []string {
 		t.Helper()
 		ups, err := ul.Uploads(ctx, "app-")
@@ -240,10 +238,16 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 			keys = append(keys, u.Key)
 		}
 		slices.Sort(keys)
-		return keys
+		return slices.Compact(keys) // S3: an upload may be found by prefix and by its marker
+	}
+	if got := uploads(); len(got) != 0 {
+		t.Fatalf("complete uploads left %v", got)
 	}
 	all := append(append([]string{}, stale...), kept...)
 	slices.Sort(all)
+	for _, k := range all {
+		leave(t, s, k)
+	}
 	if got := uploads(); !slices.Equal(got, all) {
 		t.Fatalf("Uploads = %v, want %v", got, all)
 	}
@@ -266,6 +270,22 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 	if snaps, _ := ListSnapshots(ctx, s, "app"); len(snaps) != 2 {
 		t.Errorf("after rotation listed %+v", snaps)
 	}
+	if s3, ok := s.(*S3); ok { // the parts themselves are gone, not just the markers
+		for _, k := range all {
+			n := 0
+			for u := range s3.client.ListIncompleteUploads(ctx, s3.bucket, s3.key(k), false) {
+				if u.Err != nil {
+					t.Fatal(u.Err)
+				}
+				if u.Key == s3.key(k) {
+					n++
+				}
+			}
+			if want := !slices.Contains(stale, k); (n > 0) != want {
+				t.Errorf("%s: %d incomplete multipart uploads after rotation (stale: %v)", k, n, !want)
+			}
+		}
+	}
 }
 
 // leaveTemp leaves an upload temporary of key in the directory root, as a
@@ -275,11 +295,15 @@ func leaveTemp(t *testing.T, root, key string) {
 	mustWrite(t, filepath.Join(root, "."+key+".tmp-"+fmt.Sprint(time.Now().UnixNano())), bytes.Repeat([]byte("x"), 64<<10))
 }
 
-// leaveMultipart starts a multipart upload of key with one part and abandons it.
+// leaveMultipart leaves what S3.Put killed midway leaves: its marker and a
+// multipart upload of key with one part.
 func leaveMultipart(t *testing.T, s Store, key string) {
 	t.Helper()
 	s3 := s.(*S3)
 	ctx := testCtx(t, time.Minute)
+	if _, err := s3.putObject(ctx, multipartMarker(key), bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	core := minio.Core{Client: s3.client}
 	id, err := core.NewMultipartUpload(ctx, s3.bucket, s3.key(key), minio.PutObjectOptions{})
 	if err != nil {
