@@ -144,13 +144,20 @@ func AcquireLease(ctx context.Context, s Store, name string, w Writer, ttl time.
 		leaseConflict(s, true)
 		return Lease{}, &LeaseError{Remote: s.Name(), Lease: cur}
 	}
-	now = now.UTC().Round(0)
-	l := Lease{Writer: w, Name: name, Acquired: now, Renewed: now, Expires: now.Add(ttl)}
-	if ours {
-		l.Acquired = cur.Acquired
-	}
+	l := newLease(w, name, ttl, now, cur, ours)
 	// Our own expired lease is up for grabs too: settle as for a fresh one.
 	return l, writeLease(ctx, s, l, !ours || cur.Expired(now))
+}
+
+// newLease is w's lease of name from now for ttl; a renewal (renew: cur is
+// w's) keeps cur's acquisition time.
+func newLease(w Writer, name string, ttl time.Duration, now time.Time, cur Lease, renew bool) Lease {
+	now = now.UTC().Round(0)
+	l := Lease{Writer: w, Name: name, Acquired: now, Renewed: now, Expires: now.Add(ttl)}
+	if renew {
+		l.Acquired = cur.Acquired
+	}
+	return l
 }
 
 // TakeLease takes the lease of the snapshots named name on s for w whoever
@@ -161,12 +168,8 @@ func TakeLease(ctx context.Context, s Store, name string, w Writer, ttl time.Dur
 	if err != nil {
 		return prev, ok, err
 	}
-	now = now.UTC().Round(0)
-	l := Lease{Writer: w, Name: name, Acquired: now, Renewed: now, Expires: now.Add(ttl)}
-	if ok && prev.Writer == w {
-		l.Acquired = prev.Acquired
-	}
-	return prev, ok, writeLease(ctx, s, l, !(ok && prev.Writer == w))
+	ours := ok && prev.Writer == w
+	return prev, ok, writeLease(ctx, s, newLease(w, name, ttl, now, prev, ours), !ours)
 }
 
 // writeLease writes l and reads it back: l's writer holds the lease only if
