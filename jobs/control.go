@@ -13,7 +13,8 @@ import (
 )
 
 // controlHandler serves POST /snapshot (take one now, or join the run in
-// progress) and GET /status on the control socket.
+// progress), GET /status and POST /takeover (take every remote's lease now)
+// on the control socket.
 func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxAge time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /snapshot", func(w http.ResponseWriter, req *http.Request) {
@@ -26,6 +27,9 @@ func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxA
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, r.status(next(), maxAge))
+	})
+	mux.HandleFunc("POST /takeover", func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, r.TakeLeases(req.Context()))
 	})
 	return mux
 }
@@ -64,6 +68,13 @@ func (c *Client) Snapshot(ctx context.Context) (Result, error) {
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	return st, c.do(ctx, http.MethodGet, "/status", &st)
+}
+
+// Takeover asks the running supervisor to take every remote's lease now
+// (Runner.TakeLeases) and returns what it did per remote.
+func (c *Client) Takeover(ctx context.Context) ([]LeaseResult, error) {
+	var res []LeaseResult
+	return res, c.do(ctx, http.MethodPost, "/takeover", &res)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {

@@ -28,6 +28,7 @@ func (r *Runner) SetStores(stores []store.Store) {
 	for i, s := range stores {
 		r.stores[i] = &remote{Store: s}
 	}
+	r.leases = newLeases()
 }
 
 // PushResult is one remote's outcome for one snapshot.
@@ -35,6 +36,9 @@ type PushResult struct {
 	Remote  string   `json:"remote"`
 	Error   string   `json:"error,omitempty"`
 	Deleted []string `json:"deleted,omitempty"`
+	// LeaseHolder is set when this writer did not push or rotate there
+	// because another writer holds the remote's lease (see jobs/lease.go).
+	LeaseHolder *store.Lease `json:"lease_holder,omitempty"`
 }
 
 // remote is a store of the runner with the outcome of the last snapshot
@@ -91,11 +95,34 @@ func (r *Runner) create(ctx context.Context, log *zap.Logger) (snapshot.Info, er
 			last = t
 		}
 	}
+	// Only to the remotes whose lease this writer holds; asked before the
+	// name is chosen, which must stay within its second (nameTime).
+	results := make([]PushResult, len(r.stores))
+	var held []store.Store
+	var heldAt []int
+	eachStore(ctx, r.stores, func(ctx context.Context, i int, s store.Store) {
+		ctx, cancel := store.WithTimeout(ctx, s)
+		defer cancel()
+		if err := r.holdLease(ctx, s, log); err != nil {
+			results[i] = refused(PushResult{Remote: s.Name()}, store.TimeoutError(ctx, err), log)
+		}
+	})
+	for i, s := range r.stores {
+		if results[i].Error == "" {
+			held, heldAt = append(held, s), append(heldAt, i)
+		}
+	}
+	if len(held) == 0 {
+		return snapshot.Info{}, fmt.Errorf("streaming mode: no remote to stream to: %s", joinResults(results))
+	}
 	at, err := nameTime(ctx, last)
 	if err != nil {
 		return snapshot.Info{}, err
 	}
-	info, results, err := streamToRemotes(ctx, r.snap, r.stores, snapshot.FileName(r.snap, at), log)
+	info, streamed, err := streamToRemotes(ctx, r.snap, held, snapshot.FileName(r.snap, at), log)
+	for j, i := range heldAt {
+		results[i] = streamed[j]
+	}
 	for i, s := range r.stores {
 		if err == nil {
 			s.(*remote).setStreamed(info.Name, at, results[i])
@@ -200,6 +227,10 @@ func (r *Runner) pushOne(ctx context.Context, s store.Store, info snapshot.Info,
 			return st
 		}
 	} else {
+		if err := r.holdLease(ctx, s, log); err != nil {
+			r.metrics.pushFailures.Inc()
+			return refused(res, store.TimeoutError(ctx, err), log)
+		}
 		start := time.Now()
 		rs, err := store.Push(ctx, s, info.Path)
 		if err != nil {
@@ -210,6 +241,14 @@ func (r *Runner) pushOne(ctx context.Context, s store.Store, info snapshot.Info,
 		}
 		log.Info("pushed to remote", zap.String("remote", s.Name()), zap.String("key", rs.Key),
 			zap.Int64("size", rs.Size), zap.Duration("duration", time.Since(start)))
+	}
+	if err := r.holdLease(ctx, s, log); err != nil { // the lease may have moved during a long upload
+		var le *store.LeaseError
+		if errors.As(err, &le) {
+			res.LeaseHolder = &le.Lease
+		}
+		log.Warn("remote rotation skipped: the lease is not this writer's", zap.String("remote", s.Name()), zap.Error(store.TimeoutError(ctx, err)))
+		return res
 	}
 	d, deleted, err := store.Rotate(ctx, s, r.snap.Name, r.policy, time.Now(), r.mark)
 	r.noteRotation(d)

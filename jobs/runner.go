@@ -59,6 +59,7 @@ type Runner struct {
 	log     *zap.Logger
 	metrics *Metrics
 	stores  []store.Store // remotes each snapshot is pushed to
+	leases  *leases       // this writer's hold on the remotes' leases (lease.go); set with stores
 
 	started time.Time // when the runner was made: the health grace period starts here
 
@@ -419,6 +420,8 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	case st.LastGood != nil && st.LastGood.Shrunk != "" && !r.policy.AllowShrink:
 		st.Healthy, st.Problem = false, "the newest snapshot is of an empty or shrunk source ("+st.LastGood.Shrunk+
 			"): older, larger snapshots are kept; restore the data, or set SNAPVISOR_ALLOW_SHRINK=true if the shrink is intended"
+	case r.leases.problem() != "":
+		st.Healthy, st.Problem = false, r.leases.problem()
 	case st.LastGood == nil && time.Since(r.started) < r.cfg.HealthGrace:
 		// A fresh container within SNAPVISOR_HEALTH_GRACE: the first
 		// snapshot may still be on its way.

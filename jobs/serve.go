@@ -85,7 +85,9 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	next := func() time.Time { t, _ := job.NextRun(); return t }
 
 	// Deferred calls run in reverse: scheduler, metrics, control socket,
-	// goroutines, and last the wait for a snapshot in progress.
+	// goroutines, the wait for a snapshot in progress, and last the release
+	// of the remotes' leases (a clean exit: the next writer takes over at once).
+	defer r.ReleaseLeases(context.Background()) // bounded per remote (leaseOpTimeout)
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), drain)
 		defer cancel()
@@ -144,6 +146,11 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	go func() {
 		defer wg.Done()
 		r.seedFromRemotes(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.KeepLeases(ctx)
 	}()
 	if r.cfg.OnStart {
 		wg.Add(1)

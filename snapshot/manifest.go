@@ -2,8 +2,11 @@ package snapshot
 
 import (
 	"archive/tar"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -15,12 +18,26 @@ type Manifest struct {
 	Format      string           `json:"format"`
 	Version     string           `json:"version"`
 	Host        string           `json:"host"`
+	Instance    string           `json:"instance,omitempty"` // InstanceID of the process that wrote it (absent before it was recorded)
 	Created     time.Time        `json:"created"`
 	Sources     []ManifestSource `json:"sources"`
 	Exclude     []string         `json:"exclude,omitempty"`
 	Compression string           `json:"compression"`
 	Level       int              `json:"level,omitempty"`
 }
+
+// InstanceID identifies this process among the writers of snapshots: 16
+// random hex digits, made once per process. With the host name it tells
+// which writer made a snapshot (Manifest.Instance) and who holds a remote's
+// lease (store.Writer). It is process-wide by nature, hence a package-level
+// value: computed once, never changed.
+func InstanceID() string { return instanceID() }
+
+var instanceID = sync.OnceValue(func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+})
 
 // ManifestSource maps a source path to its top-level directory in the archive.
 type ManifestSource struct {

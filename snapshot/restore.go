@@ -134,7 +134,7 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 	log.Debug("restore: extracted and synced", zap.Duration("extract", extracted.Sub(start)), zap.Duration("sync", time.Since(extracted)))
 	if m := s.manifest; m != nil {
 		log.Info("restore: archive extracted", zap.String("created", m.Created.Format(time.RFC3339)), zap.String("host", m.Host),
-			zap.String("version", m.Version), zap.Int64("files", s.counted.Files), zap.Int64("bytes", s.counted.Bytes))
+			zap.String("instance", m.Instance), zap.String("version", m.Version), zap.Int64("files", s.counted.Files), zap.Int64("bytes", s.counted.Bytes))
 	}
 
 	stamp := opts.Now().UTC().Format(TimeLayout)

@@ -53,7 +53,7 @@ type walkItem struct {
 
 func (w *walker) run(sources []string, start time.Time) error {
 	host, _ := os.Hostname()
-	m := Manifest{Format: Format, Version: Version, Host: host, Created: start, Exclude: w.cfg.Exclude,
+	m := Manifest{Format: Format, Version: Version, Host: host, Instance: InstanceID(), Created: start, Exclude: w.cfg.Exclude,
 		Compression: w.cfg.Compression, Level: w.cfg.level()}
 	for _, s := range sources {
 		m.Sources = append(m.Sources, ManifestSource{Path: s, Dir: sourceBase(s)})

@@ -18,6 +18,9 @@ type Config struct {
 	Backoff time.Duration `envconfig:"SNAPVISOR_REMOTE_BACKOFF" default:"1s" desc:"first retry delay; doubled each retry, capped at 1m"`
 	Timeout time.Duration `envconfig:"SNAPVISOR_REMOTE_TIMEOUT" default:"1h" desc:"time limit for one snapshot's upload to (or download from) one remote, retries and rotation included; a remote that hangs is abandoned after it and never delays the others or the next snapshot"`
 
+	// One writer per snapshot name on each remote (lease.go).
+	LeaseTTL time.Duration `envconfig:"SNAPVISOR_LEASE_TTL" default:"10m" desc:"lifetime of this writer's lease on each remote (<NAME>.lease), renewed every third of it while the entrypoint runs and released at a clean exit; another writer with the same NAME and remote is refused until it expires (or entrypoint takeover)"`
+
 	S3AccessKey    config.Secret `envconfig:"AWS_ACCESS_KEY_ID" desc:"S3 access key; empty: the IAM chain (~/.aws/credentials, web identity, ECS/EC2 roles)"`
 	S3SecretKey    config.Secret `envconfig:"AWS_SECRET_ACCESS_KEY" desc:"S3 secret key"`
 	S3SessionToken config.Secret `envconfig:"AWS_SESSION_TOKEN" desc:"S3 session token for temporary credentials"`
@@ -68,6 +71,9 @@ func (c Config) Validate() error {
 	if c.Timeout <= 0 {
 		errs = append(errs, config.Invalid("REMOTE_TIMEOUT", c.Timeout.String(), "a positive duration such as 30m or 2h"))
 	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, config.Invalid("LEASE_TTL", c.LeaseTTL.String(), "a duration of at least 1s, such as 10m"))
+	}
 	if strings.ContainsAny(c.AzureEndpoint, "?@") {
 		e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL without a query or user info")
 		e.Err = errors.New("a SAS token does not belong here (the variable is not secret and reaches the service): put it in AZURE_STORAGE_CONNECTION_STRING as BlobEndpoint=URL;SharedAccessSignature=TOKEN")
@@ -84,5 +90,5 @@ func (c Config) Validate() error {
 
 // Policy returns the retry policy of the configuration.
 func (c Config) Policy() Policy {
-	return Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: time.Minute, Timeout: c.Timeout}
+	return Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: time.Minute, Timeout: c.Timeout, LeaseTTL: c.LeaseTTL}
 }

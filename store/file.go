@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -101,8 +100,24 @@ func (s *File) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 }
 
 func (s *File) List(ctx context.Context, prefix string) ([]Object, error) {
-	var out []Object
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+	out, _, err := s.list(ctx, prefix)
+	return out, err
+}
+
+// Uploads returns the upload temporaries (".<base>.tmp-*") of keys starting
+// with prefix: what an interrupted Put left behind.
+func (s *File) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+	_, ups, err := s.list(ctx, prefix)
+	return ups, err
+}
+
+// AbortUpload deletes the temporary u.ID.
+func (s *File) AbortUpload(ctx context.Context, u Upload) error { return s.Delete(ctx, u.ID) }
+
+// list walks the directory for the objects and the upload temporaries of
+// keys starting with prefix.
+func (s *File) list(ctx context.Context, prefix string) (out []Object, ups []Upload, err error) {
+	err = filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == s.root {
 				return err
@@ -120,7 +135,16 @@ func (s *File) List(ctx context.Context, prefix string) ([]Object, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || isTemp(path.Base(key)) || !strings.HasPrefix(key, prefix) {
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if target, ok := tempTarget(key); ok {
+			if strings.HasPrefix(target, prefix) {
+				ups = append(ups, Upload{Key: target, ID: key})
+			}
+			return nil
+		}
+		if !strings.HasPrefix(key, prefix) {
 			return nil
 		}
 		fi, err := d.Info()
@@ -131,10 +155,10 @@ func (s *File) List(ctx context.Context, prefix string) ([]Object, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, s.fail("list", prefix, err)
+		return nil, nil, s.fail("list", prefix, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return out, ups, nil
 }
 
 func (s *File) Delete(ctx context.Context, key string) error {

@@ -18,6 +18,7 @@ import (
 //	snapvisor_remote_uploaded_bytes_total{remote}
 //	snapvisor_remote_push_total{remote,result="ok|error"}          (Push, PushStream)
 //	snapvisor_remote_last_push_success_timestamp_seconds{remote}
+//	snapvisor_remote_lease_conflict{remote}                         1 while another writer holds its lease
 type Instrumented struct {
 	Store
 	set   *metrics.Set
@@ -98,6 +99,16 @@ func (m *Instrumented) pushed(err error) {
 		m.set.GetOrCreateGauge(`snapvisor_remote_last_push_success_timestamp_seconds{`+m.label+`}`, nil).
 			Set(float64(time.Now().UnixNano()) / 1e9)
 	}
+}
+
+// leaseConflict records whether another writer holds this store's lease
+// (AcquireLease refused), or not (this writer holds it).
+func (m *Instrumented) leaseConflict(held bool) {
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.set.GetOrCreateGauge(`snapvisor_remote_lease_conflict{`+m.label+`}`, nil).Set(v)
 }
 
 // instrumentedOf finds the *Instrumented in a chain of wrappers, if any.

@@ -17,11 +17,13 @@ import (
 //
 // Timeout is not used by Do: it bounds a whole snapshot transfer to or from
 // one store (Push, PushStream, Fetch, and the callers' rotation), see Timeout.
+// Nor is LeaseTTL: how long a lease written on the store lasts, see LeaseTTL.
 type Policy struct {
 	Retries    int
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 	Timeout    time.Duration
+	LeaseTTL   time.Duration
 }
 
 // delay returns the wait before retry number n (1-based).

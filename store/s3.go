@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"sort"
 	"strings"
 
@@ -157,22 +159,48 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 	} else {
 		opts.NumThreads = 1 // one part buffer
 	}
-	info, err := s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
-	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchBucket" {
-		// A fresh MinIO or a new bucket name: create it once, then upload (the
-		// reader has not been consumed: the request failed before the body).
-		if berr := s.makeBucket(ctx); berr != nil {
-			return fmt.Errorf("bucket %q does not exist and could not be created: %w", s.bucket, berr)
+	multipart := size < 0 || size > s3PartSize
+	if multipart {
+		// The marker names the upload for Uploads; a failed upload leaves it
+		// for the rotation that aborts the upload's parts.
+		if _, err := s.putObject(ctx, multipartMarker(key), bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+			return s.fail("put", key, err)
 		}
-		info, err = s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
 	}
+	info, err := s.putObject(ctx, key, r, size, opts)
 	if err != nil {
 		return s.fail("put", key, err)
 	}
 	if size >= 0 && info.Size != size {
 		return s.fail("put", key, errShort(info.Size, size))
 	}
+	if multipart {
+		_ = s.client.RemoveObject(ctx, s.bucket, s.key(multipartMarker(key)), minio.RemoveObjectOptions{}) // left over: rotation removes it
+	}
 	return nil
+}
+
+// putObject uploads an object, creating the bucket when it does not exist.
+func (s *S3) putObject(ctx context.Context, key string, r io.Reader, size int64, opts minio.PutObjectOptions) (minio.UploadInfo, error) {
+	info, err := s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
+	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchBucket" {
+		// A fresh MinIO or a new bucket name: create it once, then upload (the
+		// reader has not been consumed: the request failed before the body).
+		if berr := s.makeBucket(ctx); berr != nil {
+			return info, fmt.Errorf("bucket %q does not exist and could not be created: %w", s.bucket, berr)
+		}
+		info, err = s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
+	}
+	return info, err
+}
+
+// multipartMarker is the key of the empty object that marks a multipart
+// upload of key in progress: ".<base>.tmp-multipart" beside it, never listed
+// (isTemp). Some servers (MinIO) list incomplete uploads only by their exact
+// key, so Uploads finds the keys to ask for through the markers.
+func multipartMarker(key string) string {
+	dir, base := path.Split(key)
+	return dir + "." + base + ".tmp-multipart"
 }
 
 func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
@@ -220,9 +248,9 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
 			}
 			return nil, s.fail("list", prefix, obj.Err)
 		}
-		k := obj.Key
-		if s.prefix != "" {
-			k = strings.TrimPrefix(k, s.prefix+"/")
+		k := s.unkey(obj.Key)
+		if isTemp(path.Base(k)) { // a multipart marker
+			continue
 		}
 		out = append(out, Object{Key: k, Size: obj.Size, Modified: obj.LastModified})
 	}
@@ -257,4 +285,79 @@ func (s *S3) makeBucket(ctx context.Context) error {
 		return s.fail("bucket", "", err)
 	}
 	return nil
+}
+
+// Uploads returns the incomplete multipart uploads of keys starting with
+// prefix: what an interrupted Put left behind (its parts are stored, and
+// billed, until the upload is aborted; on AWS a bucket lifecycle rule
+// AbortIncompleteMultipartUpload does the same). They are found by prefix
+// where the server can (AWS), and through the markers Put leaves where it
+// cannot (MinIO lists them by exact key only): a marker's Upload has the
+// marker's key as ID and stands for every upload of its key.
+func (s *S3) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+	var out []Upload
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.key(prefix), true) {
+		if u.Err != nil {
+			if minio.ToErrorResponse(u.Err).Code == "NoSuchBucket" {
+				return nil, nil
+			}
+			return nil, s.fail("list uploads", prefix, u.Err)
+		}
+		if k := s.unkey(u.Key); strings.HasPrefix(k, prefix) {
+			out = append(out, Upload{Key: k, ID: u.UploadID})
+		}
+	}
+	dir, base := path.Split(prefix)
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(dir + "." + base), Recursive: true}) {
+		if obj.Err != nil {
+			if minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
+				return nil, nil
+			}
+			return nil, s.fail("list uploads", prefix, obj.Err)
+		}
+		k := s.unkey(obj.Key)
+		if target, ok := tempTarget(k); ok && strings.HasPrefix(target, prefix) {
+			out = append(out, Upload{Key: target, ID: k})
+		}
+	}
+	return out, nil
+}
+
+// AbortUpload aborts the multipart upload u (its parts are deleted); for a
+// marker, every incomplete upload of its key, then the marker.
+func (s *S3) AbortUpload(ctx context.Context, u Upload) error {
+	if err := checkKey(u.Key); err != nil {
+		return s.fail("abort upload", u.Key, err)
+	}
+	core := minio.Core{Client: s.client}
+	abort := func(id string) error {
+		err := core.AbortMultipartUpload(ctx, s.bucket, s.key(u.Key), id)
+		if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+			return s.fail("abort upload", u.Key, err)
+		}
+		return nil
+	}
+	if !isTemp(path.Base(u.ID)) {
+		return abort(u.ID)
+	}
+	for mu := range s.client.ListIncompleteUploads(ctx, s.bucket, s.key(u.Key), false) {
+		if mu.Err != nil {
+			return s.fail("list uploads", u.Key, mu.Err)
+		}
+		if mu.Key != s.key(u.Key) {
+			continue
+		}
+		if err := abort(mu.UploadID); err != nil {
+			return err
+		}
+	}
+	return s.Delete(ctx, u.ID)
+}
+
+// unkey turns an object name into a key relative to the prefix.
+func (s *S3) unkey(name string) string {
+	if s.prefix == "" {
+		return name
+	}
+	return strings.TrimPrefix(name, s.prefix+"/")
 }

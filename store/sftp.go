@@ -361,9 +361,25 @@ func (r *sftpReader) Read(p []byte) (int, error) {
 func (r *sftpReader) Close() error { return r.f.Close() }
 
 func (s *SFTP) List(ctx context.Context, prefix string) ([]Object, error) {
-	var out []Object
-	err := s.do(ctx, "list", prefix, func(c *sftp.Client) error {
-		out = nil
+	out, _, err := s.list(ctx, prefix)
+	return out, err
+}
+
+// Uploads returns the upload temporaries (".<base>.tmp-*") of keys starting
+// with prefix: what an interrupted Put left behind.
+func (s *SFTP) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+	_, ups, err := s.list(ctx, prefix)
+	return ups, err
+}
+
+// AbortUpload deletes the temporary u.ID.
+func (s *SFTP) AbortUpload(ctx context.Context, u Upload) error { return s.Delete(ctx, u.ID) }
+
+// list walks the directory for the objects and the upload temporaries of
+// keys starting with prefix.
+func (s *SFTP) list(ctx context.Context, prefix string) (out []Object, ups []Upload, err error) {
+	err = s.do(ctx, "list", prefix, func(c *sftp.Client) error {
+		out, ups = nil, nil
 		w := c.Walk(s.root)
 		for w.Step() {
 			if err := w.Err(); err != nil {
@@ -386,7 +402,16 @@ func (s *SFTP) List(ctx context.Context, prefix string) ([]Object, error) {
 				}
 				continue
 			}
-			if !fi.Mode().IsRegular() || isTemp(path.Base(key)) || !strings.HasPrefix(key, prefix) {
+			if !fi.Mode().IsRegular() {
+				continue
+			}
+			if target, ok := tempTarget(key); ok {
+				if strings.HasPrefix(target, prefix) {
+					ups = append(ups, Upload{Key: target, ID: key})
+				}
+				continue
+			}
+			if !strings.HasPrefix(key, prefix) {
 				continue
 			}
 			out = append(out, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()})
@@ -394,10 +419,10 @@ func (s *SFTP) List(ctx context.Context, prefix string) ([]Object, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return out, ups, nil
 }
 
 func (s *SFTP) Delete(ctx context.Context, key string) error {

@@ -158,17 +158,23 @@ type hasher interface {
 	SHA256(ctx context.Context, key string) (string, error)
 }
 
-func hasherOf(s Store) (hasher, bool) {
-	for {
-		if h, ok := s.(hasher); ok {
-			return h, true
+func hasherOf(s Store) (hasher, bool) { return capability[hasher](s) }
+
+// capability finds the first store in s's chain of wrappers (Unwrap) that
+// implements T: optional abilities of some backends, without widening Store.
+func capability[T any](s Store) (T, bool) {
+	for s != nil {
+		if c, ok := s.(T); ok {
+			return c, true
 		}
 		w, ok := s.(interface{ Unwrap() Store })
 		if !ok {
-			return nil, false
+			break
 		}
 		s = w.Unwrap()
 	}
+	var zero T
+	return zero, false
 }
 
 // Push uploads the local snapshot at localPath (an archive with its .sha256
@@ -176,7 +182,11 @@ func hasherOf(s Store) (hasher, bool) {
 // match (List), the archive is re-hashed where the store can do so cheaply
 // (file://), and only then is the .sha256 uploaded — last — and read back. So
 // the snapshot is listed on s (ListSnapshots) only once it is complete.
-// A snapshot already present with the same checksum is not uploaded again.
+// A snapshot already present with the same checksum is not uploaded again;
+// a complete snapshot of the same key with another checksum (another
+// writer's snapshot of the same second) is never replaced: that fails with
+// ErrExists. An archive without .sha256 (an interrupted upload), or with
+// this snapshot's .sha256 but the wrong size (damaged), is replaced.
 // Retries come from a WithRetry wrapper in s (the local file is re-read);
 // the local snapshot is never modified.
 // The whole push is bounded by Timeout(s).
@@ -217,28 +227,29 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 	size := fi.Size()
 	rs = RemoteSnapshot{Key: base, Name: n, Time: t, Size: size, Compression: comp, Remote: s.Name()}
 
-	// Already there? Then nothing to do; a different .sha256 is removed first,
-	// so that the snapshot is not listed while its archive is replaced.
-	objs, err := s.List(ctx, base)
+	// Already there? Then nothing to do. A complete snapshot under this key
+	// whose .sha256 is not ours is another writer's: never replaced. Ours
+	// with a damaged archive, or a .sha256 without its archive (an
+	// interrupted deletion), is uploaded again: the .sha256 goes first, so
+	// that the snapshot is not listed while its archive is replaced.
+	archive, sum, err := existing(ctx, s, base)
 	if err != nil {
 		return rs, err
 	}
-	var archive, sum *Object
-	for i := range objs {
-		switch objs[i].Key {
-		case base:
-			archive = &objs[i]
-		case base + sumSuffix:
-			sum = &objs[i]
+	if sum != nil && archive != nil {
+		got, err := readSum(ctx, s, base)
+		if err != nil && !IsPermanent(err) {
+			return rs, err
+		}
+		if err != nil || got != digest {
+			return rs, errExists(s, base)
+		}
+		if archive.Size == size {
+			rs.Modified = archive.Modified
+			return rs, nil
 		}
 	}
 	if sum != nil {
-		if archive != nil && archive.Size == size {
-			if got, err := readSum(ctx, s, base); err == nil && got == digest {
-				rs.Modified = archive.Modified
-				return rs, nil
-			}
-		}
 		if err := s.Delete(ctx, base+sumSuffix); err != nil {
 			return rs, err
 		}
@@ -274,6 +285,33 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), base, ErrChecksum, got, digest)
 	}
 	return rs, nil
+}
+
+// ErrExists is wrapped by the error of a push whose key already holds a
+// complete snapshot (archive and .sha256) with other content: two writers'
+// snapshots of the same second never replace each other.
+var ErrExists = errors.New("a different snapshot with this name is already there")
+
+func errExists(s Store, key string) error {
+	return &Error{Store: s.Name(), Op: "push", Key: key, permanent: true,
+		Err: fmt.Errorf("%w: not replaced (another writer's snapshot of the same second?)", ErrExists)}
+}
+
+// existing returns the archive key and its .sha256 as listed on s (nil when absent).
+func existing(ctx context.Context, s Store, key string) (archive, sum *Object, err error) {
+	objs, err := s.List(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range objs {
+		switch objs[i].Key {
+		case key:
+			archive = &objs[i]
+		case key + sumSuffix:
+			sum = &objs[i]
+		}
+	}
+	return archive, sum, nil
 }
 
 // confirmSize checks that key is listed with the given size.
@@ -323,7 +361,9 @@ func readSum(ctx context.Context, s Store, key string) (string, error) {
 // .sha256 last. Memory stays within the store's streaming bound. The source
 // cannot be re-read, so a failure is not retried here: take a new snapshot.
 // The whole push is bounded by Timeout(s). A failed upload leaves at most an
-// archive without .sha256 (never listed; Rotate deletes it later).
+// archive without .sha256 (never listed; Rotate deletes it later). A key that
+// already holds a complete snapshot is refused before the upload (ErrExists);
+// r is then not read.
 func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs RemoteSnapshot, err error) {
 	if m, ok := instrumentedOf(s); ok {
 		defer func() { m.pushed(err) }()
@@ -334,6 +374,11 @@ func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs Remot
 	n, t, comp, ok := ParseSnapshotName(key)
 	if !ok {
 		return rs, fmt.Errorf("push %s to %s: not a snapshot name", key, s.Name())
+	}
+	if archive, sum, err := existing(ctx, s, key); err != nil {
+		return rs, err
+	} else if archive != nil && sum != nil {
+		return rs, errExists(s, key)
 	}
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(r, h)}
@@ -548,11 +593,12 @@ func CloseAll(stores []Store) error {
 // (never to other names or instances) and deletes those it does not keep,
 // oldest last; it also deletes this name's leftovers of interrupted uploads
 // (an archive without .sha256, or the reverse) older than the newest complete
-// snapshot. Each snapshot is given its size and format (compression and
-// encryption) for the shrink guard; mark, when not nil, adds what only the
-// caller knows (rotation.Snapshot's Empty and OnDemand). It returns the
-// decision and the deleted keys (snapshots, then leftovers). A failed
-// deletion stops it.
+// snapshot, and the unfinished uploads of such snapshots that the store
+// keeps out of List (abortStaleUploads). Each snapshot is given its size and
+// format (compression and encryption) for the shrink guard; mark, when not
+// nil, adds what only the caller knows (rotation.Snapshot's Empty and
+// OnDemand). It returns the decision and the deleted keys (snapshots, then
+// leftovers). A failed deletion stops it.
 func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now time.Time, mark func(*rotation.Snapshot)) (rotation.Decision, []string, error) {
 	if name == "" {
 		return rotation.Decision{}, nil, errors.New("rotate: no snapshot name")
@@ -584,5 +630,61 @@ func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now ti
 		}
 		deleted = append(deleted, k)
 	}
-	return d, deleted, nil
+	aborted, err := abortStaleUploads(ctx, s, name, snaps)
+	return d, append(deleted, aborted...), err
+}
+
+// Upload is an unfinished upload that a store keeps out of List: a
+// temporary file of File and SFTP (".<key>.tmp-<random>"), an incomplete
+// multipart upload of S3.
+type Upload struct {
+	Key string // the key it was to be stored under
+	ID  string // the temporary's key, or the multipart upload id
+}
+
+// uploadLister is implemented by the stores whose interrupted uploads leave
+// data behind that List never shows (File, SFTP, S3). Azure needs nothing:
+// uncommitted blocks are discarded by the service after 7 days; nor does
+// GCS: a resumable upload session that is not finished expires after a week.
+type uploadLister interface {
+	// Uploads returns the unfinished uploads of keys starting with prefix.
+	Uploads(ctx context.Context, prefix string) ([]Upload, error)
+	// AbortUpload removes one of them (its data is gone).
+	AbortUpload(ctx context.Context, u Upload) error
+}
+
+// abortStaleUploads removes the unfinished uploads of snapshots named name
+// (archive or .sha256) older than the newest complete snapshot: such an
+// upload cannot be in progress any more, since snapshots are pushed in
+// order; a newer one, or one of the newest snapshot itself, may be. It
+// returns what it removed ("<key> (unfinished upload)").
+func abortStaleUploads(ctx context.Context, s Store, name string, complete []RemoteSnapshot) ([]string, error) {
+	ul, ok := capability[uploadLister](s)
+	if !ok || len(complete) == 0 {
+		return nil, nil
+	}
+	ups, err := ul.Uploads(ctx, name+"-")
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, u := range staleUploads(ups, complete[0].Time, name) {
+		if err := ul.AbortUpload(ctx, u); err != nil {
+			return done, err
+		}
+		done = append(done, u.Key+" (unfinished upload)")
+	}
+	return done, nil
+}
+
+// staleUploads picks the uploads of snapshots named name older than newest.
+func staleUploads(ups []Upload, newest time.Time, name string) []Upload {
+	var out []Upload
+	for _, u := range ups {
+		n, t, _, ok := ParseSnapshotName(strings.TrimSuffix(u.Key, sumSuffix))
+		if ok && n == name && t.Before(newest) {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -21,6 +21,7 @@ import (
 	"io"
 	"io/fs"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -302,6 +303,17 @@ var sigRE = regexp.MustCompile(`(?i)([?&](?:sig|signature|x-amz-signature|x-amz-
 // ".<base>.tmp-<random>", the pattern the snapshot package also skips.
 func isTemp(base string) bool {
 	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
+}
+
+// tempTarget returns the key an upload temporary (key, "dir/.<base>.tmp-<random>")
+// was written for ("dir/<base>"); ok is false when key is no temporary.
+func tempTarget(key string) (target string, ok bool) {
+	dir, base := path.Split(key)
+	if !isTemp(base) {
+		return "", false
+	}
+	i := max(strings.LastIndex(base, ".tmp-"), 1) // ".tmp-x" names nothing: dir
+	return dir + base[1:i], true
 }
 
 // limitedReadAll reads at most n bytes of r; more is an error.

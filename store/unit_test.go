@@ -55,7 +55,7 @@ func TestRedact(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := Config{Retries: 5, Backoff: time.Second, Timeout: time.Hour, Remotes: []string{
+	ok := Config{Retries: 5, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: DefaultLeaseTTL, Remotes: []string{
 		"file:///mnt/nfs/backups", " s3://bucket/prefix?endpoint=127.0.0.1:9000&tls=false&region=us-east-1",
 		"sftp://u@h:2222/srv/backups", "azure://container/prefix", "gs://bucket", "",
 	}}
@@ -96,7 +96,12 @@ func TestValidate(t *testing.T) {
 	if err := (Config{Retries: 1, Backoff: time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_REMOTE_TIMEOUT") {
 		t.Errorf("zero timeout: %v", err)
 	}
-	sas := Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, AzureEndpoint: "https://acct.blob.core.windows.net/?sv=1&sig=secret-Xy7Qz"}
+	for _, ttl := range []time.Duration{0, -time.Minute, 500 * time.Millisecond} {
+		if err := (Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: ttl}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_LEASE_TTL") {
+			t.Errorf("lease TTL %v: %v", ttl, err)
+		}
+	}
+	sas := Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: time.Minute, AzureEndpoint: "https://acct.blob.core.windows.net/?sv=1&sig=secret-Xy7Qz"}
 	if err := sas.Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_AZURE_ENDPOINT") ||
 		!strings.Contains(err.Error(), "SharedAccessSignature") || strings.Contains(err.Error(), "secret-Xy7Qz") {
 		t.Errorf("SAS token in SNAPVISOR_AZURE_ENDPOINT: %v", err)
