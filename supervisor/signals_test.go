@@ -283,3 +283,34 @@ func TestSupervisor_Before(t *testing.T) {
 		_, _ = s.Run(context.Background()) // unregisters
 	})
 }
+
+// TestSupervisor_StopRewritten: a planned stop (freeze=stop) sends what a
+// TERM is rewritten to, so a service that stops gracefully on another signal
+// gets that one.
+func TestSupervisor_StopRewritten(t *testing.T) {
+	for _, tc := range []struct {
+		rewrite string
+		want    int
+	}{
+		{"TERM:USR1", 0},     // the trap's clean exit
+		{"TERM:0", 128 + 15}, // "do not forward" does not apply: TERM
+	} {
+		t.Run(tc.rewrite, func(t *testing.T) {
+			ready := t.TempDir() + "/ready"
+			s, err := New(Config{StopTimeout: 5 * time.Second, SignalRewrite: tc.rewrite},
+				[]string{"sh", "-c", "trap 'exit 0' USR1; touch " + ready + "; while :; do sleep 0.05; done"},
+				os.Environ(), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, term := runAsync(t, s)
+			waitFile(t, ready)
+			st, err := s.Stop(context.Background())
+			if err != nil || st.Code() != tc.want {
+				t.Fatalf("Stop = %v, %v; want code %d", st, err, tc.want)
+			}
+			term()
+			waitResult(t, ch)
+		})
+	}
+}

@@ -113,7 +113,7 @@ type Supervisor struct {
 
 	rewrite map[syscall.Signal]syscall.Signal // SNAPVISOR_SIGNAL_REWRITE, parsed
 	success map[int]bool                      // SNAPVISOR_SUCCESS_CODES, parsed
-	sig     *sigChans                         // signal registrations, once listen ran (owner: Before/Run's goroutine)
+	sig     *sigChans                         // signal registrations, once Listen ran (owner: the goroutine of Listen, Before and Run)
 	early   syscall.Signal                    // a TERM/INT Before received: Run does not start the service
 
 	mu       sync.Mutex
@@ -207,7 +207,7 @@ func (s *Supervisor) OrphansReaped() int64 { return s.r.orphans.Load() }
 // A TERM or INT that arrived before (since Before, or since Run was called)
 // means the service is not started: Run then returns a *StoppedError.
 func (s *Supervisor) Run(ctx context.Context) (Status, error) {
-	s.listen()
+	s.Listen()
 	chld, fwd, pipe := s.sig.chld, s.sig.fwd, s.sig.pipe
 	// Unregistering costs as much as registering: the process is about to
 	// exit, so do it off the exit path.
@@ -268,11 +268,12 @@ type sigChans struct {
 	chld, fwd, pipe chan os.Signal
 }
 
-// listen makes this process the service's init: it becomes a child
-// subreaper (when not PID 1) and registers the signals it handles. It runs
-// once, from Before or Run, whichever comes first; the registrations last
-// until Run returns.
-func (s *Supervisor) listen() {
+// Listen makes this process the service's init now: it becomes a child
+// subreaper (when not PID 1) and registers the signals it handles, so that
+// from here on no signal kills it. Before and Run call it too; it runs once,
+// and the registrations last until Run returns. Call it from the goroutine
+// that calls Before and Run.
+func (s *Supervisor) Listen() {
 	if s.sig != nil {
 		return
 	}
@@ -312,7 +313,7 @@ func (s *Supervisor) notifiable(sigs []syscall.Signal) []os.Signal {
 // not start the service. A second one changes nothing: fn is left to finish
 // cleanly. Other signals are dropped (there is no service to receive them).
 func (s *Supervisor) Before(ctx context.Context, fn func(context.Context) error) error {
-	s.listen()
+	s.Listen()
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)

@@ -162,6 +162,7 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	if err != nil {
 		return err
 	}
+	sup.Listen() // from here on a TERM or INT is handled, never the Go runtime's exit 2
 	// Every secret is in a.cfg by now (store clients get their credentials
 	// from it, never from the environment): take them out of the
 	// environment, where a service of the same uid reads /proc/1/environ.
