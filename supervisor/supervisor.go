@@ -19,12 +19,38 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"snapvisor/config"
 )
 
 // Config holds the supervisor's settings (environment prefix SNAPVISOR_).
 type Config struct {
-	StopTimeout time.Duration `envconfig:"SNAPVISOR_STOP_TIMEOUT" default:"10s" desc:"after a forwarded TERM/INT, and when cleaning up descendants, time before SIGKILL"`
-	SignalGroup bool          `envconfig:"SNAPVISOR_SIGNAL_GROUP" default:"false" desc:"forward signals to the service's whole process group (tini -g)"`
+	StopTimeout   time.Duration `envconfig:"SNAPVISOR_STOP_TIMEOUT" default:"10s" desc:"after a forwarded TERM/INT, and when cleaning up descendants, time before SIGKILL"`
+	SignalGroup   bool          `envconfig:"SNAPVISOR_SIGNAL_GROUP" default:"false" desc:"forward signals to the service's whole process group (tini -g)"`
+	SignalRewrite string        `envconfig:"SNAPVISOR_SIGNAL_REWRITE" desc:"comma-separated FROM:TO signal rewrites applied before forwarding, numbers or names (15:3 or TERM:QUIT; dumb-init -r); TO 0 means do not forward; the stop timeout still follows the TERM/INT received"`
+	SuccessCodes  string        `envconfig:"SNAPVISOR_SUCCESS_CODES" desc:"comma-separated exit codes of the service (0-255) that count as success: the entrypoint exits 0 and SNAPVISOR_ON_EXIT takes its snapshot (tini -e; e.g. 143 for a JVM stopped by TERM)"`
+
+	// Inherited is the signal state the process was started with (from
+	// CaptureInherited at the start of main), not read from the environment.
+	Inherited Inherited `ignored:"true"`
+}
+
+// Validate checks the stop timeout, the rewrites and the success codes.
+func (c Config) Validate() error {
+	if c.StopTimeout <= 0 {
+		return config.Invalid("STOP_TIMEOUT", c.StopTimeout.String(), "a positive duration such as 10s")
+	}
+	if _, err := ParseSignalRewrite(c.SignalRewrite); err != nil {
+		e := config.Invalid("SIGNAL_REWRITE", c.SignalRewrite, "comma-separated FROM:TO pairs of signal numbers (1-64) or names, e.g. 15:3,2:3 or TERM:QUIT; TO 0 means do not forward")
+		e.Err = err
+		return e
+	}
+	if _, err := ParseSuccessCodes(c.SuccessCodes); err != nil {
+		e := config.Invalid("SUCCESS_CODES", c.SuccessCodes, "comma-separated exit codes from 0 to 255, e.g. 143 or 130,143")
+		e.Err = err
+		return e
+	}
+	return nil
 }
 
 // State is the service's state as seen by the supervisor.
@@ -53,10 +79,29 @@ func (s Status) Signaled() bool { return s.ws.Signaled() }
 
 func (s Status) String() string {
 	if s.ws.Signaled() {
-		return fmt.Sprintf("killed by %v", s.ws.Signal())
+		return "killed by " + SignalName(s.ws.Signal())
 	}
 	return fmt.Sprintf("exit code %d", s.ws.ExitStatus())
 }
+
+// StoppedError is returned by Before and Run when a TERM or INT arrived
+// before the service started: the service is not started, and the
+// entrypoint exits 128+N as if the service had been killed by it.
+type StoppedError struct {
+	Signal syscall.Signal
+	Err    error // what the work cut short by the signal returned (Before), if anything
+}
+
+func (e *StoppedError) Error() string {
+	msg := SignalName(e.Signal) + " received before the service started: not starting it"
+	if e.Err != nil {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+// Code is 128+N for signal N, as a shell reports a process killed by it.
+func (e *StoppedError) Code() int { return 128 + int(e.Signal) }
 
 // Supervisor runs one service. Create it with New and call Run once.
 type Supervisor struct {
@@ -65,6 +110,11 @@ type Supervisor struct {
 	argv []string
 	env  []string
 	r    *reaper
+
+	rewrite map[syscall.Signal]syscall.Signal // SNAPVISOR_SIGNAL_REWRITE, parsed
+	success map[int]bool                      // SNAPVISOR_SUCCESS_CODES, parsed
+	sig     *sigChans                         // signal registrations, once Listen ran (owner: the goroutine of Listen, Before and Run)
+	early   syscall.Signal                    // a TERM/INT Before received: Run does not start the service
 
 	mu       sync.Mutex
 	svc      *instance     // current (or last) service process
@@ -88,14 +138,20 @@ type instance struct {
 	planned bool            // stopped on purpose by Stop (guarded by Supervisor.mu)
 }
 
-// New validates argv (PATH lookup happens here) and prepares a supervisor.
-// env is the service's environment.
+// New validates argv (PATH lookup happens here) and the configuration, and
+// prepares a supervisor. env is the service's environment.
 func New(cfg Config, argv, env []string, log *zap.Logger) (*Supervisor, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no service command given")
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rewrite, _ := ParseSignalRewrite(cfg.SignalRewrite)
+	success, _ := ParseSuccessCodes(cfg.SuccessCodes)
 	return &Supervisor{
 		cfg: cfg, log: log, argv: argv, env: env,
+		rewrite: rewrite, success: success,
 		r:       newReaper(log),
 		state:   StateStarting,
 		restart: make(chan struct{}, 1),
@@ -145,41 +201,14 @@ func (s *Supervisor) Restarts() int {
 // OrphansReaped counts zombies reaped that no caller was waiting for.
 func (s *Supervisor) OrphansReaped() int64 { return s.r.orphans.Load() }
 
-// Signals relayed to the service. Excluded: SIGCHLD (ours), SIGURG (the Go
-// runtime's preemption signal), SIGPIPE (our own broken pipes), the
-// synchronous fault signals, and 32/33 (reserved by the C library).
-// The common ones are registered before the service starts, the rest right
-// after: each registration costs tens of microseconds of start-up time, and
-// until registered a rare signal is ignored by the Go runtime, never fatal.
-var (
-	commonSignals = []os.Signal{
-		unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
-		unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
-		unix.SIGSTKFLT, // unregistered, the Go runtime dies of it
-	}
-	rareSignals = func() []os.Signal {
-		sigs := []os.Signal{unix.SIGALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGIO, unix.SIGPWR}
-		for n := 34; n <= 64; n++ {
-			sigs = append(sigs, syscall.Signal(n))
-		}
-		return sigs
-	}()
-)
-
 // Run starts the service and supervises it until it exits, returning its exit
 // status. Cancelling ctx behaves like SIGTERM. Run must be called once.
+//
+// A TERM or INT that arrived before (since Before, or since Run was called)
+// means the service is not started: Run then returns a *StoppedError.
 func (s *Supervisor) Run(ctx context.Context) (Status, error) {
-	if os.Getpid() != 1 {
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			s.log.Warn("cannot become child subreaper; orphans will not be reaped", zap.Error(err))
-		}
-	}
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, unix.SIGCHLD)
-	fwd := make(chan os.Signal, 64)
-	signal.Notify(fwd, commonSignals...)
-	pipe := make(chan os.Signal, 1) // caught so a broken pipe never kills PID 1
-	signal.Notify(pipe, unix.SIGPIPE)
+	s.Listen()
+	chld, fwd, pipe := s.sig.chld, s.sig.fwd, s.sig.pipe
 	// Unregistering costs as much as registering: the process is about to
 	// exit, so do it off the exit path.
 	defer func() {
@@ -189,12 +218,15 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 			signal.Stop(pipe)
 		}()
 	}()
+	if sig := s.pendingStop(ctx); sig != 0 {
+		return Status{}, &StoppedError{Signal: sig}
+	}
 
 	if _, err := s.spawn(); err != nil {
 		return Status{}, err
 	}
 	close(s.started)
-	go signal.Notify(fwd, rareSignals...)
+	go signal.Notify(fwd, s.notifiable(rareSignals)...)
 
 	for {
 		s.mu.Lock()
@@ -229,6 +261,126 @@ func (s *Supervisor) Run(ctx context.Context) (Status, error) {
 			return st, nil
 		}
 	}
+}
+
+// sigChans are the supervisor's signal registrations.
+type sigChans struct {
+	chld, fwd, pipe chan os.Signal
+}
+
+// Listen makes this process the service's init now: it becomes a child
+// subreaper (when not PID 1) and registers the signals it handles, so that
+// from here on no signal kills it. Before and Run call it too; it runs once,
+// and the registrations last until Run returns. Call it from the goroutine
+// that calls Before and Run.
+func (s *Supervisor) Listen() {
+	if s.sig != nil {
+		return
+	}
+	if os.Getpid() != 1 {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			s.log.Warn("cannot become child subreaper; orphans will not be reaped", zap.Error(err))
+		}
+	}
+	c := &sigChans{chld: make(chan os.Signal, 1), fwd: make(chan os.Signal, 64), pipe: make(chan os.Signal, 1)}
+	signal.Notify(c.chld, unix.SIGCHLD)
+	signal.Notify(c.fwd, s.notifiable(commonSignals)...)
+	signal.Notify(c.pipe, unix.SIGPIPE) // caught so a broken pipe never kills PID 1
+	s.sig = c
+	if in := s.cfg.Inherited; !in.Default() {
+		s.log.Info("started with signals ignored or blocked: the service inherits them, and ignored ones are not forwarded",
+			zap.Strings("ignored", Signals(in.Ignored)), zap.Strings("blocked", Signals(in.Blocked)))
+	}
+}
+
+// notifiable is sigs minus those the process was started with ignored: they
+// stay ignored (the kernel drops them, as for tini), so the service inherits
+// SIG_IGN for them too.
+func (s *Supervisor) notifiable(sigs []syscall.Signal) []os.Signal {
+	out := make([]os.Signal, 0, len(sigs))
+	for _, sig := range sigs {
+		if !s.cfg.Inherited.IsIgnored(sig) {
+			out = append(out, sig)
+		}
+	}
+	return out
+}
+
+// Before runs fn (an auto-restore) before the service starts, with the
+// supervisor's signal handling already in place, so that no signal kills the
+// process meanwhile. A TERM or INT cancels fn's context; once fn has
+// returned, Before returns a *StoppedError holding fn's result, and Run will
+// not start the service. A second one changes nothing: fn is left to finish
+// cleanly. Other signals are dropped (there is no service to receive them).
+func (s *Supervisor) Before(ctx context.Context, fn func(context.Context) error) error {
+	s.Listen()
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(fctx) }()
+	var stop syscall.Signal
+	for {
+		select {
+		case err := <-done:
+			if stop != 0 {
+				return &StoppedError{Signal: stop, Err: err}
+			}
+			return err
+		case <-s.sig.chld:
+			s.r.reap()
+		case <-s.sig.pipe:
+		case v := <-s.sig.fwd:
+			sig := v.(syscall.Signal)
+			switch {
+			case !isStop(sig):
+				s.log.Debug("signal before the service started: not forwarded", zap.String("signal", SignalName(sig)))
+			case stop == 0:
+				stop, s.early = sig, sig
+				cancel()
+				s.log.Warn("stop signal before the service started: cancelling, the service will not be started", zap.String("signal", SignalName(sig)))
+			default:
+				s.log.Warn("stop signal again: still waiting for the work before the service start to end cleanly", zap.String("signal", SignalName(sig)))
+			}
+		}
+	}
+}
+
+// pendingStop drains the signals that arrived before the service starts: it
+// returns the first TERM or INT among them (or SIGTERM when ctx has ended),
+// 0 when none. Other signals are dropped: there was no service to receive them.
+func (s *Supervisor) pendingStop(ctx context.Context) syscall.Signal {
+	stop := s.early
+	if stop == 0 && ctx.Err() != nil {
+		stop = unix.SIGTERM
+	}
+	for {
+		select {
+		case v := <-s.sig.fwd:
+			if sig := v.(syscall.Signal); isStop(sig) && stop == 0 {
+				stop = sig
+			}
+		default:
+			return stop
+		}
+	}
+}
+
+// ExitCode is the entrypoint's exit code for the service's final status:
+// its code (128+N when killed by signal N), or 0 when SNAPVISOR_SUCCESS_CODES lists it.
+func (s *Supervisor) ExitCode(st Status) int {
+	if c := st.Code(); !s.success[c] {
+		return c
+	}
+	return 0
+}
+
+// forwardAs is the signal the service gets for sig (SNAPVISOR_SIGNAL_REWRITE);
+// 0 means none.
+func (s *Supervisor) forwardAs(sig syscall.Signal) syscall.Signal {
+	if to, ok := s.rewrite[sig]; ok {
+		return to
+	}
+	return sig
 }
 
 // spawn starts a service instance and makes it current.
@@ -283,7 +435,8 @@ func isForegroundTTY(fd int) bool {
 	return err == nil && pgrp == unix.Getpgrp()
 }
 
-// onSignal relays one signal and runs the TERM/INT stop logic.
+// onSignal relays one signal (rewritten by SNAPVISOR_SIGNAL_REWRITE) and
+// runs the stop logic, which follows the TERM/INT received.
 func (s *Supervisor) onSignal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,9 +444,10 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 		return
 	}
 	pid := s.svc.pid
-	if sig == unix.SIGTERM || sig == unix.SIGINT {
+	to := s.forwardAs(sig)
+	if isStop(sig) {
 		if s.stopping {
-			s.log.Warn("second stop signal: killing the service now", zap.String("signal", unix.SignalName(sig)))
+			s.log.Warn("second stop signal: killing the service now", zap.String("signal", SignalName(sig)))
 			s.killLocked()
 			return
 		}
@@ -305,25 +459,29 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 			s.killLocked()
 		})
 	}
-	if s.state == StatePaused && (sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGQUIT) {
+	if s.state == StatePaused && (isStop(sig) || isStop(to) || sig == unix.SIGQUIT || to == unix.SIGQUIT) {
 		// A paused service cannot act on a stop signal: resume it first.
 		// Other signals wait in its queue until the snapshot resumes it.
 		_ = unix.Kill(-pid, unix.SIGCONT)
 		s.state = StateRunning
 	}
+	if to == 0 {
+		s.log.Debug("signal not forwarded (SNAPVISOR_SIGNAL_REWRITE)", zap.String("signal", SignalName(sig)))
+		return
+	}
 	target := pid
 	if s.cfg.SignalGroup {
 		target = -pid
 	}
-	if err := unix.Kill(target, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		s.log.Warn("forward signal", zap.String("signal", unix.SignalName(sig)), zap.Error(err))
+	if err := unix.Kill(target, to); err != nil && !errors.Is(err, unix.ESRCH) {
+		s.log.Warn("forward signal", zap.String("signal", SignalName(to)), zap.Error(err))
 	}
-	if (sig == unix.SIGTERM || sig == unix.SIGINT) && s.state != StatePaused && procStopped(pid) {
+	if isStop(sig) && s.state != StatePaused && procStopped(pid) {
 		// Stopped by a forwarded TSTP/TTIN/TTOU: it cannot act on the stop
 		// signal until continued (a stop must not end in SIGKILL).
 		_ = unix.Kill(-pid, unix.SIGCONT)
 	}
-	s.log.Debug("forwarded signal", zap.String("signal", unix.SignalName(sig)), zap.Int("to", target))
+	s.log.Debug("forwarded signal", zap.String("signal", SignalName(sig)), zap.String("as", SignalName(to)), zap.Int("to", target))
 }
 
 // killLocked sends SIGKILL to the service and its process group.
@@ -402,10 +560,10 @@ func (s *Supervisor) groupSignal(sig syscall.Signal, to State) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.svc == nil || s.state == StateExited || s.state == StateStopped {
-		return fmt.Errorf("%s service: not running (%s)", unix.SignalName(sig), s.state)
+		return fmt.Errorf("%s service: not running (%s)", SignalName(sig), s.state)
 	}
 	if err := unix.Kill(-s.svc.pid, sig); err != nil {
-		return fmt.Errorf("%s service group %d: %w", unix.SignalName(sig), s.svc.pid, err)
+		return fmt.Errorf("%s service group %d: %w", SignalName(sig), s.svc.pid, err)
 	}
 	s.state = to
 	return nil
@@ -432,12 +590,19 @@ func (s *Supervisor) Stop(ctx context.Context) (Status, error) {
 	}
 	s.state = StateStopped
 	s.mu.Unlock()
-	s.log.Info("stopping service", zap.Int("pid", pid))
+	// The service gets what it gets for a TERM (a service that stops
+	// gracefully on QUIT, SNAPVISOR_SIGNAL_REWRITE=TERM:QUIT, gets QUIT);
+	// TERM when the rewrite says "do not forward".
+	stopSig := s.forwardAs(unix.SIGTERM)
+	if stopSig == 0 {
+		stopSig = unix.SIGTERM
+	}
+	s.log.Info("stopping service", zap.Int("pid", pid), zap.String("signal", SignalName(stopSig)))
 	target := pid
 	if s.cfg.SignalGroup {
 		target = -pid
 	}
-	_ = unix.Kill(target, unix.SIGTERM)
+	_ = unix.Kill(target, stopSig)
 	t := time.NewTimer(s.cfg.StopTimeout)
 	defer t.Stop()
 	for {

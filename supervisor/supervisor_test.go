@@ -169,8 +169,10 @@ func TestSupervisor_ExecAfterRun(t *testing.T) {
 
 func TestSupervisor_JobControl(t *testing.T) {
 	t.Run("other signals leave a paused service paused", func(t *testing.T) {
-		s := newSup(t, "sh", "-c", "trap '' HUP USR1; sleep 30 & wait")
+		ready := t.TempDir() + "/ready" // the traps are set: a HUP can no longer kill it
+		s := newSup(t, "sh", "-c", "trap '' HUP USR1; touch "+ready+"; sleep 30 & wait")
 		ch, term := runAsync(t, s)
+		waitFile(t, ready)
 		pid := s.PID()
 		if err := s.Pause(); err != nil {
 			t.Fatal(err)

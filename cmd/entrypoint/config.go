@@ -21,7 +21,17 @@ import (
 // LogConfig controls snapvisor's own log lines (the service's output is never touched).
 type LogConfig struct {
 	Format string `envconfig:"SNAPVISOR_LOG_FORMAT" default:"json" desc:"format of snapvisor's own log lines on stderr: json or console"`
-	Level  string `envconfig:"SNAPVISOR_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	Level  string `envconfig:"SNAPVISOR_LOG_LEVEL" default:"info" desc:"debug, info, warn or error; when unset, a service with snapshots off (a pure init) logs at warn, so it prints nothing of its own, as tini"`
+}
+
+// quietInit applies the default log level of a pure init: with snapshots off
+// and SNAPVISOR_LOG_LEVEL unset (or empty), warn instead of info, so that
+// "service started" and "service exited" never land in a `docker run -it`
+// terminal where tini prints nothing. An explicit level always wins.
+func (c *Config) quietInit(lookup config.Lookup) {
+	if v, _ := lookup(config.Var("LOG_LEVEL")); v == "" && !c.Backup {
+		c.Log.Level = zapcore.WarnLevel.String()
+	}
 }
 
 // Validate checks the format and level.
@@ -78,8 +88,8 @@ func loadConfig() (*Config, error) {
 	if err := c.Log.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Supervisor.StopTimeout <= 0 {
-		return nil, config.Invalid("STOP_TIMEOUT", c.Supervisor.StopTimeout.String(), "a positive duration such as 10s")
+	if err := c.Supervisor.Validate(); err != nil {
+		return nil, err
 	}
 	if err := c.Snapshot.Validate(); err != nil {
 		return nil, err

@@ -39,7 +39,9 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// First, before anything registers a signal: what the service inherits.
+	inherited := supervisor.CaptureInherited()
+	os.Exit(run(os.Args[1:], inherited, os.Stdout, os.Stderr))
 }
 
 // app is what a subcommand needs: the loaded configuration, a logger and outputs.
@@ -91,8 +93,9 @@ func commands() map[string]command {
 }
 
 // run is the whole program: it parses the command line, loads and validates
-// configuration, runs a subcommand or the service, and maps the result to an exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+// configuration, runs a subcommand or the service, and maps the result to an
+// exit code. inherited is the signal state the process was started with.
+func run(args []string, inherited supervisor.Inherited, stdout, stderr io.Writer) int {
 	snapshot.Version = version
 	var service []string
 	var sub string
@@ -127,6 +130,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(stderr, nil, err)
 	}
+	cfg.Supervisor.Inherited = inherited
+	if sub == "" {
+		cfg.quietInit(os.LookupEnv)
+	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return report(stderr, nil, err)
@@ -145,11 +152,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 // before it starts and runs the snapshot jobs beside it. The shutdown order
 // lives here: service exits -> jobs stop (a running snapshot finishes) ->
 // optional final cold snapshot -> exit with the service's code.
+//
+// From its start a TERM or INT is handled: one that arrives before the
+// service has started (during the auto-restore, say) cancels what runs and
+// ends the entrypoint with 128+N without starting the service.
 func runService(ctx context.Context, a *app, argv []string) error {
-	env := serviceEnv(os.Environ(), a.cfg.serviceSecrets())
+	secrets := a.cfg.serviceSecrets()
+	env := serviceEnv(os.Environ(), secrets)
 	sup, err := supervisor.New(a.cfg.Supervisor, argv, env, a.log)
 	if err != nil {
 		return err
+	}
+	sup.Listen() // from here on a TERM or INT is handled, never the Go runtime's exit 2
+	// Every secret is in a.cfg by now (store clients get their credentials
+	// from it, never from the environment): take them out of the
+	// environment, where a service of the same uid reads /proc/1/environ.
+	if err := scrubEnviron(secrets); err != nil {
+		a.log.Warn("secret variables stay readable in /proc/1/environ by processes of the same uid", zap.Error(err))
 	}
 	go func() {
 		<-sup.Started()
@@ -158,23 +177,31 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	if !a.cfg.Backup {
 		st, err := sup.Run(ctx)
 		if err != nil {
-			return err
+			return notStarted(a.log, err)
 		}
-		return &exitError{code: st.Code()}
+		return &exitError{code: sup.ExitCode(st)}
 	}
 
 	jc := a.cfg.Jobs
 	metrics := jobs.NewMetrics()
-	remotes, err := store.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
-	if err != nil {
-		// One bad remote never blocks the others or the local snapshots.
-		a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
-	}
+	var remotes []store.Store
 	defer func() { _ = store.CloseAll(remotes) }()
-	if jc.Restore == jobs.RestoreModeIfEmpty {
-		if _, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log); err != nil {
-			return err
+	err = sup.Before(ctx, func(ctx context.Context) error {
+		var err error
+		remotes, err = store.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
+		if err != nil {
+			// One bad remote never blocks the others or the local snapshots.
+			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
 		}
+		if jc.Restore == jobs.RestoreModeIfEmpty {
+			if _, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return notStarted(a.log, err)
 	}
 	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, metrics)
 	runner.SetStores(remotes)
@@ -203,10 +230,11 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	stopJobs()
 	<-served // a snapshot in progress finishes (bounded by SNAPVISOR_EXIT_TIMEOUT)
 	if err != nil {
-		return err
+		return notStarted(a.log, err)
 	}
+	code := sup.ExitCode(st) // SNAPVISOR_SUCCESS_CODES count as 0 here too
 	if jc.OnExit {
-		if st.Code() == 0 {
+		if code == 0 {
 			fctx, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout)
 			res := runner.Final(fctx)
 			cancel()
@@ -217,7 +245,24 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			a.log.Warn("no final snapshot: the service did not exit cleanly", zap.Int("code", st.Code()))
 		}
 	}
-	return &exitError{code: st.Code()}
+	return &exitError{code: code}
+}
+
+// notStarted turns a TERM or INT that arrived before the service started
+// into the exit code 128+N, saying so in the log; other errors pass through.
+func notStarted(log *zap.Logger, err error) error {
+	var se *supervisor.StoppedError
+	if !errors.As(err, &se) {
+		return err
+	}
+	fields := []zap.Field{zap.String("signal", supervisor.SignalName(se.Signal)), zap.Int("exit_code", se.Code())}
+	if se.Err != nil {
+		// An auto-restore cut short: snapshot.Restore removes its staging
+		// and never swaps in part of a snapshot.
+		fields = append(fields, zap.NamedError("cancelled", se.Err))
+	}
+	log.Warn("stopped before the service started: the service was not started", fields...)
+	return &exitError{code: se.Code()}
 }
 
 // serviceEnv is the container's environment minus snapvisor's secret variables.

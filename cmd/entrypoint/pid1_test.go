@@ -21,6 +21,22 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("SVTEST_HELPER"); mode != "" {
 		os.Exit(helper(mode, os.Args[1:]))
 	}
+	// The entrypoint passes an ignored HUP or INT on to its service, as tini
+	// does. A test run started with them ignored (a background job of a
+	// script) would start every entrypoint so, and the tests that send them
+	// would fail: keep ignoring them here, but through a handler, which the
+	// children do not inherit.
+	for _, sig := range []os.Signal{syscall.SIGHUP, syscall.SIGINT} {
+		if signal.Ignored(sig) {
+			signal.Notify(make(chan os.Signal, 1), sig)
+		}
+	}
+	// SVTEST_ENTRYPOINT runs the tests against a given binary (the one
+	// before a fix, say) instead of building this package.
+	binPath = os.Getenv("SVTEST_ENTRYPOINT")
+	if binPath != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "snapvisor-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -39,8 +55,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// helper is the test binary acting as a service. "record FILE": writes "ready",
-// then appends the name of every signal it receives; exits 0 on TERM.
+// helper is the test binary acting as a service or as a parent:
+//   - "record FILE": writes "ready", then appends the name of every signal it
+//     receives; exits 0 on TERM or QUIT.
+//   - "sigstate IGN BLK CMD ARGS...": execs CMD with the signals in IGN
+//     ignored and those in BLK blocked (comma-separated numbers, "-" for
+//     none), as a shell's empty trap or a parent's sigprocmask leaves them.
 func helper(mode string, args []string) int {
 	switch mode {
 	case "record":
@@ -49,13 +69,18 @@ func helper(mode string, args []string) int {
 			return 2
 		}
 		ch := make(chan os.Signal, 16)
-		signal.Notify(ch, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGWINCH)
+		signal.Notify(ch, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGWINCH, syscall.SIGQUIT)
 		fmt.Fprintf(f, "ready %d\n", os.Getpid())
 		for s := range ch {
 			fmt.Fprintln(f, s.(syscall.Signal).String())
-			if s == syscall.SIGTERM {
+			if s == syscall.SIGTERM || s == syscall.SIGQUIT {
 				return 0
 			}
+		}
+	case "sigstate":
+		if err := execWithSignalState(args[0], args[1], args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "sigstate:", err)
+			return 4
 		}
 	}
 	return 3
@@ -96,12 +121,14 @@ func start(t *testing.T, env []string, argv ...string) *proc {
 	return startCmd(t, cmd)
 }
 
-// startCmd starts cmd (stdout to the test's, stderr kept) and kills it at the end of the test.
+// startCmd starts cmd (stdout to the test's unless set, stderr kept) and kills it at the end of the test.
 func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
-	cmd.Stdout = os.Stdout
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
 	cmd.WaitDelay = 5 * time.Second // a stray grandchild holding stderr never hangs the test
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
