@@ -245,6 +245,11 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			a.log.Warn("no final snapshot: the service did not exit cleanly", zap.Int("code", st.Code()))
 		}
 	}
+	// Serve released the remotes' leases when it ended; the final snapshot
+	// took them again. A clean exit leaves them free for the next writer.
+	rctx, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout)
+	runner.ReleaseLeases(rctx)
+	cancel()
 	return &exitError{code: code}
 }
 
