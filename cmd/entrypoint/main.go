@@ -237,6 +237,9 @@ func runService(ctx context.Context, a *app, argv []string) error {
 		if code == 0 {
 			fctx, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout)
 			res := runner.Final(fctx)
+			// Serve released the remotes' leases when it ended; the final
+			// snapshot took them again: a clean exit leaves them free.
+			runner.ReleaseLeases(fctx)
 			cancel()
 			if !res.OK() {
 				a.log.Error("final snapshot failed", zap.String("error", res.Error))
@@ -245,11 +248,6 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			a.log.Warn("no final snapshot: the service did not exit cleanly", zap.Int("code", st.Code()))
 		}
 	}
-	// Serve released the remotes' leases when it ended; the final snapshot
-	// took them again. A clean exit leaves them free for the next writer.
-	rctx, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout)
-	runner.ReleaseLeases(rctx)
-	cancel()
 	return &exitError{code: code}
 }
 
