@@ -59,6 +59,7 @@ type hooks struct {
 	beforeCopy    func(path string) // after the header is written, before the content is read
 	progressEvery time.Duration
 	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
+	renameat2     func(oldPath, newPath string, flags uint) error // every rename of restore's swap and journal (swap.go)
 }
 
 // Create writes one snapshot of cfg.Sources into cfg.Dir and returns its Info.
@@ -495,17 +496,7 @@ func statKey(fi fs.FileInfo) devIno {
 
 // renameNoReplace renames old to new, failing if new exists.
 func renameNoReplace(oldPath, newPath string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		if _, serr := os.Lstat(newPath); serr == nil {
-			return fmt.Errorf("rename %s: %s already exists", oldPath, newPath)
-		}
-		return os.Rename(oldPath, newPath)
-	}
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: oldPath, New: newPath, Err: err}
-	}
-	return nil
+	return hooks{}.renameNoReplace(oldPath, newPath)
 }
 
 func syncDir(dir string) error {
