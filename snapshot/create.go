@@ -58,7 +58,7 @@ type hooks struct {
 	beforeOpen    func(path string) // on the read-ahead goroutine, after the walk's lstat, before the open
 	beforeCopy    func(path string) // after the header is written, before the content is read
 	progressEvery time.Duration
-	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
+	syncDir       func(dir string) error                          // fsyncs the snapshot directory after the rename
 	renameat2     func(oldPath, newPath string, flags uint) error // every rename of restore's swap and journal (swap.go)
 }
 
