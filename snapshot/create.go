@@ -58,8 +58,10 @@ type hooks struct {
 	beforeOpen    func(path string) // on the read-ahead goroutine, after the walk's lstat, before the open
 	beforeCopy    func(path string) // after the header is written, before the content is read
 	progressEvery time.Duration
-	syncDir       func(dir string) error                          // fsyncs the snapshot directory after the rename
-	renameat2     func(oldPath, newPath string, flags uint) error // every rename of restore's swap and journal (swap.go)
+	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
+
+	// renameat2 does every rename of restore's swap and journal (swap.go).
+	renameat2 func(oldPath, newPath string, flags uint) error
 }
 
 // Create writes one snapshot of cfg.Sources into cfg.Dir and returns its Info.
