@@ -353,16 +353,26 @@ func resolveSources(in []string) ([]string, error) {
 
 // lockDir takes an exclusive, non-blocking flock on dir until unlock is called.
 func lockDir(dir string) (unlock func(), err error) {
+	unlock, err = flockDir(dir)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, fmt.Errorf("snapshot directory %s is in use by another snapshot run", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock snapshot directory: %w", err)
+	}
+	return unlock, nil
+}
+
+// flockDir takes an exclusive, non-blocking flock on dir until unlock is
+// called; held elsewhere, it fails with unix.EWOULDBLOCK.
+func flockDir(dir string) (unlock func(), err error) {
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open snapshot directory: %w", err)
+		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("snapshot directory %s is in use by another snapshot run", dir)
-		}
-		return nil, fmt.Errorf("lock snapshot directory %s: %w", dir, err)
+		return nil, fmt.Errorf("flock %s: %w", dir, err)
 	}
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }

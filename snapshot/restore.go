@@ -64,9 +64,6 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := recoverSwaps(cfg, log, h); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
 	start := time.Now()
 	log = log.With(zap.String("archive", path))
 	want, err := ReadChecksum(path)
@@ -78,6 +75,14 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
+	unlock, err := lockSources(cfg, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := recoverSwaps(cfg, log, h); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 
 	x := &extractor{roots: map[string]string{}, targets: map[string]string{}, inside: map[string]bool{}, dirs: map[string]bool{}, rootSeen: map[string]bool{},
 		chown: os.Geteuid() == 0, buf: make([]byte, readBufSize), zero: make([]byte, zeroChunkBytes), log: log}

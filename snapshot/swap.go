@@ -389,13 +389,16 @@ func (s *swap) backEntries() error {
 			s.log.Warn("restore: cannot remove the emptied previous-contents directory", zap.String("path", prev), zap.Error(err))
 		}
 	}
+	if err := s.j.Old.apply(s.target); err != nil {
+		return err
+	}
 	if err := syncDir(s.target); err != nil {
 		return err
 	}
 	if err := s.done(); err != nil {
 		return err
 	}
-	return s.j.Old.apply(s.target)
+	return s.j.Old.apply(s.target) // the journal's removal changed the times
 }
 
 // moveEntries moves every entry of from into to (which must not have it),
@@ -617,7 +620,65 @@ func (h hooks) renameNoReplace(oldPath, newPath string) error {
 // jobs.RestoreIfEmpty call it). An error means a swap could not be
 // completed: the service must not start on that directory.
 func Recover(cfg Config, log *zap.Logger) error {
+	unlock, err := lockSources(cfg, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return recoverSwaps(cfg, log, hooks{})
+}
+
+// lockSources takes the restore lock of every source of cfg, so that two
+// restores (or a restore and a starting entrypoint's Recover) never work on
+// one target at once: an flock on the target when it is a mount point
+// (shared by every container that mounts the volume), else on its parent
+// (whose entries the swap changes), created when create is set. One held
+// elsewhere fails at once.
+func lockSources(cfg Config, create bool) (unlock func(), err error) {
+	var unlocks []func()
+	unlock = func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+	locked := map[string]bool{} // flocks are per open file: one per directory
+	for _, src := range cfg.Sources {
+		target, err := filepath.Abs(src)
+		if err == nil {
+			target, err = resolveTarget(target, zap.NewNop())
+		}
+		if err != nil {
+			unlock()
+			return nil, fmt.Errorf("restore: source %s: %w", src, err)
+		}
+		dir := filepath.Dir(target)
+		if create {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				unlock()
+				return nil, fmt.Errorf("restore: %w", err)
+			}
+		}
+		if inside, _ := isMountPoint(target); inside {
+			dir = target
+		}
+		if locked[dir] {
+			continue
+		}
+		u, err := flockDir(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !create:
+			continue // nothing there to recover
+		case errors.Is(err, unix.EWOULDBLOCK):
+			unlock()
+			return nil, fmt.Errorf("restore: %s is locked by another restore in progress (entrypoint restore, or an entrypoint starting on the same volume); try again when it has finished", dir)
+		case err != nil:
+			unlock()
+			return nil, fmt.Errorf("restore: lock %s: %w", dir, err)
+		}
+		locked[dir] = true
+		unlocks = append(unlocks, u)
+	}
+	return unlock, nil
 }
 
 func recoverSwaps(cfg Config, log *zap.Logger, h hooks) error {

@@ -487,3 +487,40 @@ func TestIsEmpty(t *testing.T) {
 		}
 	})
 }
+
+// TestRestore_Locked: a restore (or Recover) never works on a target that
+// another restore holds: it fails at once, naming the lock, and changes nothing.
+func TestRestore_Locked(t *testing.T) {
+	for _, tg := range []swapTarget{plainTarget, tmpfsTarget} {
+		t.Run(tg.name, func(t *testing.T) {
+			src := filepath.Join(t.TempDir(), "data")
+			fillTree(t, src, "new", "a")
+			cfg := testConfig(t, CompressionGzip, src)
+			info, err := Create(context.Background(), cfg, testLogger(t))
+			must(t, err)
+			target := filepath.Join(t.TempDir(), "data")
+			tg.setup(t, target)
+			fillTree(t, target, "old", "x")
+			old := content(t, target)
+			cfg.Sources = []string{target}
+			lockDir := filepath.Dir(target)
+			if tg.name == tmpfsTarget.name {
+				lockDir = target
+			}
+			unlock, err := flockDir(lockDir)
+			must(t, err)
+			err = Restore(context.Background(), cfg, info.Path, RestoreOptions{}, testLogger(t))
+			if err == nil || !strings.Contains(err.Error(), "locked by another restore") {
+				t.Fatalf("Restore = %v, want a lock error", err)
+			}
+			if err := Recover(cfg, testLogger(t)); err == nil {
+				t.Fatal("Recover succeeded while another restore holds the lock")
+			}
+			if got := content(t, target); !sameContent(got, old) {
+				t.Fatalf("target changed:\n%s", describe(got))
+			}
+			unlock()
+			must(t, Restore(context.Background(), cfg, info.Path, RestoreOptions{}, testLogger(t)))
+		})
+	}
+}
