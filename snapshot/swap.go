@@ -115,10 +115,11 @@ const (
 
 // rootMeta is a directory's owner, mode and times.
 type rootMeta struct {
-	Mode         uint32 `json:"mode"` // fs.FileMode permission and special bits
-	UID          uint32 `json:"uid"`
-	GID          uint32 `json:"gid"`
-	Atime, Mtime int64  // ns since the epoch
+	Mode  uint32 `json:"mode"` // fs.FileMode permission and special bits
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Atime int64  `json:"atime"` // ns since the epoch
+	Mtime int64  `json:"mtime"`
 }
 
 func metaOf(fi fs.FileInfo) rootMeta {
