@@ -75,7 +75,7 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
-	unlock, err := lockSources(cfg, true)
+	unlock, err := lockSources(cfg, true, log)
 	if err != nil {
 		return err
 	}

@@ -621,7 +621,7 @@ func (h hooks) renameNoReplace(oldPath, newPath string) error {
 // jobs.RestoreIfEmpty call it). An error means a swap could not be
 // completed: the service must not start on that directory.
 func Recover(cfg Config, log *zap.Logger) error {
-	unlock, err := lockSources(cfg, false)
+	unlock, err := lockSources(cfg, false, log)
 	if err != nil {
 		return err
 	}
@@ -634,8 +634,8 @@ func Recover(cfg Config, log *zap.Logger) error {
 // one target at once: an flock on the target when it is a mount point
 // (shared by every container that mounts the volume), else on its parent
 // (whose entries the swap changes), created when create is set. One held
-// elsewhere fails at once.
-func lockSources(cfg Config, create bool) (unlock func(), err error) {
+// elsewhere fails at once; one the file system cannot take is warned about.
+func lockSources(cfg Config, create bool, log *zap.Logger) (unlock func(), err error) {
 	var unlocks []func()
 	unlock = func() {
 		for i := len(unlocks) - 1; i >= 0; i-- {
@@ -673,8 +673,10 @@ func lockSources(cfg Config, create bool) (unlock func(), err error) {
 			unlock()
 			return nil, fmt.Errorf("restore: %s is locked by another restore in progress (entrypoint restore, or an entrypoint starting on the same volume); try again when it has finished", dir)
 		case err != nil:
-			unlock()
-			return nil, fmt.Errorf("restore: lock %s: %w", dir, err)
+			// A file system without flock (some network ones): the lock only
+			// guards against a second restore at the same time; go on without.
+			log.Warn("restore: cannot lock the target against a concurrent restore", zap.String("dir", dir), zap.Error(err))
+			continue
 		}
 		locked[dir] = true
 		unlocks = append(unlocks, u)
