@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,8 +26,11 @@ var ErrRestoreFailed = errors.New("auto-restore failed")
 var ErrRemoteUnavailable = errors.New("a remote could not be listed")
 
 // RestoreIfEmpty restores, before the service starts, the newest snapshot that
-// verifies when the first source directory is missing or empty. It returns
-// the restored snapshot's name, or "" when there was nothing to restore.
+// verifies when the first source directory is missing or empty
+// (snapshot.IsEmpty: a lost+found directory and restore's own work files do
+// not count as data), after completing any interrupted restore
+// (snapshot.Recover). It returns the restored snapshot's name, or "" when
+// there was nothing to restore.
 //
 // The local snapshots (SNAPVISOR_DIR) come first, newest first. When there is
 // none, or none verifies, the remotes are tried (RestoreFromRemotes): every
@@ -46,8 +48,12 @@ var ErrRemoteUnavailable = errors.New("a remote could not be listed")
 // temporary directory beside the first source and deleted afterwards;
 // otherwise into cfg.Dir, where it stays as a local snapshot.
 func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []store.Store, log *zap.Logger) (string, error) {
+	// An interrupted restore is completed before anything is judged empty.
+	if err := snapshot.Recover(cfg, log); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrRestoreFailed, err)
+	}
 	first := cfg.Sources[0]
-	empty, err := isEmptyDir(first)
+	empty, err := snapshot.IsEmpty(first)
 	if err != nil {
 		return "", fmt.Errorf("auto-restore: inspect %s: %w", first, err)
 	}
@@ -57,7 +63,7 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []store.St
 	}
 	discard := true // nothing to keep when every source is empty
 	for _, s := range cfg.Sources[1:] {
-		if e, _ := isEmptyDir(s); !e {
+		if e, _ := snapshot.IsEmpty(s); !e {
 			discard = false
 		}
 	}
@@ -275,21 +281,4 @@ func storeNames(stores []store.Store) string {
 		names[i] = s.Name()
 	}
 	return strings.Join(names, ", ")
-}
-
-// isEmptyDir reports whether dir is missing or has no entries.
-func isEmptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return true, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	_, err = f.Readdirnames(1)
-	if errors.Is(err, io.EOF) {
-		return true, nil
-	}
-	return false, err
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -234,4 +235,95 @@ func TestRestoreIfEmpty_Remotes(t *testing.T) {
 			t.Errorf("left beside the target: %v", l)
 		}
 	})
+}
+
+// TestRestoreIfEmpty_Empty: a data directory holding only lost+found (a
+// fresh ext4 volume) and leftovers of restore's own is empty: the newest
+// snapshot is restored (lost+found stays at a mount point's root); any
+// other entry is data and nothing is restored.
+func TestRestoreIfEmpty_Empty(t *testing.T) {
+	ctx := context.Background()
+	mkdir := func(t *testing.T, p string) {
+		t.Helper()
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		mount    bool
+		plant    func(t *testing.T, data string)
+		restored bool
+	}{
+		{"only lost+found", false, func(t *testing.T, data string) { mkdir(t, filepath.Join(data, "lost+found")) }, true},
+		{"lost+found at a mount point's root", true, func(t *testing.T, data string) { mkdir(t, filepath.Join(data, "lost+found")) }, true},
+		{"lost+found and an interrupted restore's staging", true, func(t *testing.T, data string) {
+			mkdir(t, filepath.Join(data, "lost+found"))
+			mkdir(t, filepath.Join(data, ".snapvisor-restore-123", "half"))
+		}, true},
+		{"a staging directory beside", false, func(t *testing.T, data string) {
+			mkdir(t, data)
+			mkdir(t, filepath.Join(filepath.Dir(data), ".data.restore-123", "half"))
+		}, true},
+		{"lost+found and data", true, func(t *testing.T, data string) {
+			mkdir(t, filepath.Join(data, "lost+found"))
+			if err := os.WriteFile(filepath.Join(data, "version"), []byte("live"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"lost+found as a file is data", false, func(t *testing.T, data string) {
+			mkdir(t, data)
+			if err := os.WriteFile(filepath.Join(data, "lost+found"), []byte("live"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRemoteFixture(t, 0, filepath.Join(t.TempDir(), "backups"))
+			mkdir(t, f.cfg.Dir)
+			v1 := f.snap(t, "v1", 1)
+			if err := os.Rename(v1, filepath.Join(f.cfg.Dir, filepath.Base(v1))); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(v1+".sha256", filepath.Join(f.cfg.Dir, filepath.Base(v1))+".sha256"); err != nil {
+				t.Fatal(err)
+			}
+			data := f.cfg.Sources[0]
+			if tc.mount {
+				mkdir(t, data)
+				if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=16m"); err != nil {
+					if os.Getenv("CI") == "true" {
+						t.Fatalf("mount tmpfs (needs root): %v", err)
+					}
+					t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+				}
+				t.Cleanup(func() { syscall.Unmount(data, syscall.MNT_DETACH) })
+			}
+			tc.plant(t, data)
+			name, err := RestoreIfEmpty(ctx, f.cfg, nil, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.restored {
+				if name != "" || f.restored(t) == "v1" {
+					t.Fatalf("RestoreIfEmpty = %q: restored over data", name)
+				}
+				return
+			}
+			if name != filepath.Base(v1) || f.restored(t) != "v1" {
+				t.Fatalf("RestoreIfEmpty = %q, restored %q; want v1", name, f.restored(t))
+			}
+			if tc.mount {
+				if fi, err := os.Lstat(filepath.Join(data, "lost+found")); err != nil || !fi.IsDir() {
+					t.Errorf("lost+found is gone from the mount point's root: %v", err)
+				}
+			}
+			if m, _ := filepath.Glob(filepath.Join(data, ".snapvisor-*")); len(m) > 0 {
+				t.Errorf("work files left in the target: %v", m)
+			}
+			if l := f.leftovers(t); len(l) != 0 {
+				t.Errorf("left beside the target: %v", l)
+			}
+		})
+	}
 }

@@ -21,6 +21,9 @@ declare -A want=(
   [gpg]=gnupg
   [gpgconf]=gnupg
   [openssl]=openssl
+  [strace]=strace        # restore crash tests inject signals at each rename (strace -e inject)
+  [mkfs.ext4]=e2fsprogs  # fresh ext4 volumes (lost+found) mounted over loop devices in tests
+  [mount]=mount
 )
 missing=()
 for cmd in "${!want[@]}"; do

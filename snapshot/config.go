@@ -65,10 +65,13 @@
 // previous contents kept as <target>.pre-restore-<UTC time>.
 //
 // A target that is a mount point (a container volume) cannot be renamed: it
-// is staged in <target>/.snapvisor-restore-* and its entries are swapped,
-// not atomically, the previous ones kept in
-// <target>/.snapvisor-pre-restore-<UTC time>-*; snapshots leave top-level
-// entries with these two prefixes out.
+// is staged in <target>/.snapvisor-restore-* and its entries are swapped in
+// two phases, the previous ones kept in
+// <target>/.snapvisor-pre-restore-<UTC time>-*; a plain directory is
+// exchanged with its staging directory (RENAME_EXCHANGE). A journal written
+// before the swap lets Recover complete one that a crash interrupted (see
+// swap.go). Snapshots leave restore's work files and lost+found out at a
+// source's root.
 package snapshot
 
 import (

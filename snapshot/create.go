@@ -59,6 +59,9 @@ type hooks struct {
 	beforeCopy    func(path string) // after the header is written, before the content is read
 	progressEvery time.Duration
 	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
+
+	// renameat2 does every rename of restore's swap and journal (swap.go).
+	renameat2 func(oldPath, newPath string, flags uint) error
 }
 
 // Create writes one snapshot of cfg.Sources into cfg.Dir and returns its Info.
@@ -350,16 +353,26 @@ func resolveSources(in []string) ([]string, error) {
 
 // lockDir takes an exclusive, non-blocking flock on dir until unlock is called.
 func lockDir(dir string) (unlock func(), err error) {
+	unlock, err = flockDir(dir)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, fmt.Errorf("snapshot directory %s is in use by another snapshot run", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock snapshot directory: %w", err)
+	}
+	return unlock, nil
+}
+
+// flockDir takes an exclusive, non-blocking flock on dir until unlock is
+// called; held elsewhere, it fails with unix.EWOULDBLOCK.
+func flockDir(dir string) (unlock func(), err error) {
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open snapshot directory: %w", err)
+		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("snapshot directory %s is in use by another snapshot run", dir)
-		}
-		return nil, fmt.Errorf("lock snapshot directory %s: %w", dir, err)
+		return nil, fmt.Errorf("flock %s: %w", dir, err)
 	}
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
@@ -495,17 +508,7 @@ func statKey(fi fs.FileInfo) devIno {
 
 // renameNoReplace renames old to new, failing if new exists.
 func renameNoReplace(oldPath, newPath string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		if _, serr := os.Lstat(newPath); serr == nil {
-			return fmt.Errorf("rename %s: %s already exists", oldPath, newPath)
-		}
-		return os.Rename(oldPath, newPath)
-	}
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: oldPath, New: newPath, Err: err}
-	}
-	return nil
+	return hooks{}.renameNoReplace(oldPath, newPath)
 }
 
 func syncDir(dir string) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TimeLayout is the UTC time stamp in snapshot file names.
@@ -75,32 +78,81 @@ func EncryptionOf(base string) string {
 	return EncryptionNone
 }
 
-// readChecksum reads "<archive>.sha256" and returns the hex digest; the file
-// must be one sha256sum line naming the archive's base name.
-func readChecksum(archive string) (string, error) {
+// maxChecksumFile bounds what is read of a checksum file: one sha256sum line.
+const maxChecksumFile = 4 << 10
+
+// ReadChecksum reads "<archive>.sha256" and returns the hex digest; the file
+// must be one sha256sum line naming the archive's base name (ParseChecksum).
+// It is read with readSmallFile: a FIFO, a symlink (to /dev/zero, say), a
+// directory or a file larger than 4 KiB in its place is an error, never a
+// hang or a huge read. Every reader of a local checksum file uses it.
+func ReadChecksum(archive string) (string, error) {
 	sumPath := archive + ".sha256"
-	b, err := os.ReadFile(sumPath)
+	b, err := readSmallFile(sumPath, maxChecksumFile)
 	if err != nil {
 		return "", fmt.Errorf("checksum file: %w", err)
 	}
+	sum, err := ParseChecksum(b, filepath.Base(archive))
+	if err != nil {
+		return "", fmt.Errorf("checksum file %s: %w", sumPath, err)
+	}
+	return sum, nil
+}
+
+// ParseChecksum parses the content of a checksum file: exactly one complete
+// sha256sum line ("<64 hex digits>  <base>" or "... *<base>") naming base.
+// It returns the digest in lower case.
+func ParseChecksum(b []byte, base string) (string, error) {
 	line, rest, found := bytes.Cut(b, []byte("\n"))
 	if !found || len(rest) != 0 {
-		return "", fmt.Errorf("checksum file %s: not a single complete sha256sum line", sumPath)
+		return "", errors.New("not a single complete sha256sum line")
 	}
 	sum, name, found := strings.Cut(string(line), "  ")
 	if !found {
 		sum, name, found = strings.Cut(string(line), " *")
 	}
 	if !found || len(sum) != 64 {
-		return "", fmt.Errorf("checksum file %s: not in sha256sum format", sumPath)
+		return "", errors.New("not in sha256sum format")
 	}
 	if _, err := hex.DecodeString(sum); err != nil {
-		return "", fmt.Errorf("checksum file %s: bad digest: %w", sumPath, err)
+		return "", fmt.Errorf("bad digest: %w", err)
 	}
-	if name != filepath.Base(archive) {
-		return "", fmt.Errorf("checksum file %s names %q, not %q", sumPath, name, filepath.Base(archive))
+	if name != base {
+		return "", fmt.Errorf("names %q, not %q", name, base)
 	}
 	return strings.ToLower(sum), nil
+}
+
+// readSmallFile reads the regular file p, at most limit bytes, without
+// following a symlink and without blocking on a FIFO (O_NOFOLLOW,
+// O_NONBLOCK): side files (checksums, restore journals) sit in directories
+// that others may write to, and must neither hang a reader nor fill its
+// memory. Anything but a regular file of at most limit bytes is an error.
+func readSmallFile(p string, limit int64) ([]byte, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symlink: not followed", p)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", p, fi.Mode().Type())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", p, limit)
+	}
+	return b, nil
 }
 
 // List returns the complete snapshots in dir named <name>-<time>.tar[.gz|.zst][.<encryption>]
@@ -122,7 +174,7 @@ func List(dir, name string) ([]Info, error) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		sum, err := readChecksum(p)
+		sum, err := ReadChecksum(p)
 		if err != nil {
 			continue
 		}

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,20 +34,30 @@ type RestoreOptions struct {
 }
 
 // Restore restores the snapshot at path into the source directories of cfg.
+// It first completes any swap an earlier restore left interrupted (Recover).
 // It extracts every source into a hidden staging directory beside it (same
 // parent), refusing entries that would escape it, while computing the
 // archive's sha256; only when the whole archive is extracted, read to its end
 // and matches its .sha256 (and the staging data is synced) does it swap each
-// staging directory into place: the current directory is renamed to
-// <target>.pre-restore-<UTC YYYYMMDDTHHMMSSZ> (removed after the swap when
-// DiscardCurrent) and the staging directory takes its name (a mount point
-// is staged inside and its entries swapped; see the package documentation).
+// staging directory into place: a journal is written for every target, then
+// the current directory and the staging directory are exchanged (renameat2
+// RENAME_EXCHANGE, so the target path always holds a complete directory) and
+// the previous contents are kept as <target>.pre-restore-<UTC
+// YYYYMMDDTHHMMSSZ> (removed when DiscardCurrent). A mount point is staged
+// inside and its entries swapped in two journaled phases (see the package
+// documentation). ctx is checked last just before the journals are written:
+// once the swap has begun it is completed whatever ctx says, and a crash
+// from then on is completed by the next Recover.
 // A target that is a symlink stays one: the restore goes into the directory
 // it points to (created if missing), beside which the previous contents are
 // kept. On any error the
 // staging directories are removed and the targets are untouched. Ownership is
 // restored when running as root. Errors name the archive, the entry and the fault.
 func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger) error {
+	return restore(ctx, cfg, path, opts, log, hooks{})
+}
+
+func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger, h hooks) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -57,7 +66,7 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 	}
 	start := time.Now()
 	log = log.With(zap.String("archive", path))
-	want, err := readChecksum(path)
+	want, err := ReadChecksum(path)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", path, err)
 	}
@@ -66,6 +75,14 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
+	unlock, err := lockSources(cfg, true, log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := recoverSwaps(cfg, log, h); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 
 	x := &extractor{roots: map[string]string{}, targets: map[string]string{}, inside: map[string]bool{}, dirs: map[string]bool{}, rootSeen: map[string]bool{},
 		chown: os.Geteuid() == 0, buf: make([]byte, readBufSize), zero: make([]byte, zeroChunkBytes), log: log}
@@ -93,7 +110,6 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 			stagingParent, pattern = target, stagingPrefix+"*"
 			x.inside[top] = true
 		}
-		removeStaleStaging(stagingParent, pattern, log)
 		staging, err := os.MkdirTemp(stagingParent, pattern)
 		if err != nil {
 			return fmt.Errorf("restore: create staging directory: %w", err)
@@ -137,58 +153,63 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 			zap.String("instance", m.Instance), zap.String("version", m.Version), zap.Int64("files", s.counted.Files), zap.Int64("bytes", s.counted.Bytes))
 	}
 
-	stamp := opts.Now().UTC().Format(TimeLayout)
-	var undos []func()
-	rollback := func() {
-		for i := len(undos) - 1; i >= 0; i-- {
-			undos[i]()
-		}
+	// The last point at which the restore is abandoned: from here on ctx is
+	// not consulted (a TERM must not leave a half-swapped target).
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("restore %s: stopped before the swap, nothing changed: %w", path, err)
 	}
-	var previous []string
-	for _, top := range sortedKeys(x.targets) {
-		target, staging := x.targets[top], x.roots[top]
-		swap := swapRename
-		if x.inside[top] {
-			swap = swapEntries
-		}
-		prev, undo, err := swap(target, staging, stamp, log)
-		if err != nil {
-			rollback()
-			return fmt.Errorf("restore %s: swap into place: %w", path, err)
-		}
-		inside := x.inside[top]
-		if !inside {
-			delete(x.roots, top) // staging is the target now
-		}
-		undos = append(undos, func() {
-			if undo() && !inside {
-				x.roots[top] = staging // back at its path: removed by cleanup
-			}
-		})
-		if prev != "" {
-			previous = append(previous, prev)
-		}
-	}
-	for _, prev := range previous {
-		if opts.DiscardCurrent {
-			// Removing a copy kept inside a mount point changes its times: keep the restored ones.
-			parent, err := os.Lstat(filepath.Dir(prev))
-			makeRemovable(prev)
-			if err := os.RemoveAll(prev); err != nil {
-				log.Warn("restore: cannot remove the previous contents", zap.String("path", prev), zap.Error(err))
-			}
-			if err == nil && strings.HasPrefix(filepath.Base(prev), preRestorePrefix) {
-				if st, ok := parent.Sys().(*syscall.Stat_t); ok {
-					ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
-					_ = unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Dir(prev), ts, unix.AT_SYMLINK_NOFOLLOW)
-				}
-			}
-			continue
-		}
-		log.Info("restore: previous contents kept", zap.String("previous", prev))
+	if err := swapAll(x, opts, h, log); err != nil {
+		return fmt.Errorf("restore %s: swap into place: %w", path, err)
 	}
 	log.Info("restore complete", zap.Strings("targets", cfg.Sources), zap.Int64("files", s.counted.Files),
 		zap.Int64("bytes", s.counted.Bytes), zap.Duration("elapsed", time.Since(start)))
+	return nil
+}
+
+// swapAll puts every staging directory of x in place of its target. Every
+// journal is written before the first swap starts, so that a crash at any
+// point is completed by Recover for every target alike. A swap that fails
+// returns every target to its previous contents.
+func swapAll(x *extractor, opts RestoreOptions, h hooks, log *zap.Logger) error {
+	stamp := opts.Now().UTC().Format(TimeLayout)
+	tops := sortedKeys(x.targets)
+	swaps := make([]*swap, 0, len(tops))
+	for _, top := range tops {
+		s, err := planSwap(x.targets[top], x.roots[top], stamp, x.inside[top], opts.DiscardCurrent, h, log)
+		if err != nil {
+			return err
+		}
+		swaps = append(swaps, s)
+	}
+	rollback := func(n int) {
+		for i := n - 1; i >= 0; i-- {
+			if err := swaps[i].back(); err != nil {
+				// The journal stays: the next Recover completes the swap instead.
+				log.Error("restore: rollback failed; the next start or restore completes the swap", zap.String("target", swaps[i].target), zap.Error(err))
+				continue
+			}
+			x.roots[tops[i]] = swaps[i].at(swaps[i].j.Staging) // back at its path: removed by cleanup
+		}
+	}
+	for i, s := range swaps {
+		err := s.commit()
+		if err != nil {
+			rollback(i)
+			return err
+		}
+		delete(x.roots, tops[i]) // the journal owns the staging directory now
+	}
+	for _, s := range swaps {
+		if err := s.forward(); err != nil {
+			rollback(len(swaps))
+			return err
+		}
+	}
+	for _, s := range swaps {
+		if prev := s.finish(); prev != "" {
+			log.Info("restore: previous contents kept", zap.String("previous", prev))
+		}
+	}
 	return nil
 }
 

@@ -198,7 +198,7 @@ func Verify(ctx context.Context, path string) error {
 // authentication of aes256-gcm, age and gpg is checked to the last byte.
 // Missing or wrong credentials give an error wrapping ErrKey.
 func VerifyWith(ctx context.Context, path string, enc Encryption) error {
-	want, err := readChecksum(path)
+	want, err := ReadChecksum(path)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", path, err)
 	}

@@ -144,6 +144,9 @@ func (w *walker) walkSource(ctx context.Context, src string, send func(walkItem)
 				w.log.Warn("entry vanished during the walk", zap.String("path", p))
 				return nil
 			}
+			if errors.Is(err, fs.ErrPermission) {
+				return unreadable(root, p, err)
+			}
 			return fmt.Errorf("walk %s: %w", p, err)
 		}
 		if err := ctx.Err(); err != nil {
@@ -156,8 +159,9 @@ func (w *walker) walkSource(ctx context.Context, src string, send func(walkItem)
 		rel = filepath.ToSlash(rel)
 		arch := top
 		if rel != "." {
-			if !strings.Contains(rel, "/") && (strings.HasPrefix(rel, stagingPrefix) || strings.HasPrefix(rel, preRestorePrefix)) {
-				// Restore's own work directories inside a mount-point source.
+			if !strings.Contains(rel, "/") && skippedAtRoot(rel, d.IsDir()) {
+				// Restore's own work files inside a mount-point source, and
+				// the file system's lost+found (root-only 0700 on ext4).
 				if d.IsDir() {
 					return fs.SkipDir
 				}
@@ -176,6 +180,9 @@ func (w *walker) walkSource(ctx context.Context, src string, send func(walkItem)
 			w.log.Warn("entry vanished during the walk", zap.String("path", p))
 			return nil
 		}
+		if errors.Is(err, fs.ErrPermission) {
+			return unreadable(root, p, err)
+		}
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", p, err)
 		}
@@ -191,6 +198,8 @@ func (w *walker) walkSource(ctx context.Context, src string, send func(walkItem)
 			switch {
 			case errors.Is(err, errSwapped):
 				it.skipped = true
+			case errors.Is(err, fs.ErrPermission):
+				return unreadable(root, p, err)
 			case err != nil:
 				return err
 			case f == nil:
@@ -204,6 +213,21 @@ func (w *walker) walkSource(ctx context.Context, src string, send func(walkItem)
 }
 
 var errSwapped = errors.New("swapped")
+
+// unreadable is the error for an entry p under a source's root that the
+// snapshot's user may not read: it names the entry, the uid and the
+// SNAPVISOR_EXCLUDE pattern that leaves it out.
+func unreadable(root, p string, err error) error {
+	rel, rerr := filepath.Rel(root, p)
+	if rerr != nil || rel == "." {
+		return fmt.Errorf("cannot read the source %s as uid %d: %w", p, os.Geteuid(), err)
+	}
+	// A literal path.Match pattern: escape the metacharacters; a comma
+	// (the list separator) can only be matched by "?".
+	pattern := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `,`, `?`).Replace(filepath.ToSlash(rel))
+	return fmt.Errorf("cannot read %s as uid %d: make it readable for that user, or leave it out of snapshots with SNAPVISOR_EXCLUDE=%s: %w",
+		p, os.Geteuid(), pattern, err)
+}
 
 // openRegular opens the regular file the walk found at p without following a
 // symlink or blocking on a FIFO that took its place, and checks that it is

@@ -264,3 +264,43 @@ func TestArchives(t *testing.T) {
 		}
 	}
 }
+
+// TestCreate_SkipsLostFound: lost+found at a source root belongs to the file
+// system (a fresh ext4 volume has one, root-owned 0700) and is left out of
+// snapshots; a lost+found deeper down, or one that is not a directory, is data.
+func TestCreate_SkipsLostFound(t *testing.T) {
+	ctx := context.Background()
+	t.Run("Ext4Root", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "data")
+		mountExt4(t, src)
+		writeFile(t, filepath.Join(src, "lost+found", "#12"), []byte("fsck found this"), 0o600)
+		writeFile(t, filepath.Join(src, "db"), []byte("data"), 0o644)
+		cfg := testConfig(t, CompressionGzip, src)
+		info, err := Create(ctx, cfg, testLogger(t))
+		must(t, err)
+		got := archiveEntries(t, info.Path)
+		for name := range got {
+			if strings.Contains(name, "lost+found") {
+				t.Errorf("snapshot holds %s", name)
+			}
+		}
+		if _, ok := got["data/db"]; !ok {
+			t.Fatalf("snapshot lacks data/db: %v", got)
+		}
+	})
+	t.Run("DeeperOrNotADirectory", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "data")
+		writeFile(t, filepath.Join(src, "sub", "lost+found", "kept"), []byte("data"), 0o644)
+		src2 := filepath.Join(t.TempDir(), "other")
+		writeFile(t, filepath.Join(src2, "lost+found"), []byte("a file of the service"), 0o644)
+		cfg := testConfig(t, CompressionGzip, src, src2)
+		info, err := Create(ctx, cfg, testLogger(t))
+		must(t, err)
+		got := archiveEntries(t, info.Path)
+		for _, name := range []string{"data/sub/lost+found/kept", "other/lost+found"} {
+			if _, ok := got[name]; !ok {
+				t.Errorf("snapshot lacks %s: %v", name, got)
+			}
+		}
+	})
+}

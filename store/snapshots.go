@@ -129,26 +129,9 @@ func newer(a, b RemoteSnapshot) bool {
 	return a.Key > b.Key
 }
 
-// sumLine is the sha256sum line of a checksum file, and its digest.
+// parseSumFile parses a checksum file's content (snapshot.ParseChecksum).
 func parseSumFile(b []byte, base string) (digest string, err error) {
-	line, rest, found := bytes.Cut(b, []byte("\n"))
-	if !found || len(rest) != 0 {
-		return "", errors.New("not a single complete sha256sum line")
-	}
-	sum, name, found := strings.Cut(string(line), "  ")
-	if !found {
-		sum, name, found = strings.Cut(string(line), " *")
-	}
-	if !found || len(sum) != 64 {
-		return "", errors.New("not in sha256sum format")
-	}
-	if _, err := hex.DecodeString(sum); err != nil {
-		return "", fmt.Errorf("bad digest: %w", err)
-	}
-	if name != base {
-		return "", fmt.Errorf("names %q, not %q", name, base)
-	}
-	return strings.ToLower(sum), nil
+	return snapshot.ParseChecksum(b, base)
 }
 
 func sumFile(digest, base string) []byte { return []byte(digest + "  " + base + "\n") }
@@ -207,14 +190,11 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 	if !ok {
 		return rs, fmt.Errorf("push %s to %s: not a snapshot name (<name>-<YYYYMMDDTHHMMSSZ>.tar[.gz|.zst])", localPath, s.Name())
 	}
-	sb, err := os.ReadFile(localPath + sumSuffix)
+	digest, err := snapshot.ReadChecksum(localPath)
 	if err != nil {
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
 	}
-	digest, err := parseSumFile(sb, base)
-	if err != nil {
-		return rs, fmt.Errorf("push %s to %s: checksum file: %w", localPath, s.Name(), err)
-	}
+	sb := sumFile(digest, base)
 	f, err := os.Open(localPath)
 	if err != nil {
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
