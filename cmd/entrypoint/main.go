@@ -194,9 +194,15 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
 		}
 		if jc.Restore == jobs.RestoreModeIfEmpty {
-			if _, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log); err != nil {
-				return err
-			}
+			// RestoreIfEmpty completes an interrupted restore first.
+			_, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log)
+			return err
+		}
+		// Without auto-restore an interrupted restore (entrypoint restore
+		// killed mid-swap) is still finished or rolled back: the service
+		// never starts on a half-swapped directory.
+		if err := snapshot.Recover(a.snap, a.log); err != nil {
+			return fmt.Errorf("%w: %w", jobs.ErrRestoreFailed, err)
 		}
 		return nil
 	})

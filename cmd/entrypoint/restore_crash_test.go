@@ -196,10 +196,13 @@ func TestEntrypoint_RestoreInterrupted(t *testing.T) {
 		old   bool     // old data in the target (else an empty volume)
 		want  string   // the snapshot's tree
 		argv  []string // what runs under strace (binPath first)
+		next  []string // more environment of the next start
 	}{
-		{"AutoRestoreIntoEmptyVolume", true, false, manifest(t, newest), []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", binPath, "--", "true"}},
-		{"RestoreCommandMountPoint", true, true, manifest(t, asked), []string{binPath, "restore", names[0]}},
-		{"RestoreCommandPlainDir", false, true, manifest(t, asked), []string{binPath, "restore", names[0]}},
+		{"AutoRestoreIntoEmptyVolume", true, false, manifest(t, newest), []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", binPath, "--", "true"}, nil},
+		{"RestoreCommandMountPoint", true, true, manifest(t, asked), []string{binPath, "restore", names[0]}, nil},
+		{"RestoreCommandPlainDir", false, true, manifest(t, asked), []string{binPath, "restore", names[0]}, nil},
+		// Without auto-restore the next start still finishes or rolls back the swap.
+		{"RestoreCommandMountPointRestoreNever", true, true, manifest(t, asked), []string{binPath, "restore", names[0]}, []string{"SNAPVISOR_RESTORE=never"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,7 +229,7 @@ func TestEntrypoint_RestoreInterrupted(t *testing.T) {
 						_, how := straced(t, env, n, sig, tc.argv...)
 						// A normal start: what does the service see?
 						out := filepath.Join(t.TempDir(), "seen")
-						p := startPID1(t, env, "--", "sh", "-c", manifestScript+` > "$2"`, "sh", data, out)
+						p := startPID1(t, append(env, tc.next...), "--", "sh", "-c", manifestScript+` > "$2"`, "sh", data, out)
 						if code := p.wait(t, time.Minute); code != 0 {
 							t.Fatalf("the next start exited %d (interrupted run: %s); stderr:\n%s", code, how, p.stderr)
 						}
