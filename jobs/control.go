@@ -17,7 +17,7 @@ import (
 func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxAge time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /snapshot", func(w http.ResponseWriter, req *http.Request) {
-		res, err := r.Trigger(req.Context(), "request")
+		res, err := r.Trigger(req.Context(), ReasonRequest)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
