@@ -48,8 +48,19 @@ func loopExt4(t *testing.T) string {
 	}
 	t.Cleanup(func() {
 		_ = exec.Command("fsfreeze", "-u", mnt).Run()
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		// A run stuck on the frozen filesystem may hold it for a moment after the thaw.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := exec.Command("umount", mnt).CombinedOutput()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				_ = exec.Command("umount", "-l", mnt).Run()
+				t.Errorf("umount %s: %v: %s", mnt, err, out)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 	return mnt

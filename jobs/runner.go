@@ -131,6 +131,21 @@ func warnFuture(log *zap.Logger, names []string, now time.Time) {
 		zap.Strings("snapshots", names), zap.Time("now", now.UTC()))
 }
 
+// sourceMissingError skips a run: a source does not exist (yet).
+type sourceMissingError struct{ missing []string }
+
+func (e *sourceMissingError) Error() string {
+	return fmt.Sprintf("source %s does not exist (SNAPVISOR_SOURCE): snapshots will start once it exists", strings.Join(e.missing, ", "))
+}
+
+// checkSources returns a *sourceMissingError when a source does not exist.
+func checkSources(sources []string) error {
+	if missing := missingSources(sources); len(missing) > 0 {
+		return &sourceMissingError{missing: missing}
+	}
+	return nil
+}
+
 // missingSources returns the sources that do not exist.
 func missingSources(sources []string) []string {
 	var missing []string
@@ -250,14 +265,6 @@ func (r *Runner) claim(ctx context.Context) (*flight, error) {
 func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.Context, *zap.Logger) (snapshot.Info, error)) Result {
 	res := Result{Reason: reason, Started: time.Now()}
 	log := r.log.With(zap.String("reason", reason))
-	if missing := missingSources(r.snap.Sources); len(missing) > 0 {
-		// Not a failure: a service that creates its data directory on first
-		// use, say. Health still fails once the grace period ends without a
-		// good snapshot.
-		res.Skipped = fmt.Sprintf("source %s does not exist (SNAPVISOR_SOURCE): snapshots will start once it exists", strings.Join(missing, ", "))
-		log.Warn("snapshot skipped: a source does not exist; snapshots will start once it exists", zap.Strings("missing", missing))
-		return res
-	}
 	log.Info("snapshot starting")
 	r.metrics.running.Set(1)
 	defer r.metrics.running.Set(0)
@@ -271,7 +278,14 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 		if errors.As(err, &fe) {
 			service = fe.service
 		}
+		var sm *sourceMissingError
 		switch {
+		case errors.As(err, &sm):
+			// Not a failure: a service that creates its data directory on
+			// first use, say. Health still fails once the grace period ends
+			// without a good snapshot.
+			res.Skipped = sm.Error()
+			log.Warn("snapshot skipped: a source does not exist; snapshots will start once it exists", zap.Strings("missing", sm.missing))
 		case errors.Is(err, supervisor.ErrShuttingDown):
 			// A stop signal (docker stop) came first: nothing is wrong.
 			res.Skipped = "the service is shutting down"
@@ -324,6 +338,9 @@ func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.I
 // read or write blocked in the kernel); the snapshot is then abandoned. A
 // failure is a *freezeError telling what happened to the service.
 func (r *Runner) archive(ctx context.Context, log *zap.Logger) (info snapshot.Info, err error) {
+	if err := checkSources(r.snap.Sources); err != nil { // before freezing the service for nothing
+		return info, err
+	}
 	r.nextSecond(ctx, log)
 	if r.svc == nil || r.cfg.Freeze == FreezeNone {
 		return r.create(ctx, log)
@@ -631,6 +648,9 @@ func (r *Runner) Final(ctx context.Context) Result {
 	}
 	r.log.Info("final snapshot after the service exited")
 	return r.fly(f, r.run(ctx, "exit", func(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
+		if err := checkSources(r.snap.Sources); err != nil {
+			return snapshot.Info{}, err
+		}
 		r.nextSecond(ctx, log)
 		return r.create(ctx, log)
 	}))

@@ -79,9 +79,10 @@ func TestRunner_MinInterval(t *testing.T) {
 	}
 
 	t.Run("0 turns it off", func(t *testing.T) {
-		f := newFixture(t, Config{MinInterval: 0}, looping)
-		a, _ := f.runner.Trigger(ctx, ReasonRequest)
-		b, _ := f.runner.Trigger(ctx, ReasonRequest)
+		// The same service: two supervisors in one process would reap each other's children.
+		r := NewRunner(Config{Freeze: FreezeNone, HookTimeout: 5 * time.Second}, f.snap, rotation.Policy{Keep: 10}, f.sup, f.env, zap.NewNop(), nil)
+		a, _ := r.Trigger(ctx, ReasonRequest)
+		b, _ := r.Trigger(ctx, ReasonRequest)
 		if !a.OK() || !b.OK() || b.Coalesced || a.Snapshot == b.Snapshot {
 			t.Fatalf("two requests without SNAPVISOR_MIN_INTERVAL: %+v, %+v; want two snapshots", a, b)
 		}
@@ -127,4 +128,15 @@ func TestRunner_MissingSource(t *testing.T) {
 	if res, _ := r.Trigger(context.Background(), ReasonRequest); !res.OK() {
 		t.Fatalf("run once the source exists: %+v", res)
 	}
+
+	t.Run("a pre-hook may create it", func(t *testing.T) {
+		if err := os.RemoveAll(f.snap.Sources[0]); err != nil {
+			t.Fatal(err)
+		}
+		r := NewRunner(Config{Freeze: FreezeNone, HookTimeout: 5 * time.Second, PreCommand: "mkdir -p " + f.snap.Sources[0]},
+			f.snap, rotation.Policy{Keep: 10}, f.sup, f.env, zap.NewNop(), nil)
+		if res, _ := r.Trigger(context.Background(), "schedule"); !res.OK() {
+			t.Fatalf("run whose pre-hook creates the source: %+v", res)
+		}
+	})
 }

@@ -304,7 +304,7 @@ func restoreFrom(ctx context.Context, a *app, rawURL string, pos []string, opts 
 // that took the snapshot; a failed push is a failure.
 func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 	jc := a.cfg.Jobs
-	if jc.Freeze != jobs.FreezeNone {
+	if jc.Freeze == jobs.FreezePause || jc.Freeze == jobs.FreezeStop {
 		e := config.Invalid("FREEZE", jc.Freeze, "none for a standalone `entrypoint snapshot`")
 		e.Err = fmt.Errorf("no entrypoint answers on %s (SNAPVISOR_CONTROL_SOCKET), and pausing or stopping the service needs the entrypoint that runs it: "+
 			"run `entrypoint snapshot` inside that container (docker exec, kubectl exec), or set SNAPVISOR_FREEZE=none for this command", jc.ControlSocket)
