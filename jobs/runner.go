@@ -349,6 +349,9 @@ func (r *Runner) archive(ctx context.Context, log *zap.Logger) (info snapshot.In
 	defer cancel()
 	th := &thaw{service: "left untouched"}
 	defer func() { // after the thaw below: the service's fate is known
+		if err != nil && errors.Is(fctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("abandoned at SNAPVISOR_FREEZE_TIMEOUT (%v): %w", r.cfg.FreezeTimeout, err)
+		}
 		if err != nil {
 			err = &freezeError{service: th.service, err: err}
 		}
