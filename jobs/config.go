@@ -44,7 +44,8 @@ type Config struct {
 	PostCommand   string        `envconfig:"SNAPVISOR_POST_COMMAND" desc:"hook run after each snapshot attempt, also after failures"`
 	HookTimeout   time.Duration `envconfig:"SNAPVISOR_HOOK_TIMEOUT" default:"30s" desc:"time limit for each hook; a timed-out pre-hook aborts the snapshot"`
 	Freeze        string        `envconfig:"SNAPVISOR_FREEZE" default:"none" desc:"none, pause (SIGSTOP the service's group while archiving, always resumed) or stop (stop the service, snapshot cold, start it again)"`
-	FreezeTimeout time.Duration `envconfig:"SNAPVISOR_FREEZE_TIMEOUT" default:"10m" desc:"longest time the service may stay paused or stopped; the snapshot is abandoned after it"`
+	FreezeTimeout time.Duration `envconfig:"SNAPVISOR_FREEZE_TIMEOUT" default:"10m" desc:"longest time the service may stay paused or stopped; it is resumed or started again then, even while the archive phase is stuck, and the snapshot is abandoned"`
+	MinInterval   time.Duration `envconfig:"SNAPVISOR_MIN_INTERVAL" default:"1m" desc:"an on-demand snapshot (entrypoint snapshot) within this time of the end of the previous run gets that run's result instead of a new snapshot; 0 turns it off"`
 	Restore       string        `envconfig:"SNAPVISOR_RESTORE" default:"if-empty" desc:"if-empty: before the service starts, restore the newest good snapshot when the first source is missing or empty; never"`
 	ControlSocket string        `envconfig:"SNAPVISOR_CONTROL_SOCKET" default:"/tmp/snapvisor.sock" desc:"unix socket (0600) used by entrypoint snapshot/status/health in the same container"`
 	MetricsAddr   string        `envconfig:"SNAPVISOR_METRICS_ADDR" desc:"listen address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9150 (off when empty)"`
@@ -95,7 +96,7 @@ func (c Config) Validate() error {
 	}{
 		{"JITTER", c.Jitter, true}, {"START_DELAY", c.StartDelay, true}, {"EXIT_TIMEOUT", c.ExitTimeout, false},
 		{"HOOK_TIMEOUT", c.HookTimeout, false}, {"FREEZE_TIMEOUT", c.FreezeTimeout, false}, {"HEALTH_MAX_AGE", c.HealthMaxAge, true},
-		{"HEALTH_GRACE", c.HealthGrace, true},
+		{"HEALTH_GRACE", c.HealthGrace, true}, {"MIN_INTERVAL", c.MinInterval, true},
 	} {
 		if d.v < 0 || (!d.zero && d.v == 0) {
 			return config.Invalid(d.name, d.v.String(), "a positive duration such as 30s or 5m")

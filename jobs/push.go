@@ -115,6 +115,18 @@ func (r *Runner) create(ctx context.Context, log *zap.Logger) (snapshot.Info, er
 	if len(held) == 0 {
 		return snapshot.Info{}, fmt.Errorf("streaming mode: no remote to stream to: %s", joinResults(results))
 	}
+	// Wall clock times (Round(0)): names are made of them, not of the monotonic clock.
+	if now := time.Now().Round(0); last.IsZero() || last.Round(0).After(now) {
+		// The first snapshot of this process, or the clock went back since
+		// the last one: the remotes tell whether this second's name is taken.
+		if !last.IsZero() {
+			warnFuture(log, []string{snapshot.FileName(r.snap, last)}, now)
+		}
+		last = time.Time{}
+		if taken(ctx, r.stores, snapshot.FileName(r.snap, now)) {
+			last = now
+		}
+	}
 	at, err := nameTime(ctx, last)
 	if err != nil {
 		return snapshot.Info{}, err
@@ -134,16 +146,14 @@ func (r *Runner) create(ctx context.Context, log *zap.Logger) (snapshot.Info, er
 // nameTime returns the time to name a streamed snapshot after: now, unless
 // that is in the second of last (then the next second), and never in the last
 // tenth of a second, so that snapshot.Stream, which names the snapshot after
-// its own start a moment later, lands in the same second.
+// its own start a moment later, lands in the same second. It waits a second
+// at most: a last in the future (a clock stepped back) is not waited for.
 func nameTime(ctx context.Context, last time.Time) (time.Time, error) {
 	now := time.Now()
 	sec := now.Truncate(time.Second)
 	wait := time.Duration(0)
-	if !sec.After(last.Truncate(time.Second)) || now.Sub(sec) > 900*time.Millisecond {
+	if sec.Equal(last.Truncate(time.Second)) || now.Sub(sec) > 900*time.Millisecond {
 		wait = sec.Add(time.Second + 5*time.Millisecond).Sub(now)
-		if !sec.After(last.Truncate(time.Second)) {
-			wait = last.Truncate(time.Second).Add(time.Second + 5*time.Millisecond).Sub(now)
-		}
 	}
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -172,9 +182,15 @@ func (r *Runner) seedFromRemotes(ctx context.Context) {
 	}
 	var newest store.RemoteSnapshot
 	lists, _ := listRemotes(ctx, r.stores, r.snap.Name, "cannot list a remote for the last good snapshot", r.log)
+	now := time.Now()
 	for _, list := range lists {
-		if len(list) > 0 && list[0].Time.After(newest.Time) {
-			newest = list[0]
+		for _, s := range list { // newest first; one dated in the future has no known age
+			if !s.Time.After(now) {
+				if s.Time.After(newest.Time) {
+					newest = s
+				}
+				break
+			}
 		}
 	}
 	if newest.Key == "" {

@@ -12,11 +12,6 @@ import (
 	"snapvisor/snapshot"
 )
 
-// ReasonRequest is the Result.Reason of a snapshot taken on request over the
-// control socket (`entrypoint snapshot`, POST /snapshot): an on-demand
-// snapshot, which never pushes a scheduled one out (rotation.Snapshot.OnDemand).
-const ReasonRequest = "request"
-
 // knownSnapshot is what only the runner that took a snapshot knows of it. It is kept
 // in memory: after a restart, earlier on-demand snapshots count as scheduled
 // and earlier empty ones are judged by their size.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -33,17 +34,31 @@ var _ Service = (*supervisor.Supervisor)(nil)
 
 // Result is the outcome of one snapshot run.
 type Result struct {
-	Reason    string        `json:"reason"`
-	Started   time.Time     `json:"started"`
-	Duration  time.Duration `json:"duration_ns"`
-	Snapshot  string        `json:"snapshot,omitempty"`
-	Size      int64         `json:"size,omitempty"`
-	Deleted   []string      `json:"deleted,omitempty"`
-	Remotes   []PushResult  `json:"remotes,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	Coalesced bool          `json:"coalesced,omitempty"` // this trigger joined a run already in progress
-	Shrunk    string        `json:"shrunk,omitempty"`    // the shrink guard flagged this snapshot: why (rotation.Suspect)
+	Reason   string        `json:"reason"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	Snapshot string        `json:"snapshot,omitempty"`
+	Size     int64         `json:"size,omitempty"`
+	Deleted  []string      `json:"deleted,omitempty"`
+	Remotes  []PushResult  `json:"remotes,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Skipped  string        `json:"skipped,omitempty"` // why the run took no snapshot without failing (a missing source, the service shutting down)
+	Shrunk   string        `json:"shrunk,omitempty"`  // the shrink guard flagged this snapshot: why (rotation.Suspect)
+	// Coalesced: this trigger joined a run already in progress, or, for an
+	// on-demand one within SNAPVISOR_MIN_INTERVAL, got the previous run's
+	// result (Note says so, NextAllowed is when a new one may run).
+	Coalesced   bool      `json:"coalesced,omitempty"`
+	Note        string    `json:"note,omitempty"`
+	NextAllowed time.Time `json:"next_allowed,omitzero"`
 }
+
+// Trigger reasons that other packages name. A ReasonRequest snapshot is
+// on-demand: it never pushes a scheduled one out (rotation.Snapshot.OnDemand);
+// a standalone one counts as scheduled (a CronJob is a schedule).
+const (
+	ReasonRequest    = "request"    // `entrypoint snapshot` (POST /snapshot) to a running entrypoint
+	ReasonStandalone = "standalone" // `entrypoint snapshot` with no entrypoint running (a CronJob, say)
+)
 
 // OK reports whether the run produced a snapshot.
 func (r Result) OK() bool { return r.Error == "" && r.Snapshot != "" }
@@ -68,6 +83,8 @@ type Runner struct {
 	last     Result
 	lastGood Result
 	runs     int
+	lastEnd  time.Time // when the last run ended (SNAPVISOR_MIN_INTERVAL)
+	frozen   time.Time // when the service was paused or stopped for the run in progress; zero once thawed
 
 	// Retention (retention.go): what the runner knows of its snapshots, and
 	// what this run's rotations found.
@@ -84,21 +101,79 @@ type flight struct {
 	res  Result
 }
 
-// NewRunner builds a runner. svc may be nil for a standalone run (no hooks' service, no freeze).
+// NewRunner builds a runner. svc may be nil for a standalone run (hooks run
+// without the service, no freeze). The newest local snapshot that is not
+// dated in the future is the last good one. With svc, a source that does not
+// exist (nothing was restored into it) is reported: runs are skipped until it
+// exists.
 func NewRunner(cfg Config, snap snapshot.Config, policy rotation.Policy, svc Service, env []string, log *zap.Logger, m *Metrics) *Runner {
 	if m == nil {
 		m = NewMetrics()
 	}
 	r := &Runner{cfg: cfg, snap: snap, policy: policy, svc: svc, env: env, log: log, metrics: m, started: time.Now()}
 	if list, err := snapshot.List(snap.Dir, snap.Name); err == nil && len(list) > 0 {
-		r.lastGood = Result{Reason: "found on disk", Started: list[0].Time, Snapshot: list[0].Name, Size: list[0].Size}
-		m.lastSuccess.Set(float64(list[0].Time.Unix()))
+		now := time.Now()
+		var future []string
+		for _, s := range list {
+			if s.Time.After(now) {
+				future = append(future, s.Name)
+				continue
+			}
+			r.lastGood = Result{Reason: "found on disk", Started: s.Time, Snapshot: s.Name, Size: s.Size}
+			m.lastSuccess.Set(float64(s.Time.Unix()))
+			break
+		}
+		warnFuture(log, future, now)
+	}
+	if missing := missingSources(snap.Sources); svc != nil && len(missing) > 0 {
+		log.Warn("a source does not exist and no snapshot was restored into it: snapshots will start once it exists",
+			zap.Strings("missing", missing))
 	}
 	return r
 }
 
+// warnFuture reports snapshots named after now: a clock stepped back (NTP,
+// a resumed VM) or a copy from a host with a skewed clock. They are not
+// waited for and do not count as the last good snapshot.
+func warnFuture(log *zap.Logger, names []string, now time.Time) {
+	if len(names) == 0 {
+		return
+	}
+	log.Warn("snapshots dated in the future: the clock may have been stepped back (or they were copied from a host with a skewed clock); "+
+		"new snapshots are named by the current time and health does not count these as the last good snapshot",
+		zap.Strings("snapshots", names), zap.Time("now", now.UTC()))
+}
+
+// sourceMissingError skips a run: a source does not exist (yet).
+type sourceMissingError struct{ missing []string }
+
+func (e *sourceMissingError) Error() string {
+	return fmt.Sprintf("source %s does not exist (SNAPVISOR_SOURCE): snapshots will start once it exists", strings.Join(e.missing, ", "))
+}
+
+// checkSources returns a *sourceMissingError when a source does not exist.
+func checkSources(sources []string) error {
+	if missing := missingSources(sources); len(missing) > 0 {
+		return &sourceMissingError{missing: missing}
+	}
+	return nil
+}
+
+// missingSources returns the sources that do not exist.
+func missingSources(sources []string) []string {
+	var missing []string
+	for _, s := range sources {
+		if _, err := os.Stat(s); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
 // Trigger takes a snapshot now, or joins the run in progress (coalescing).
-// It returns when that run has finished; ctx only bounds the wait.
+// It returns when that run has finished; ctx only bounds the wait. An
+// on-demand trigger (ReasonRequest) within SNAPVISOR_MIN_INTERVAL of the end
+// of the previous run gets that run's result instead of a new snapshot.
 func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 	r.mu.Lock()
 	if f := r.inflight; f != nil {
@@ -114,6 +189,18 @@ func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 			return Result{}, ctx.Err()
 		}
 	}
+	// A skipped run (a missing source, say) did nothing to coalesce into.
+	if until, ok := withinMinInterval(r.lastEnd, time.Now(), r.cfg.MinInterval); ok && reason == ReasonRequest && r.last.Skipped == "" {
+		res := r.last
+		r.mu.Unlock()
+		res.Coalesced, res.NextAllowed = true, until
+		res.Note = fmt.Sprintf("within SNAPVISOR_MIN_INTERVAL (%v) of the previous run: this is its result; the next on-demand snapshot is allowed from %s",
+			r.cfg.MinInterval, until.UTC().Format(time.RFC3339))
+		r.log.Info("snapshot request within SNAPVISOR_MIN_INTERVAL of the previous run: its result returned, no new snapshot",
+			zap.Duration("min_interval", r.cfg.MinInterval), zap.Time("next_allowed", until.UTC()), zap.String("snapshot", res.Snapshot))
+		r.metrics.coalesced.Inc()
+		return res, nil
+	}
 	f := &flight{done: make(chan struct{})}
 	r.inflight = f
 	r.mu.Unlock()
@@ -123,6 +210,16 @@ func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 	return r.fly(f, r.run(context.WithoutCancel(ctx), reason, r.pipeline)), nil
 }
 
+// withinMinInterval reports whether now is within min of end, the end of
+// the previous run (zero: none), and until when.
+func withinMinInterval(end, now time.Time, min time.Duration) (until time.Time, ok bool) {
+	if min <= 0 || end.IsZero() {
+		return time.Time{}, false
+	}
+	until = end.Add(min)
+	return until, now.Before(until)
+}
+
 // fly ends the run f with res: records it and wakes whoever waits.
 func (r *Runner) fly(f *flight, res Result) Result {
 	r.mu.Lock()
@@ -130,6 +227,7 @@ func (r *Runner) fly(f *flight, res Result) Result {
 	r.inflight = nil
 	r.last = res
 	r.runs++
+	r.lastEnd = time.Now()
 	if res.OK() {
 		r.lastGood = res
 	}
@@ -190,14 +288,34 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	res.Duration = time.Since(res.Started)
 	r.metrics.lastDuration.Set(res.Duration.Seconds())
 	if err != nil {
-		res.Error = err.Error()
-		r.metrics.failures.Inc()
-		if r.svc != nil && r.svc.State() == supervisor.StateExited {
+		service := "left untouched"
+		var fe *freezeError
+		if errors.As(err, &fe) {
+			service = fe.service
+		}
+		var sm *sourceMissingError
+		switch {
+		case errors.As(err, &sm):
+			// Not a failure: a service that creates its data directory on
+			// first use, say. Health still fails once the grace period ends
+			// without a good snapshot.
+			res.Skipped = sm.Error()
+			log.Warn("snapshot skipped: a source does not exist; snapshots will start once it exists", zap.Strings("missing", sm.missing))
+		case errors.Is(err, supervisor.ErrShuttingDown):
+			// A stop signal (docker stop) came first: nothing is wrong.
+			res.Skipped = "the service is shutting down"
+			log.Info("snapshot skipped: the service is shutting down", zap.String("service", service), zap.NamedError("reason", err))
+		case r.svc != nil && r.svc.State() == supervisor.StateExited:
 			// Its hooks and freeze were cut short by the service's exit;
 			// the final snapshot (SNAPVISOR_ON_EXIT) is the one that counts.
+			res.Error = err.Error()
+			r.metrics.failures.Inc()
 			log.Warn("snapshot interrupted: the service exited while it ran", zap.Error(err), zap.Duration("duration", res.Duration))
-		} else {
-			log.Error("snapshot failed; the service is untouched and the next run will try again", zap.Error(err), zap.Duration("duration", res.Duration))
+		default:
+			res.Error = err.Error()
+			r.metrics.failures.Inc()
+			log.Error("snapshot failed; the service was "+service+" and the next run will try again",
+				zap.Error(err), zap.String("service", service), zap.Duration("duration", res.Duration))
 		}
 		return res
 	}
@@ -234,72 +352,165 @@ func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.I
 
 // archive runs the snapshot with the service frozen as configured, and
 // always thaws it: a frozen service is a worse outage than a missed backup.
-func (r *Runner) archive(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
-	r.nextSecond(ctx)
+// SNAPVISOR_FREEZE_TIMEOUT thaws it even while the archive phase is stuck (a
+// read or write blocked in the kernel); the snapshot is then abandoned. A
+// failure is a *freezeError telling what happened to the service.
+func (r *Runner) archive(ctx context.Context, log *zap.Logger) (info snapshot.Info, err error) {
+	if err := checkSources(r.snap.Sources); err != nil { // before freezing the service for nothing
+		return info, err
+	}
+	r.nextSecond(ctx, log)
 	if r.svc == nil || r.cfg.Freeze == FreezeNone {
 		return r.create(ctx, log)
 	}
 	fctx, cancel := context.WithTimeout(ctx, r.cfg.FreezeTimeout)
 	defer cancel()
+	th := &thaw{service: "left untouched"}
+	defer func() { // after the thaw below: the service's fate is known
+		if err != nil && errors.Is(fctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("abandoned at SNAPVISOR_FREEZE_TIMEOUT (%v): %w", r.cfg.FreezeTimeout, err)
+		}
+		if err != nil {
+			err = &freezeError{service: th.service, err: err}
+		}
+	}()
+	r.setFrozen(true)
 	switch r.cfg.Freeze {
 	case FreezePause:
 		if err := r.svc.Pause(); err != nil {
-			return snapshot.Info{}, fmt.Errorf("pause service: %w", err)
+			r.setFrozen(false)
+			return info, fmt.Errorf("pause service: %w", err)
 		}
 		log.Info("service paused for the archive phase")
-		var once sync.Once
-		resume := func() {
-			once.Do(func() {
-				if err := r.svc.Resume(); err != nil {
-					log.Warn("resume service", zap.Error(err))
-					return
-				}
-				log.Info("service resumed")
-			})
+		th.fn = func() string {
+			defer r.setFrozen(false)
+			if err := r.svc.Resume(); err != nil {
+				log.Warn("resume service", zap.Error(err))
+				return "paused; resuming it failed: " + err.Error()
+			}
+			log.Info("service resumed")
+			return "paused and resumed"
 		}
-		// The freeze timeout resumes the service even while the archive
-		// phase is stuck (a read blocked in the kernel, say).
-		stopWatch := context.AfterFunc(fctx, resume)
-		defer func() { stopWatch(); resume() }()
 	case FreezeStop:
-		st, err := r.svc.Stop(fctx)
-		if r.svc.State() == supervisor.StateStopped {
-			// Whatever Stop returned, a stopped service is started again.
-			defer func() {
-				if err := r.svc.Start(); err != nil {
-					log.Error("start service again", zap.Error(err))
-					return
-				}
-				r.metrics.restarts.Inc()
-				log.Info("service started again")
-			}()
+		st, serr := r.svc.Stop(fctx)
+		if r.svc.State() != supervisor.StateStopped {
+			r.setFrozen(false)
+			if serr == nil {
+				serr = fmt.Errorf("the service is %s", r.svc.State())
+			}
+			return info, fmt.Errorf("stop service: %w", serr)
 		}
-		if err != nil {
-			return snapshot.Info{}, fmt.Errorf("stop service: %w", err)
+		// Whatever Stop returned, a stopped service is started again.
+		th.fn = func() string {
+			defer r.setFrozen(false)
+			if err := r.svc.Start(); errors.Is(err, supervisor.ErrShuttingDown) {
+				log.Info("service not started again: it is shutting down")
+				return "stopped and not started again (it is shutting down)"
+			} else if err != nil {
+				log.Error("start service again", zap.Error(err))
+				return "stopped; starting it again failed: " + err.Error()
+			}
+			r.metrics.restarts.Inc()
+			log.Info("service started again")
+			return "stopped and started again"
+		}
+		if serr != nil {
+			th.do()
+			return info, fmt.Errorf("stop service: %w", serr)
 		}
 		log.Info("service stopped for a cold snapshot", zap.Stringer("status", st))
 	}
+	stopWatch := context.AfterFunc(fctx, th.do)
+	defer func() { stopWatch(); th.do() }()
 	return r.create(fctx, log)
 }
 
-// nextSecond waits until the wall clock has left the second of the newest
-// snapshot: names have one-second resolution and are never reused.
-func (r *Runner) nextSecond(ctx context.Context) {
+// thaw ends a freeze exactly once: at SNAPVISOR_FREEZE_TIMEOUT (even while
+// the archive phase is stuck) or when the archive phase ends, whichever
+// comes first. service says what happened to the service; read it after do.
+type thaw struct {
+	once    sync.Once
+	fn      func() string // resume or start again; returns what happened
+	service string
+}
+
+func (t *thaw) do() {
+	t.once.Do(func() {
+		if t.fn != nil {
+			t.service = t.fn()
+		}
+	})
+}
+
+// freezeError is a failed archive phase and what happened to the service.
+type freezeError struct {
+	service string // "left untouched", "paused and resumed", "stopped and started again", ...
+	err     error
+}
+
+func (e *freezeError) Error() string { return e.err.Error() }
+func (e *freezeError) Unwrap() error { return e.err }
+
+// setFrozen records when the service was paused or stopped for a snapshot
+// (health: not longer than SNAPVISOR_FREEZE_TIMEOUT), or that it was thawed.
+func (r *Runner) setFrozen(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frozen = time.Time{}
+	if on {
+		r.frozen = time.Now()
+	}
+}
+
+// nextSecond waits, a second at most, until the wall clock has left the
+// second of every local snapshot: names have one-second resolution and are
+// never reused. Snapshots dated in the future (a clock stepped back) are not
+// waited for: that could take hours. They are reported instead.
+func (r *Runner) nextSecond(ctx context.Context, log *zap.Logger) {
+	if r.streaming() { // create names streamed snapshots (nameTime)
+		return
+	}
 	list, err := snapshot.List(r.snap.Dir, r.snap.Name)
 	if err != nil || len(list) == 0 {
 		return
 	}
-	newest := list[0].Time.Truncate(time.Second)
-	wait := time.Until(newest.Add(time.Second))
+	now := time.Now()
+	times := make([]time.Time, len(list))
+	for i, s := range list {
+		times[i] = s.Time
+	}
+	wait, future := sameSecondWait(now, times)
+	var names []string
+	for _, i := range future {
+		names = append(names, list[i].Name)
+	}
+	warnFuture(log, names, now)
 	if wait <= 0 {
 		return
 	}
-	t := time.NewTimer(wait + 10*time.Millisecond)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// sameSecondWait is how long a snapshot to be named at now must wait so that
+// its name differs from those of snapshots taken at times: until the next
+// second when one is named in the current second, else not at all (at most a
+// second). future lists the indexes of times after now's second.
+func sameSecondWait(now time.Time, times []time.Time) (wait time.Duration, future []int) {
+	sec := now.Truncate(time.Second)
+	for i, t := range times {
+		switch t := t.Truncate(time.Second); {
+		case t.After(sec):
+			future = append(future, i)
+		case t.Equal(sec):
+			wait = sec.Add(time.Second + 10*time.Millisecond).Sub(now)
+		}
+	}
+	return wait, future
 }
 
 // hook runs a hook command through the supervisor so its status is its own.
@@ -410,22 +621,39 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 		st.LastGood = &good
 	}
 	st.Service = "unknown"
+	var state supervisor.State
 	if r.svc != nil {
-		st.Service = string(r.svc.State())
+		state = r.svc.State()
+		st.Service = string(state)
 	}
+	// Frozen for this run (paused or stopped) for longer than allowed: the
+	// thaw at SNAPVISOR_FREEZE_TIMEOUT did not bring the service back.
+	frozenFor := time.Duration(0)
+	if !r.frozen.IsZero() && (state == supervisor.StatePaused || state == supervisor.StateStopped) {
+		frozenFor = time.Since(r.frozen)
+	}
+	// A last good snapshot dated in the future (a clock stepped back after
+	// it was found) has no known age: it does not count.
+	future := st.LastGood != nil && time.Now().Before(st.LastGood.Started)
 	st.Healthy = true
 	switch {
-	case r.svc != nil && r.svc.State() != supervisor.StateRunning && r.svc.State() != supervisor.StatePaused && !(r.svc.State() == supervisor.StateStopped && st.Running):
+	case frozenFor > r.cfg.FreezeTimeout:
+		st.Healthy, st.Problem = false, fmt.Sprintf("service %s for a snapshot for %v, longer than SNAPVISOR_FREEZE_TIMEOUT (%v)",
+			state, frozenFor.Round(time.Second), r.cfg.FreezeTimeout)
+	case r.svc != nil && state != supervisor.StateRunning && state != supervisor.StatePaused && !(state == supervisor.StateStopped && st.Running):
 		st.Healthy, st.Problem = false, "service is "+st.Service
 	case st.LastGood != nil && st.LastGood.Shrunk != "" && !r.policy.AllowShrink:
 		st.Healthy, st.Problem = false, "the newest snapshot is of an empty or shrunk source ("+st.LastGood.Shrunk+
 			"): older, larger snapshots are kept; restore the data, or set SNAPVISOR_ALLOW_SHRINK=true if the shrink is intended"
 	case r.leases.problem() != "":
 		st.Healthy, st.Problem = false, r.leases.problem()
-	case st.LastGood == nil && time.Since(r.started) < r.cfg.HealthGrace:
+	case (st.LastGood == nil || future) && time.Since(r.started) < r.cfg.HealthGrace:
 		// A fresh container within SNAPVISOR_HEALTH_GRACE: the first
 		// snapshot may still be on its way.
 		st.Note = fmt.Sprintf("no snapshot yet; healthy until %s without one (SNAPVISOR_HEALTH_GRACE)", r.started.Add(r.cfg.HealthGrace).UTC().Format(time.RFC3339))
+	case future:
+		st.Healthy, st.Problem = false, fmt.Sprintf("the last good snapshot %s is dated in the future (%s; the clock may have been stepped back): its age is unknown",
+			st.LastGood.Snapshot, st.LastGood.Started.UTC().Format(time.RFC3339))
 	case st.LastGood == nil:
 		st.Healthy, st.Problem = false, "no successful snapshot yet"
 	case time.Since(st.LastGood.Started) > maxAge:
@@ -458,7 +686,10 @@ func (r *Runner) Final(ctx context.Context) Result {
 	}
 	r.log.Info("final snapshot after the service exited")
 	return r.fly(f, r.run(ctx, "exit", func(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
-		r.nextSecond(ctx)
+		if err := checkSources(r.snap.Sources); err != nil {
+			return snapshot.Info{}, err
+		}
+		r.nextSecond(ctx, log)
 		return r.create(ctx, log)
 	}))
 }

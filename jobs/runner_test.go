@@ -23,8 +23,10 @@ type fixture struct {
 	sup    *supervisor.Supervisor
 	runner *Runner
 	snap   snapshot.Config
+	env    []string
 	done   chan struct{}
 	ready  string
+	stop   context.CancelFunc // like a TERM to the entrypoint: the supervisor shuts down
 }
 
 // newFixture starts script (sh -c) under a real supervisor; script should touch $READY.
@@ -49,7 +51,7 @@ func newFixture(t *testing.T, cfg Config, script string) *fixture {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fixture{sup: sup, snap: snap, done: make(chan struct{}), ready: ready}
+	f := &fixture{sup: sup, snap: snap, env: env, done: make(chan struct{}), ready: ready, stop: cancel}
 	go func() {
 		defer close(f.done)
 		_, _ = sup.Run(ctx)
@@ -255,6 +257,8 @@ func TestConfig_Validate(t *testing.T) {
 		{"metrics host:port", func(c *Config) { c.MetricsAddr = "127.0.0.1:9150" }, ""},
 		{"metrics no port", func(c *Config) { c.MetricsAddr = "127.0.0.1" }, "SNAPVISOR_METRICS_ADDR"},
 		{"metrics bad port", func(c *Config) { c.MetricsAddr = "127.0.0.1:http-alt" }, "SNAPVISOR_METRICS_ADDR"},
+		{"min interval off", func(c *Config) { c.MinInterval = 0 }, ""},
+		{"negative min interval", func(c *Config) { c.MinInterval = -time.Second }, "SNAPVISOR_MIN_INTERVAL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base

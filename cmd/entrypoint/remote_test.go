@@ -151,7 +151,7 @@ func TestEntrypoint_StreamingMode(t *testing.T) {
 	}
 	url := m.URL("snapvisor", "stream")
 	sock := sockPath(t)
-	env := append(remoteEnv(m, "stream"), "SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@yearly",
+	env := append(remoteEnv(m, "stream"), "SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@yearly", "SNAPVISOR_MIN_INTERVAL=0",
 		"SNAPVISOR_SOURCE="+data, "SNAPVISOR_DIR=", "SNAPVISOR_CONTROL_SOCKET="+sock, "SNAPVISOR_COMPRESSION=zstd")
 
 	p := startPID1(t, env, "--", "sleep", "1000")

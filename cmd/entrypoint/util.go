@@ -65,6 +65,8 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 		res := "ok " + st.Last.Snapshot
 		if st.Last.Error != "" {
 			res = "FAILED: " + st.Last.Error
+		} else if st.Last.Skipped != "" {
+			res = "skipped: " + st.Last.Skipped
 		}
 		fmt.Fprintf(w, "last run\t%s (%s, %s): %s\n", st.Last.Started.Format(time.RFC3339), st.Last.Reason, st.Last.Duration.Round(time.Millisecond), res)
 	}
@@ -122,13 +124,18 @@ func snapshotViaSupervisor(ctx context.Context, a *app, asJSON bool) (handled bo
 		}
 	} else if res.OK() {
 		note := ""
-		if res.Coalesced {
+		switch {
+		case res.Note != "": // within SNAPVISOR_MIN_INTERVAL
+			note = " (" + res.Note + ")"
+		case res.Coalesced:
 			note = " (joined the run in progress)"
 		}
 		fmt.Fprintf(a.stdout, "%s%s\n", filepath.Join(a.snap.Dir, res.Snapshot), note)
 	}
-	if !res.OK() {
-		return true, fmt.Errorf("snapshot failed: %s", res.Error)
+	if err := resultError(res); err != nil && res.Note != "" {
+		return true, fmt.Errorf("%w (%s)", err, res.Note)
+	} else if err != nil {
+		return true, err
 	}
 	return true, nil
 }
