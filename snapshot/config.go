@@ -203,16 +203,19 @@ const MaxNameLen = nameMax - len(".-"+TimeLayout+longestExtension+".sha256.tmp-"
 // InsideSource returns the source that the directory p is inside of (or is),
 // "" when none. Device and inode of p's ancestors, with the symlinks of its
 // existing part resolved, are compared with each source's, so that a symlink
-// or a bind mount into a source is caught; paths are compared too, which
-// covers sources that do not exist yet. It checks SNAPVISOR_DIR and every
-// file:// remote: a restore replaces the sources, and a snapshot would hold
-// the earlier ones.
+// or a bind mount into a source is caught; so are the paths inside their file
+// systems (from /proc/self/mountinfo), which catches a bind mount of a
+// subdirectory of a source (a Kubernetes subPath of the same volume); and the
+// paths themselves, which covers sources that do not exist yet. It checks
+// SNAPVISOR_DIR and every file:// remote: a restore replaces the sources, and
+// a snapshot would hold the earlier ones.
 func (c Config) InsideSource(p string) string {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return ""
 	}
 	real := resolveExisting(abs)
+	mounts := readMounts()
 	for _, s := range c.Sources {
 		src, err := filepath.Abs(s)
 		if err != nil {
@@ -234,8 +237,58 @@ func (c Config) InsideSource(p string) string {
 				break
 			}
 		}
+		sdev, spath, sok := mounts.locate(resolveExisting(src))
+		pdev, ppath, pok := mounts.locate(real)
+		if sok && pok && sdev == pdev && within(spath, ppath) {
+			return s
+		}
 	}
 	return ""
+}
+
+// mountTable is /proc/self/mountinfo: where each file system's directories
+// are mounted.
+type mountTable []mountEntry
+
+type mountEntry struct {
+	dev   string // major:minor of the file system
+	root  string // the directory of that file system mounted here
+	point string // the mount point
+}
+
+// readMounts reads /proc/self/mountinfo; nil (nothing known) on error. Parsed
+// by hand, like isMountPoint: fields 3-5 of the line format of proc(5).
+func readMounts() mountTable {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var t mountTable
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		t = append(t, mountEntry{dev: f[2], root: unescapeMount(f[3]), point: unescapeMount(f[4])})
+	}
+	return t
+}
+
+// locate returns the file system (major:minor) holding the resolved
+// absolute path p and p's path inside it: the last-mounted entry with the
+// longest mount point above p.
+func (t mountTable) locate(p string) (dev, path string, ok bool) {
+	best := -1
+	for i, m := range t {
+		if within(m.point, p) && (best < 0 || len(m.point) >= len(t[best].point)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", "", false
+	}
+	rel, _ := filepath.Rel(t[best].point, p)
+	return t[best].dev, filepath.Join(t[best].root, rel), true
 }
 
 // within reports whether path p is dir or lies below it, lexically.

@@ -71,6 +71,16 @@ func TestConfig_InsideSource(t *testing.T) {
 			t.Fatalf("InsideSource(bind mount of the source) = %q, want %q", got, data)
 		}
 	})
+	t.Run("bind mount of a subdirectory (a subPath of the same volume)", func(t *testing.T) {
+		mnt := filepath.Join(root, "mnt-sub")
+		bindMount(t, filepath.Join(data, "sub"), mnt)
+		if got := c.InsideSource(filepath.Join(mnt, "backups")); got != data {
+			t.Fatalf("InsideSource(bind mount of a subdirectory of the source) = %q, want %q", got, data)
+		}
+		if got := c.InsideSource(filepath.Join(root, "elsewhere")); got != "" {
+			t.Fatalf("InsideSource(beside, with the mount) = %q", got)
+		}
+	})
 	t.Run("Validate names SNAPVISOR_DIR", func(t *testing.T) {
 		c := Config{Sources: []string{data}, Dir: filepath.Join(root, "datalink", "backups"), Name: "snapshot", Compression: CompressionGzip}
 		wantConfigError(t, c.Validate(), "SNAPVISOR_DIR")
