@@ -47,7 +47,7 @@ type Config struct {
 	FreezeTimeout time.Duration `envconfig:"SNAPVISOR_FREEZE_TIMEOUT" default:"10m" desc:"longest time the service may stay paused or stopped; it is resumed or started again then, even while the archive phase is stuck, and the snapshot is abandoned"`
 	MinInterval   time.Duration `envconfig:"SNAPVISOR_MIN_INTERVAL" default:"1m" desc:"an on-demand snapshot (entrypoint snapshot) within this time of the end of the previous run gets that run's result instead of a new snapshot; 0 turns it off"`
 	Restore       string        `envconfig:"SNAPVISOR_RESTORE" default:"if-empty" desc:"if-empty: before the service starts, restore the newest good snapshot when the first source is missing or empty; never"`
-	ControlSocket string        `envconfig:"SNAPVISOR_CONTROL_SOCKET" default:"/tmp/snapvisor.sock" desc:"unix socket (0600) used by entrypoint snapshot/status/health in the same container"`
+	ControlSocket string        `envconfig:"SNAPVISOR_CONTROL_SOCKET" desc:"unix socket (0600) used by entrypoint snapshot/status/health in the same container; empty: control.sock in a directory private to the uid, /run/snapvisor (created 0700), else $XDG_RUNTIME_DIR/snapvisor or $TMPDIR/snapvisor-<uid>"`
 	MetricsAddr   string        `envconfig:"SNAPVISOR_METRICS_ADDR" desc:"listen address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9150 (off when empty)"`
 	HealthMaxAge  time.Duration `envconfig:"SNAPVISOR_HEALTH_MAX_AGE" default:"0s" desc:"entrypoint health fails when the last good snapshot is older; 0 means twice the schedule's interval plus the jitter"`
 	HealthGrace   time.Duration `envconfig:"SNAPVISOR_HEALTH_GRACE" default:"0s" desc:"a fresh container without any snapshot counts as healthy for this long (0: unhealthy until the first snapshot exists)"`
@@ -102,16 +102,27 @@ func (c Config) Validate() error {
 			return config.Invalid(d.name, d.v.String(), "a positive duration such as 30s or 5m")
 		}
 	}
-	if c.ControlSocket == "" {
-		return config.Invalid("CONTROL_SOCKET", "", "a path for the control socket")
+	if len(c.ControlSocket) > maxSocketPath || strings.HasSuffix(c.ControlSocket, "/") {
+		e := config.Invalid("CONTROL_SOCKET", c.ControlSocket, fmt.Sprintf("the path of a unix socket, at most %d bytes (empty: the default)", maxSocketPath))
+		if len(c.ControlSocket) > maxSocketPath {
+			e.Err = fmt.Errorf("%d bytes is too long for a unix socket address", len(c.ControlSocket))
+		}
+		return e
 	}
 	if c.MetricsAddr != "" {
 		host, port, err := net.SplitHostPort(c.MetricsAddr)
-		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /")) {
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && net.ParseIP(host) == nil && (strings.ContainsAny(host, " /") || dottedNumbers(host))) {
 			return config.Invalid("METRICS_ADDR", c.MetricsAddr, "host:port or :port, e.g. 127.0.0.1:9150 or :9150 (empty: off)")
 		}
 	}
 	return nil
+}
+
+// dottedNumbers reports whether host looks like an IPv4 address (digits and
+// dots only); one that does not parse, such as 256.1.1.1, is a mistake, not
+// a host name to resolve.
+func dottedNumbers(host string) bool {
+	return strings.Trim(host, "0123456789.") == ""
 }
 
 // Schedule is a parsed schedule: its gocron job definition and a way to

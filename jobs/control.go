@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"time"
 )
 
@@ -42,20 +42,37 @@ func writeJSON(w http.ResponseWriter, v any) {
 // ErrNoSupervisor means no running snapvisor answers on the control socket.
 var ErrNoSupervisor = errors.New("no running snapvisor on the control socket")
 
-// Client talks to a running snapvisor over its control socket.
+// Client talks to a running snapvisor over its control socket. It talks only
+// to a server running as root or as its own uid (SO_PEERCRED): another uid's
+// is an *ImpostorError; a socket it may not use is a *NoAccessError.
 type Client struct {
-	Socket string
+	Socket string // the socket's path
+	err    error  // from finding the default socket
 	http   *http.Client
 }
 
-// NewClient returns a client for the socket at path.
+// NewClient returns a client for the socket at path; empty means the default
+// (see Config.SocketPath), found as the server of this uid made it.
 func NewClient(path string) *Client {
-	return &Client{Socket: path, http: &http.Client{Transport: &http.Transport{
+	c := &Client{Socket: path}
+	if path == "" {
+		c.Socket, c.err = Config{}.SocketPath(false)
+	}
+	c.http = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			conn, err := d.DialContext(ctx, "unix", c.Socket)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkPeer(conn, c.Socket); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
 		},
-	}}}
+	}}
+	return c
 }
 
 // Snapshot asks the running supervisor for a snapshot and waits for its result.
@@ -78,8 +95,17 @@ func (c *Client) Takeover(ctx context.Context) ([]LeaseResult, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	if _, err := os.Stat(c.Socket); err != nil {
-		return fmt.Errorf("%w (%s): %v", ErrNoSupervisor, c.Socket, err)
+	if c.err != nil {
+		return c.err
+	}
+	exists, err := checkSocketPath(c.Socket, c.Socket)
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return noAccess(c.Socket, fs.ErrPermission)
+	case err != nil:
+		return err
+	case !exists:
+		return fmt.Errorf("%w (%s): no such socket", ErrNoSupervisor, c.Socket)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://snapvisor"+path, nil)
 	if err != nil {
@@ -88,7 +114,13 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		var imp *ImpostorError
+		switch {
+		case errors.As(err, &imp):
+			return imp
+		case errors.Is(err, fs.ErrPermission):
+			return noAccess(c.Socket, fs.ErrPermission)
+		case errors.As(err, &op) && op.Op == "dial":
 			return fmt.Errorf("%w (%s): %v", ErrNoSupervisor, c.Socket, err)
 		}
 		return fmt.Errorf("control socket %s: %w", c.Socket, err)

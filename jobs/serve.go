@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
 	"go.uber.org/zap"
+
+	"snapvisor/config"
+	"snapvisor/snapshot"
 )
 
 // Listeners are the sockets Serve answers on, opened by Listen before the
@@ -24,22 +29,85 @@ type Listeners struct {
 	path    string       // the control socket's path, removed on Close
 }
 
-// Listen opens the control socket (mode 0600) and the metrics listener.
+// Listen checks that the snapshot directory is writable, then opens the
+// control socket (mode 0600) and the metrics listener. A configuration they
+// cannot work with (a directory that cannot be written, a path that is not a
+// socket, an address that does not resolve) is a *config.Error; a busy
+// socket or port is a plain error.
 func (r *Runner) Listen() (*Listeners, error) {
-	ln, err := listenUnix(r.cfg.ControlSocket)
+	if err := r.snap.CheckDirWritable(); err != nil {
+		return nil, err
+	}
+	path, err := r.cfg.SocketPath(true)
 	if err != nil {
 		return nil, err
 	}
-	l := &Listeners{control: ln, path: r.cfg.ControlSocket}
+	ln, err := listenUnix(path, r.cfg.ControlSocket)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listeners{control: ln, path: path}
 	if r.cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", r.cfg.MetricsAddr)
 		if err != nil {
 			l.Close()
+			if badAddress(err) {
+				e := config.Invalid("METRICS_ADDR", r.cfg.MetricsAddr, "host:port or :port of an address of this host, e.g. 127.0.0.1:9150 or :9150 (empty: off)")
+				e.Err = err
+				return nil, e
+			}
 			return nil, fmt.Errorf("metrics listen %s (SNAPVISOR_METRICS_ADDR): %w", r.cfg.MetricsAddr, err)
 		}
 		l.metrics = mln
 	}
 	return l, nil
+}
+
+// CheckSocket checks a configured SNAPVISOR_CONTROL_SOCKET as it is on disk:
+// missing or a socket. Anything else (a file, a directory) is a *config.Error,
+// reported before auto-restore rather than when the socket is opened.
+func (c Config) CheckSocket() error {
+	if c.ControlSocket == "" {
+		return nil
+	}
+	_, err := checkSocketPath(c.ControlSocket, c.ControlSocket)
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return nil // not ours to see (another uid's socket): the client says so, the server fails to listen
+}
+
+// checkSocketPath reports whether a socket exists at path; anything else
+// there is a *config.Error for SNAPVISOR_CONTROL_SOCKET (value configured):
+// only a socket is ever replaced.
+func checkSocketPath(path, configured string) (exists bool, err error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("control socket %s: %w", path, err)
+	case fi.Mode().Type() != fs.ModeSocket:
+		e := config.Invalid("CONTROL_SOCKET", configured, "the path of a unix socket: nothing there, or a stale socket (only a socket is ever replaced)")
+		e.Err = fmt.Errorf("%s is a %s", path, snapshot.FileKind(fi.Mode()))
+		return false, e
+	}
+	return true, nil
+}
+
+// badAddress reports whether a listen error is the address's fault (it does
+// not resolve, or is not an address of this host) rather than the moment's:
+// a busy port, or a DNS lookup that timed out, may work on the next start.
+func badAddress(err error) bool {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return false
+	case errors.As(err, &dns):
+		return !dns.IsTimeout && !dns.IsTemporary
+	}
+	return true
 }
 
 // Close closes the listeners and removes the control socket; Serve calls it
@@ -140,7 +208,7 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 		}
 	}()
 	r.log.Info("snapshots scheduled", zap.String("schedule", r.cfg.Schedule), zap.Time("next", next()),
-		zap.String("dir", r.snap.Dir), zap.Strings("sources", r.snap.Sources), zap.String("control_socket", r.cfg.ControlSocket))
+		zap.String("dir", r.snap.Dir), zap.Strings("sources", r.snap.Sources), zap.String("control_socket", l.path))
 
 	wg.Add(1)
 	go func() {
@@ -169,16 +237,27 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	return nil
 }
 
-// listenUnix opens the control socket with mode 0600, replacing a stale one.
-func listenUnix(path string) (net.Listener, error) {
+// listenUnix opens the control socket at path with mode 0600. A stale socket
+// there (nothing answers) is replaced; anything else is never removed: a
+// live socket is an error, and a file, a directory or another kind is a
+// *config.Error for SNAPVISOR_CONTROL_SOCKET (whose value is configured).
+func listenUnix(path, configured string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket dir: %w", err)
 	}
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s: another snapvisor is already listening", path)
+	exists, err := checkSocketPath(path, configured)
+	if err != nil {
+		return nil, err
 	}
-	_ = os.Remove(path)
+	if exists {
+		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another snapvisor is already listening", path)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("control socket %s: remove the stale socket: %w", path, err)
+		}
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)

@@ -75,11 +75,17 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
 )
@@ -150,6 +156,12 @@ func (c Config) Validate() error {
 	if !nameRE.MatchString(c.Name) {
 		return config.Invalid("NAME", c.Name, "letters, digits, '.', '_' and '-', starting with a letter or digit")
 	}
+	if len(c.Name) > MaxNameLen {
+		e := config.Invalid("NAME", c.Name, fmt.Sprintf("at most %d bytes", MaxNameLen))
+		e.Err = fmt.Errorf("%d bytes: the longest file name written for a snapshot, %q, would exceed %d bytes",
+			len(c.Name), "."+c.Name+"-"+TimeLayout+longestExtension+".sha256.tmp-<random>", nameMax)
+		return e
+	}
 	switch c.Compression {
 	case CompressionGzip:
 		if c.CompressionLevel < 0 || c.CompressionLevel > 9 {
@@ -163,20 +175,262 @@ func (c Config) Validate() error {
 	default:
 		return config.Invalid("COMPRESSION", c.Compression, "gzip, zstd or none")
 	}
-	if dir, err := filepath.Abs(c.Dir); err == nil && c.Dir != "" {
-		for _, s := range c.Sources {
-			src, err := filepath.Abs(s)
-			if err != nil {
-				continue
-			}
-			if rel, err := filepath.Rel(src, dir); err == nil && (rel == "." || filepath.IsLocal(rel)) {
-				e := config.Invalid("DIR", c.Dir, "a directory outside every source (a restore replaces the source directories)")
-				e.Err = fmt.Errorf("it is inside source %q", s)
-				return e
-			}
+	if c.Dir != "" {
+		if s := c.InsideSource(c.Dir); s != "" {
+			e := config.Invalid("DIR", c.Dir, "a directory outside every source (a restore replaces the source directories)")
+			e.Err = fmt.Errorf("it is inside source %q", s)
+			return e
 		}
 	}
 	return c.Encryption.Validate()
+}
+
+// File name limits behind MaxNameLen.
+const (
+	nameMax = 255 // NAME_MAX of Linux file systems, in bytes
+	// longestExtension is the longest archive extension, compression and
+	// encryption suffix together (TestConfig_ValidateName checks it against
+	// every combination).
+	longestExtension = ".tar.zst.aes256gcm"
+	// maxTempRandom is the longest random part of a temporary name: 12 hex
+	// digits on sftp:// remotes (os.CreateTemp writes at most 10 digits).
+	maxTempRandom = 12
+)
+
+// MaxNameLen is the longest SNAPVISOR_NAME: with it, the longest file name
+// written for a snapshot, the temporary name of the checksum file of the
+// longest extension, ".<NAME>-<stamp>.tar.zst.aes256gcm.sha256.tmp-<random>",
+// is 255 bytes.
+const MaxNameLen = nameMax - len(".-"+TimeLayout+longestExtension+".sha256.tmp-") - maxTempRandom
+
+// InsideSource returns the source that the directory p is inside of (or is),
+// "" when none. Device and inode of p's ancestors, with the symlinks of its
+// existing part resolved, are compared with each source's, so that a symlink
+// or a bind mount into a source is caught; so are the paths inside their file
+// systems (from /proc/self/mountinfo), which catches a bind mount of a
+// subdirectory of a source (a Kubernetes subPath of the same volume); and the
+// paths themselves, which covers sources that do not exist yet. It checks
+// SNAPVISOR_DIR and every file:// remote: a restore replaces the sources, and
+// a snapshot would hold the earlier ones.
+func (c Config) InsideSource(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return ""
+	}
+	real := resolveExisting(abs)
+	mounts := readMounts()
+	for _, s := range c.Sources {
+		src, err := filepath.Abs(s)
+		if err != nil {
+			continue
+		}
+		if within(src, abs) || within(resolveExisting(src), real) {
+			return s
+		}
+		fi, err := os.Stat(src)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		key := statKey(fi)
+		for a := real; ; a = filepath.Dir(a) {
+			if afi, err := os.Stat(a); err == nil && statKey(afi) == key {
+				return s
+			}
+			if a == filepath.Dir(a) {
+				break
+			}
+		}
+		sdev, spath, sok := mounts.locate(resolveExisting(src))
+		pdev, ppath, pok := mounts.locate(real)
+		if sok && pok && sdev == pdev && within(spath, ppath) {
+			return s
+		}
+	}
+	return ""
+}
+
+// mountTable is /proc/self/mountinfo: where each file system's directories
+// are mounted.
+type mountTable []mountEntry
+
+type mountEntry struct {
+	dev   string // major:minor of the file system
+	root  string // the directory of that file system mounted here
+	point string // the mount point
+}
+
+// readMounts reads /proc/self/mountinfo; nil (nothing known) on error. Parsed
+// by hand, like isMountPoint: fields 3-5 of the line format of proc(5).
+func readMounts() mountTable {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var t mountTable
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		t = append(t, mountEntry{dev: f[2], root: unescapeMount(f[3]), point: unescapeMount(f[4])})
+	}
+	return t
+}
+
+// locate returns the file system (major:minor) holding the resolved
+// absolute path p and p's path inside it: the last-mounted entry with the
+// longest mount point above p.
+func (t mountTable) locate(p string) (dev, path string, ok bool) {
+	best := -1
+	for i, m := range t {
+		if within(m.point, p) && (best < 0 || len(m.point) >= len(t[best].point)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", "", false
+	}
+	rel, _ := filepath.Rel(t[best].point, p)
+	return t[best].dev, filepath.Join(t[best].root, rel), true
+}
+
+// within reports whether path p is dir or lies below it, lexically.
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && (rel == "." || filepath.IsLocal(rel))
+}
+
+// resolveExisting returns the absolute path abs with the symlinks of its
+// longest existing prefix evaluated and the rest appended; abs itself when
+// that fails for another reason than a missing entry (a loop, no permission).
+func resolveExisting(abs string) string {
+	rest := ""
+	for cur := abs; ; {
+		r, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if !errors.Is(err, fs.ErrNotExist) || parent == cur {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// CheckPaths checks the sources and the snapshot directory as they are on
+// disk: each must be a directory or missing (a missing source is restored or
+// waited for, a missing snapshot directory is created). A regular file, a
+// symlink loop or a path through a file is a *config.Error naming the
+// variable. The entrypoint calls it before the service starts when snapshots
+// are on.
+func (c Config) CheckPaths() error {
+	for _, s := range c.Sources {
+		if err := checkDirPath(s); err != nil {
+			e := config.Invalid("SOURCE", strings.Join(c.Sources, ","), "directories, or paths that do not exist yet")
+			e.Err = err
+			return e
+		}
+	}
+	if c.Dir != "" {
+		if err := checkDirPath(c.Dir); err != nil {
+			e := config.Invalid("DIR", c.Dir, "a directory, or a path where one can be created")
+			e.Err = err
+			return e
+		}
+	}
+	return nil
+}
+
+// checkDirPath fails when p exists and is not a directory, or cannot be
+// looked up for a reason no later run can overcome (a symlink loop, a file
+// in the path, a name too long).
+func checkDirPath(p string) error {
+	fi, err := os.Stat(p)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("%s is a %s, not a directory", p, FileKind(fi.Mode()))
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENAMETOOLONG):
+		return err
+	}
+	return nil
+}
+
+// FileKind names the kind of file of mode m for error messages: "regular
+// file", "directory", "symlink", "socket", ...
+func FileKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "file of another kind"
+}
+
+// pseudoFS names the file systems (statfs f_type) where no snapshot can be
+// written although access(2) may allow it (as root); "" for others.
+func pseudoFS(typ int64) string {
+	switch typ {
+	case unix.PROC_SUPER_MAGIC:
+		return "proc"
+	case unix.SYSFS_MAGIC:
+		return "sysfs"
+	case unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC:
+		return "cgroup"
+	case unix.DEVPTS_SUPER_MAGIC:
+		return "devpts"
+	}
+	return ""
+}
+
+// CheckDirWritable checks that this process can write the snapshot directory,
+// or, when it does not exist yet, its nearest existing ancestor, where it
+// will be created: access(2) with W_OK (the uid's permissions and read-only
+// mounts) and not on a pseudo file system such as /proc. A failure is a
+// *config.Error for SNAPVISOR_DIR; streaming mode (Dir empty) passes.
+func (c Config) CheckDirWritable() error {
+	if c.Dir == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return nil
+	}
+	p := abs
+	for {
+		if _, err := os.Stat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		p = filepath.Dir(p)
+	}
+	fail := func(err error) error {
+		e := config.Invalid("DIR", c.Dir, fmt.Sprintf("a directory that uid %d can write (or create)", os.Geteuid()))
+		e.Err = err
+		return e
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err == nil {
+		if name := pseudoFS(int64(st.Type)); name != "" {
+			return fail(fmt.Errorf("%s is on %s, a pseudo file system", p, name))
+		}
+	}
+	if err := unix.Access(p, unix.W_OK); err != nil {
+		if p != abs {
+			return fail(fmt.Errorf("cannot be created in %s: %w", p, err))
+		}
+		return fail(fmt.Errorf("not writable: %w", err))
+	}
+	return nil
 }
 
 // level returns the effective compression level.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,18 @@ func (c Config) Validate() error {
 		e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL without a query or user info")
 		e.Err = errors.New("a SAS token does not belong here (the variable is not secret and reaches the service): put it in AZURE_STORAGE_CONNECTION_STRING as BlobEndpoint=URL;SharedAccessSignature=TOKEN")
 		errs = append(errs, e)
+	}
+	if c.AzureEndpoint != "" {
+		if err := CheckEndpoint(c.AzureEndpoint); err != nil {
+			e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL such as http://127.0.0.1:10000/devstoreaccount1")
+			e.Err = err
+			errs = append(errs, e)
+		}
+	}
+	if c.GCSEmulatorHost != "" && slices.ContainsFunc(c.URLs(), func(u string) bool { return strings.HasPrefix(u, "gs://") }) {
+		if err := CheckEndpoint(c.GCSEmulatorHost); err != nil {
+			errs = append(errs, &config.Error{Var: "STORAGE_EMULATOR_HOST", Value: c.GCSEmulatorHost, Accepted: "host:port of a GCS emulator, e.g. 127.0.0.1:4443", Err: err})
+		}
 	}
 	if c.S3SecretKey != "" && c.S3AccessKey == "" {
 		errs = append(errs, &config.Error{Var: "AWS_ACCESS_KEY_ID", Accepted: "set together with AWS_SECRET_ACCESS_KEY"})

@@ -20,9 +20,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,6 +136,16 @@ func parseRemote(rawURL string) (*url.URL, error) {
 			return nil, invalidRemote(rawURL, errors.New("tls must be true or false"))
 		}
 	}
+	if u.Scheme == "sftp" && u.Port() != "" {
+		if err := checkPort(u.Port()); err != nil {
+			return nil, invalidRemote(rawURL, err)
+		}
+	}
+	if ep := u.Query().Get("endpoint"); ep != "" && (u.Scheme == "s3" || u.Scheme == "azure") {
+		if err := CheckEndpoint(ep); err != nil {
+			return nil, invalidRemote(rawURL, fmt.Errorf("endpoint %q: %w", Redact(ep), err))
+		}
+	}
 	// Secrets in the URL would reach the service's environment (SNAPVISOR_REMOTES
 	// is not a secret variable): a secret-looking parameter, or a parameter
 	// holding a URL with a query (an Azure SAS URL as endpoint), is refused.
@@ -147,6 +160,53 @@ func parseRemote(rawURL string) (*url.URL, error) {
 		}
 	}
 	return u, nil
+}
+
+// FilePath returns the directory of a file:// remote URL; ok is false for
+// other schemes and invalid URLs.
+func FilePath(rawURL string) (dir string, ok bool) {
+	u, err := parseRemote(rawURL)
+	if err != nil || u.Scheme != "file" {
+		return "", false
+	}
+	return filepath.Clean(u.Path), true
+}
+
+// CheckEndpoint checks a server address given as host[:port] or as a URL
+// (scheme://host[:port]/path): it needs a host, and a port, when one is
+// given, from 1 to 65535.
+func CheckEndpoint(ep string) error {
+	hostport := ep
+	if strings.Contains(ep, "://") {
+		eu, err := url.Parse(ep)
+		if err != nil {
+			return errors.New("not a URL")
+		}
+		hostport = eu.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	switch {
+	case err == nil:
+		if err := checkPort(port); err != nil {
+			return err
+		}
+	case strings.Contains(hostport, ":") && net.ParseIP(hostport) == nil:
+		return errors.New("expected host or host:port")
+	default:
+		host = hostport
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+// checkPort checks a TCP port number: 1 to 65535.
+func checkPort(port string) error {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // credentialVars names the variables that carry a scheme's credentials.

@@ -73,6 +73,11 @@ func TestValidate(t *testing.T) {
 		"azure://c/p?endpoint=https://acct.blob.core.windows.net/?sv=1%26sig=secret-Xy7Qz",
 		"azure://c/p?endpoint=https%3A%2F%2Facct.blob.core.windows.net%2F%3Fsv%3D1%26sig%3Dsecret-Xy7Qz",
 		"gs://b/p?token=secret-Xy7Qz",
+		// Endpoints without a host or with a port out of range.
+		"s3://b/p?endpoint=127.0.0.1:0", "s3://b/p?endpoint=127.0.0.1:99999", "s3://b/p?endpoint=:9000",
+		"s3://b/p?endpoint=http://:9000", "s3://b/p?endpoint=h:x", "s3://b/p?endpoint=http://u:secret-Xy7Qz@h:0",
+		"sftp://u@h:0/p", "sftp://u@h:65536/p",
+		"azure://c/p?endpoint=http://127.0.0.1:0/acct", "azure://c/p?endpoint=http:///acct",
 	} {
 		err := Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, Remotes: []string{bad}}.Validate()
 		var ce *config.Error
@@ -99,6 +104,35 @@ func TestValidate(t *testing.T) {
 	for _, ttl := range []time.Duration{0, -time.Minute, 500 * time.Millisecond} {
 		if err := (Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: ttl}).Validate(); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_LEASE_TTL") {
 			t.Errorf("lease TTL %v: %v", ttl, err)
+		}
+	}
+	for _, good := range []string{"s3://b/p?endpoint=h", "s3://b/p?endpoint=https://h:9000", "s3://b/p?endpoint=[::1]:9000",
+		"sftp://u@h:65535/p", "azure://c/p?endpoint=http://127.0.0.1:10000/devstoreaccount1"} {
+		if err := (Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: time.Minute, Remotes: []string{good}}).Validate(); err != nil {
+			t.Errorf("Validate(%q) = %v", good, err)
+		}
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		name string
+	}{
+		{Config{AzureEndpoint: "http://127.0.0.1:0/devstoreaccount1"}, "SNAPVISOR_AZURE_ENDPOINT"},
+		{Config{AzureEndpoint: "http://:10000/devstoreaccount1"}, "SNAPVISOR_AZURE_ENDPOINT"},
+		{Config{GCSEmulatorHost: "127.0.0.1:99999", Remotes: []string{"gs://b"}}, "STORAGE_EMULATOR_HOST"},
+		{Config{GCSEmulatorHost: ":4443", Remotes: []string{"gs://b"}}, "STORAGE_EMULATOR_HOST"},
+	} {
+		tc.cfg.Retries, tc.cfg.Backoff, tc.cfg.Timeout, tc.cfg.LeaseTTL = 1, time.Second, time.Hour, time.Minute
+		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("Validate(%+v) = %v, want an error naming %s", tc.cfg, err, tc.name)
+		}
+	}
+	// STORAGE_EMULATOR_HOST may be the service's own when no gs:// remote is set.
+	if err := (Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: time.Minute, GCSEmulatorHost: ":0"}).Validate(); err != nil {
+		t.Errorf("STORAGE_EMULATOR_HOST without a gs:// remote: %v", err)
+	}
+	for _, tc := range []struct{ url, dir string }{{"file:///mnt/x/", "/mnt/x"}, {"file://localhost/a/../b", "/b"}, {"s3://b/p", ""}, {"file:///", ""}} {
+		if dir, ok := FilePath(tc.url); dir != tc.dir || ok != (tc.dir != "") {
+			t.Errorf("FilePath(%q) = %q, %v, want %q", tc.url, dir, ok, tc.dir)
 		}
 	}
 	sas := Config{Retries: 1, Backoff: time.Second, Timeout: time.Hour, LeaseTTL: time.Minute, AzureEndpoint: "https://acct.blob.core.windows.net/?sv=1&sig=secret-Xy7Qz"}

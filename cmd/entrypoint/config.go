@@ -103,6 +103,15 @@ func loadConfig() (*Config, error) {
 		if err := c.Store.Validate(); err != nil {
 			return nil, err
 		}
+		for _, u := range c.Store.URLs() {
+			if dir, ok := store.FilePath(u); ok {
+				if s := c.Snapshot.InsideSource(dir); s != "" {
+					e := config.Invalid("REMOTES", store.Redact(u), "file:// remotes outside every source (each snapshot would hold the earlier ones)")
+					e.Err = fmt.Errorf("%s is inside source %q", dir, s)
+					return nil, e
+				}
+			}
+		}
 	}
 	p, err := c.Rotation.Policy()
 	if err != nil {
@@ -116,6 +125,15 @@ func loadConfig() (*Config, error) {
 		e := config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode: snapshots go straight to the remotes)")
 		e.Err = fmt.Errorf("SNAPVISOR_DIR is empty and SNAPVISOR_REMOTES names no remote: snapshots would go nowhere")
 		return nil, e
+	}
+	if c.Backup {
+		// Before auto-restore and the service: paths that are files fail here, named.
+		if err := c.Snapshot.CheckPaths(); err != nil {
+			return nil, err
+		}
+		if err := c.Jobs.CheckSocket(); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

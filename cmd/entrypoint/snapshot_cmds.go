@@ -234,7 +234,8 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 	case failed == 0:
 		return nil
 	case len(paths) == 1:
-		return last
+		// The FAILED line is the report: exit with the error's code without printing it again.
+		return &exitError{code: report(io.Discard, nil, last)}
 	}
 	return fmt.Errorf("verify: %d of %d snapshots failed", failed, len(paths))
 }

@@ -158,7 +158,8 @@ func TestCmdSnapshot(t *testing.T) {
 }
 
 // TestCmdVerify_ExitCodes runs the real binary: a damaged snapshot is a
-// failure (1) naming the file and the fault; a bad flag is a usage error (64).
+// failure (1) naming the file and the fault once (the FAILED line, not the
+// same error again as a log line); a bad flag is a usage error (64).
 func TestCmdVerify_ExitCodes(t *testing.T) {
 	f := newSnapFixture(t)
 	if err := cmdSnapshot(context.Background(), f.a, nil); err != nil {
@@ -177,7 +178,7 @@ func TestCmdVerify_ExitCodes(t *testing.T) {
 		code   int
 		stderr []string
 	}{
-		{"Damaged", []string{"verify", filepath.Base(path)}, 1, []string{path, "checksum mismatch"}},
+		{"Damaged", []string{"verify", filepath.Base(path)}, 1, []string{"FAILED " + filepath.Base(path), "checksum mismatch"}},
 		{"BadFlag", []string{"list", "--bogus"}, 64, []string{"flag provided but not defined"}},
 		{"OK", []string{"list"}, 0, nil},
 	}
@@ -185,8 +186,8 @@ func TestCmdVerify_ExitCodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(binPath, tc.args...)
 			cmd.Env = env
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
+			var stderr bytes.Buffer // with stdout: each message once, wherever it goes
+			cmd.Stdout, cmd.Stderr = &stderr, &stderr
 			err := cmd.Run()
 			code := 0
 			var ee *exec.ExitError
@@ -200,8 +201,11 @@ func TestCmdVerify_ExitCodes(t *testing.T) {
 			}
 			for _, s := range tc.stderr {
 				if !strings.Contains(stderr.String(), s) {
-					t.Errorf("%v: stderr lacks %q:\n%s", tc.args, s, &stderr)
+					t.Errorf("%v: output lacks %q:\n%s", tc.args, s, &stderr)
 				}
+			}
+			if n := strings.Count(stderr.String(), "checksum mismatch"); tc.name == "Damaged" && n != 1 {
+				t.Errorf("%v: the failure is printed %d times, want once:\n%s", tc.args, n, &stderr)
 			}
 		})
 	}
