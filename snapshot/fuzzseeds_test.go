@@ -180,6 +180,7 @@ type namedTar struct {
 func hostileArchives(t *testing.T) []namedTar {
 	long := "data/" + strings.Repeat("a/", 60) + strings.Repeat("../", 62) + "outside/evil"
 	valid := tarOf(t, dirEntry("data/"), regEntry("data/f", strings.Repeat("content ", 100)), dirEntry("data/sub/"), regEntry("data/sub/g", "g"))
+	dataDir := tarOf(t, dirEntry("data/"))[:512] // the header alone, to put raw entries after
 	manifest, summary := `{"format":1,"sources":["/srv/data"]}`, `{"files":1,"hardlinks":0,"dirs":1,"symlinks":0,"bytes":5}`
 	return []namedTar{
 		{"dotdot", tarOf(t, dirEntry("data/"), regEntry("data/../evil", "pwned"))},
@@ -189,7 +190,7 @@ func hostileArchives(t *testing.T) []namedTar {
 			rawEntry(rawHeader{name: "PaxHeaders/ok", typ: tar.TypeXHeader, size: int64(len(paxRecords("path", "data/../../outside/evil")))}, paxRecords("path", "data/../../outside/evil")),
 			rawEntry(rawHeader{name: "data/ok", typ: tar.TypeReg, size: 5, mode: 0o644}, []byte("pwned")), endOfArchive)},
 		{"pax-linkpath-dotdot", concat(
-			tarOf(t, dirEntry("data/"))[:1024],
+			dataDir,
 			rawEntry(rawHeader{name: "PaxHeaders/l", typ: tar.TypeXHeader, size: int64(len(paxRecords("linkpath", "../../outside")))}, paxRecords("linkpath", "../../outside")),
 			rawEntry(rawHeader{name: "data/l", typ: tar.TypeSymlink, link: "x", mode: 0o777}, nil),
 			rawEntry(rawHeader{name: "data/l/evil", typ: tar.TypeReg, size: 5, mode: 0o644}, []byte("pwned")), endOfArchive)},
@@ -230,17 +231,17 @@ func hostileArchives(t *testing.T) []namedTar {
 		{"summary-not-json", tarOf(t, dirEntry("data/"), regEntry(SummaryName, "{"))},
 		{"dir-mode-0000", tarOf(t, dirEntry("data/"), tarEntry{tar.Header{Typeflag: tar.TypeDir, Name: "data/closed/"}, ""}, regEntry("data/closed/f", "inside"))},
 		{"setuid-and-times", tarOf(t, dirEntry("data/"), tarEntry{tar.Header{Typeflag: tar.TypeReg, Name: "data/suid", Mode: 0o4755, Uid: 1234, Gid: 5678}, "x"})},
-		{"regular-with-slash", concat(tarOf(t, dirEntry("data/"))[:1024],
+		{"regular-with-slash", concat(dataDir,
 			rawEntry(rawHeader{name: "data/f/", typ: tar.TypeReg, size: 5, mode: 0o644}, []byte("slash")), endOfArchive)},
-		{"huge-declared-size", concat(tarOf(t, dirEntry("data/"))[:1024],
+		{"huge-declared-size", concat(dataDir,
 			rawEntry(rawHeader{name: "data/huge", typ: tar.TypeReg, size: 1 << 40, mode: 0o644}, bytes.Repeat([]byte("x"), 100)))},
 		{"negative-size", concat(rawEntry(rawHeader{name: "data/neg", typ: tar.TypeReg, size: -5, mode: 0o644}, nil), endOfArchive)},
 		{"truncated", valid[:len(valid)/2+100]},
 		{"bad-checksum-block", func() []byte { b := bytes.Clone(valid); b[148] = '7'; return b }()},
-		{"sparse-small", concat(tarOf(t, dirEntry("data/"))[:1024],
+		{"sparse-small", concat(dataDir,
 			rawEntry(rawHeader{name: "data/sparse", typ: tar.TypeGNUSparse, size: 10, mode: 0o644, gnu: true, sparse: [][2]int64{{1 << 20, 10}}, realSize: 4 << 20}, []byte("0123456789")),
 			endOfArchive)},
-		{"sparse-huge", concat(tarOf(t, dirEntry("data/"))[:1024],
+		{"sparse-huge", concat(dataDir,
 			rawEntry(rawHeader{name: "data/sparse", typ: tar.TypeGNUSparse, size: 10, mode: 0o644, gnu: true, sparse: [][2]int64{{1 << 40, 10}}, realSize: 1<<40 + 10}, []byte("0123456789")),
 			endOfArchive)},
 		{"valid-small", valid},
