@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all build test bench demo lint deps clean
+.PHONY: all build test fuzz bench demo lint deps clean
 
 all: build
 
@@ -20,6 +20,22 @@ test: deps build
 	@rc=0; $(GO) test -count=1 -timeout 25m ./... || rc=$$?; \
 	if [ -f var/e2e-skipped.txt ]; then echo "WARNING: $$(cat var/e2e-skipped.txt)" >&2; fi; \
 	exit $$rc
+
+# Fuzzing (not part of test; the seed corpora in <pkg>/testdata/fuzz run in
+# test as ordinary tests): every Fuzz target of FUZZ_PKGS, found with
+# go test -list, for FUZZTIME each, one after the other. A crash is written
+# to <pkg>/testdata/fuzz/<target>/ by go test: commit it with its fix.
+FUZZTIME  ?= 60s
+FUZZ_PKGS ?= ./snapshot ./store ./jobs ./rotation
+
+fuzz:
+	@failed=; for pkg in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$pkg:$$t"; \
+	  done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed" >&2; exit 1; fi
 
 bench: deps build
 	./scripts/bench.sh

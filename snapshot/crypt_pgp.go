@@ -20,6 +20,19 @@ import (
 	"snapvisor/config"
 )
 
+// Bounds on the key derivation a file may ask for. A snapshot is decrypted
+// before anything vouches for it (the .sha256 detects damage, not an
+// attacker), and without them a file of a few bytes makes restore allocate
+// up to 2 TiB (gpg Argon2: a fatal out-of-memory) or 4 GiB (age scrypt) and
+// compute for minutes. They admit what snapvisor, age, rage, GnuPG and RFC
+// 9580's recommended parameters write.
+const (
+	maxAgeWorkFactor     = 20 // scrypt 2^20: 1 GiB; snapvisor and age write 2^18
+	maxArgon2MemoryExp   = 21 // Argon2 2^21 KiB = 2 GiB, RFC 9580's first recommended choice
+	maxPassphrasePackets = 16 // each may cost 65 MiB of hashing (iterated S2K)
+	pgpScanLimit         = 64 << 10
+)
+
 // --- age ---
 
 func parseAgeRecipient(s string) (age.Recipient, error) {
@@ -74,6 +87,7 @@ func (e Encryption) decryptAge(r io.Reader) (io.Reader, error) {
 	if e.AgePassphrase != "" {
 		si, err := age.NewScryptIdentity(e.AgePassphrase.Reveal())
 		if err == nil {
+			si.SetMaxWorkFactor(maxAgeWorkFactor)
 			ids = append(ids, si)
 		}
 	}
@@ -209,6 +223,9 @@ func (e Encryption) decryptGPG(r io.Reader) (io.Reader, error) {
 	if len(keys) > 0 {
 		ring = keys
 	}
+	if r, err = checkPGPKDF(r, maxArgon2MemoryExp); err != nil {
+		return nil, err
+	}
 	md, err := openpgp.ReadMessage(r, ring, prompt, nil)
 	if err != nil {
 		if errors.Is(err, pgperrors.ErrKeyIncorrect) {
@@ -220,6 +237,44 @@ func (e Encryption) decryptGPG(r io.Reader) (io.Reader, error) {
 		return nil, fmt.Errorf("%w: gpg: the file is not encrypted", ErrCorrupt)
 	}
 	return &pgpBody{md: md, src: r}, nil
+}
+
+// checkPGPKDF reads the session key packets at the start of the OpenPGP
+// message r (at most pgpScanLimit bytes) and refuses a message whose
+// passphrase packets ask for Argon2 with more than 2^maxMemExp KiB, or that
+// has more than maxPassphrasePackets of them, before go-crypto (which has no
+// such limit) runs the derivation. It returns a reader of the whole message.
+// The packet framing is go-crypto's; the few bytes of the passphrase packet
+// (RFC 9580 5.3) are read here because go-crypto keeps its parsed S2K
+// parameters unexported.
+func checkPGPKDF(r io.Reader, maxMemExp byte) (io.Reader, error) {
+	var head bytes.Buffer
+	packets := packet.NewOpaqueReader(io.TeeReader(io.LimitReader(r, pgpScanLimit), &head))
+	for n := 0; ; {
+		p, err := packets.Next()
+		if err != nil || (p.Tag != 1 && p.Tag != 3 && p.Tag != 10) { // public-key and passphrase session keys, marker
+			break
+		}
+		if p.Tag != 3 {
+			continue
+		}
+		if n++; n > maxPassphrasePackets {
+			return nil, fmt.Errorf("%w: gpg: more than %d passphrase packets", ErrCorrupt, maxPassphrasePackets)
+		}
+		c := p.Contents
+		i := 2 // S2K after version and cipher; v5 adds the AEAD mode, v6 two lengths more
+		if len(c) > 0 && c[0] >= 5 {
+			i++
+		}
+		if len(c) > 0 && c[0] == 6 {
+			i += 2
+		}
+		// Argon2 (mode 4): 16 bytes of salt, passes, parallelism, memory exponent.
+		if len(c) > i+19 && c[i] == 4 && c[i+19] > maxMemExp {
+			return nil, fmt.Errorf("%w: gpg: the passphrase packet asks for Argon2 with 2^%d KiB of memory; at most 2^%d KiB is accepted", ErrCorrupt, c[i+19], maxMemExp)
+		}
+	}
+	return io.MultiReader(&head, r), nil
 }
 
 // pgpBody reads the literal data and, at its end, reports a failed integrity

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,28 +71,41 @@ func ParseKeyring(text string) (Keyring, error) {
 		}
 		id = strings.TrimSpace(id)
 		if !keyIDRE.MatchString(id) {
-			return nil, fmt.Errorf("line %d: key id %q: letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)", i+1, id)
+			return nil, fmt.Errorf("line %d: key id %q: letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)", i+1, shownID(id))
 		}
 		if seen[id] {
-			return nil, fmt.Errorf("line %d: key id %q appears twice", i+1, id)
+			return nil, fmt.Errorf("line %d: key id %q appears twice", i+1, shownID(id))
 		}
 		seen[id] = true
 		keyText, created, hasTime := strings.Cut(rest, ":")
 		material, err := decodeKey(keyText)
 		if err != nil {
-			return nil, fmt.Errorf("line %d (key id %s): %w", i+1, id, err)
+			return nil, fmt.Errorf("line %d (key id %s): %w", i+1, shownID(id), err)
 		}
 		k := Key{ID: id, material: material}
 		if hasTime {
 			t, err := time.Parse(time.RFC3339, strings.TrimSpace(created))
-			if err != nil {
-				return nil, fmt.Errorf("line %d (key id %s): creation time is not RFC 3339 (2025-01-02T03:04:05Z)", i+1, id)
+			// Format writes whole seconds in UTC: what it cannot write back is refused.
+			if t = t.UTC().Truncate(time.Second); err == nil && (t.Year() < 0 || t.Year() > 9999) {
+				err = errors.New("out of range")
 			}
-			k.Created = t.UTC()
+			if err != nil {
+				return nil, fmt.Errorf("line %d (key id %s): creation time is not RFC 3339 (2025-01-02T03:04:05Z)", i+1, shownID(id))
+			}
+			k.Created = t
 		}
 		ring = append(ring, k)
 	}
 	return ring, nil
+}
+
+// shownID is a key id as errors show it: not at all when it is a key
+// (written in the wrong field), since errors never contain key material.
+func shownID(id string) string {
+	if _, err := decodeKey(id); err == nil {
+		return "(a key where the id belongs)"
+	}
+	return id
 }
 
 // Format returns the text form of the keyring (it holds key material: write it to a 0600 file only).

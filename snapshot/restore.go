@@ -87,6 +87,7 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 	x := &extractor{roots: map[string]string{}, targets: map[string]string{}, inside: map[string]bool{}, dirs: map[string]bool{}, rootSeen: map[string]bool{},
 		chown: os.Geteuid() == 0, buf: make([]byte, readBufSize), zero: make([]byte, zeroChunkBytes), log: log}
 	defer x.cleanup()
+	x.ctx = ctx
 	for _, src := range cfg.Sources {
 		target, err := filepath.Abs(src)
 		if err != nil {
@@ -301,6 +302,8 @@ type extractor struct {
 	zero     []byte
 	log      *zap.Logger
 	flush    chan *os.File // files handed to the flusher goroutine
+
+	ctx context.Context // checked between chunks: one entry can be endless (sparse holes)
 }
 
 func (x *extractor) cleanup() {
@@ -487,6 +490,10 @@ func (x *extractor) writeFile(dst string, hdr *tar.Header, tr *tar.Reader) error
 	}
 	var off, end int64
 	for {
+		if x.ctx != nil && x.ctx.Err() != nil {
+			f.Close()
+			return x.ctx.Err()
+		}
 		n, rerr := io.ReadFull(tr, x.buf)
 		b := x.buf[:n]
 		for len(b) > 0 {

@@ -102,7 +102,7 @@ func parseRemote(rawURL string) (*url.URL, error) {
 	}
 	switch u.Scheme {
 	case "file":
-		if u.Host != "" && u.Host != "localhost" {
+		if (u.Host != "" && u.Host != "localhost") || u.User != nil {
 			return nil, invalidRemote(rawURL, errors.New("file URLs take an absolute path: file:///path"))
 		}
 		if u.Path == "" || u.Path == "/" {
@@ -148,7 +148,11 @@ func parseRemote(rawURL string) (*url.URL, error) {
 	}
 	// Secrets in the URL would reach the service's environment (SNAPVISOR_REMOTES
 	// is not a secret variable): a secret-looking parameter, or a parameter
-	// holding a URL with a query (an Azure SAS URL as endpoint), is refused.
+	// holding a URL with a query (an Azure SAS URL as endpoint), is refused,
+	// and so is a query whose parameters cannot all be read (u.Query drops them).
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return nil, invalidRemote(rawURL, fmt.Errorf("query: %v", err))
+	}
 	for k, vs := range u.Query() {
 		if secretParam.MatchString(k) {
 			return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q looks like a credential; credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
@@ -238,6 +242,7 @@ var secretParam = regexp.MustCompile(`(?i)(secret|password|passwd|token|key|sig|
 var (
 	userinfoRE  = regexp.MustCompile(`[^/?#\s]*@`)
 	rawSecretRE = regexp.MustCompile(`(?i)((?:secret|password|passwd|token|key|sig|signature|credential|auth)[^=&\s]*=)[^&\s]*`)
+	queryPairRE = regexp.MustCompile(`[^&;]+=[^&;]*`)
 )
 
 // Redact returns rawURL with its password and secret query parameters replaced
@@ -256,11 +261,21 @@ func redact(rawURL string, depth int) string {
 			u.User = url.UserPassword(u.User.Username(), "***")
 		}
 	}
+	if u.Opaque != "" { // scheme:user:password@host/path
+		u.Opaque = userinfoRE.ReplaceAllString(u.Opaque, "***@")
+	}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
 		changed := false
-		if err != nil { // unparseable: redact textually
-			u.RawQuery = rawSecretRE.ReplaceAllString(userinfoRE.ReplaceAllString(u.RawQuery, "***@"), "${1}***")
+		if err != nil { // unparseable: redact textually, parameter names unescaped
+			u.RawQuery = queryPairRE.ReplaceAllStringFunc(userinfoRE.ReplaceAllString(u.RawQuery, "***@"), func(kv string) string {
+				k, _, _ := strings.Cut(kv, "=")
+				if name, err := url.QueryUnescape(k); err == nil && secretParam.MatchString(name) {
+					return k + "=***"
+				}
+				return kv
+			})
+			u.RawQuery = rawSecretRE.ReplaceAllString(u.RawQuery, "${1}***")
 		}
 		for k, vs := range q {
 			if secretParam.MatchString(k) {
