@@ -621,3 +621,139 @@ func TestComposeMinIO(t *testing.T) {
 		t.Errorf("want auto-restore done before Redis is ready to accept connections; got %d, %d\n%s", restored, ready, logs)
 	}
 }
+
+// TestFreshExt4Volume is the most common new node of all: the data volume is a brand-new ext4
+// file system (an EBS/PD/Ceph volume, here a loop-mounted image), which holds only lost+found,
+// owned by root and unreadable for the unprivileged Redis. The old node pushed a good snapshot to
+// a remote (file://, a host directory shared by both containers); the new node has a fresh local
+// backups volume too. The entrypoint must count the volume as empty, restore the newest good
+// snapshot from the remote into it before Redis starts, leave lost+found where the file system
+// keeps it, snapshot without it, and never rotate good data away.
+func TestFreshExt4Volume(t *testing.T) {
+	need(t)
+	uid := dk(t, "run", "--rm", "--network", "none", "--entrypoint", "id", redisImage, "-u")
+	gid := dk(t, "run", "--rm", "--network", "none", "--entrypoint", "id", redisImage, "-g")
+	remote := t.TempDir()
+	if err := os.Chmod(remote, 0o777); err != nil { // t.TempDir is 0700 root: the redis user writes here
+		t.Fatal(err)
+	}
+	remoteDir := filepath.Join(remote, "store")
+	if err := os.Mkdir(remoteDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chown", uid+":"+gid, remoteDir).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	env := []string{"-e", "SNAPVISOR_BACKUP=true", "-e", "SNAPVISOR_REMOTES=file:///remote",
+		"-e", "SNAPVISOR_KEEP=2", "-e", "SNAPVISOR_LOG_FORMAT=console", "-e", "SNAPVISOR_CONTROL_SOCKET=/tmp/ctl/snapvisor.sock"}
+
+	// The old node: Redis with data, a snapshot pushed to the remote.
+	old := prefix + "-ext4-old"
+	rmContainer(t, old)
+	dk(t, append(append([]string{"run", "-d", "--name", old, "--network", "none", "-v", remoteDir + ":/remote"}, env...),
+		"-e", "SNAPVISOR_SCHEDULE=@daily", redisImage)...)
+	oexec := func(args ...string) (string, int) { return dkTry(append([]string{"exec", old}, args...)...) }
+	waitRedis(t, oexec)
+	if out, code := oexec("redis-cli", "EVAL", populate, "0", "20000"); code != 0 || out != "OK" {
+		t.Fatalf("populate: %d %s", code, out)
+	}
+	if out, code := oexec("redis-cli", "SET", "e2e:marker", "survives a new node"); code != 0 || out != "OK" {
+		t.Fatalf("set: %d %s", code, out)
+	}
+	if out, code := oexec("entrypoint", "snapshot"); code != 0 {
+		t.Fatalf("entrypoint snapshot: %d\n%s", code, out)
+	}
+	dk(t, "rm", "-f", "-v", old) // the old node is gone, and its volumes with it
+	good := remoteSnapshots(t, remoteDir)
+	if len(good) != 1 {
+		t.Fatalf("remote holds %v, want the snapshot of the old node", good)
+	}
+	goodSize := good[0].size
+
+	// The new node: a fresh ext4 volume, as the operator (or Kubernetes' fsGroup) hands it to a
+	// non-root service: its root owned by the service, lost+found left as mkfs made it.
+	img := filepath.Join(t.TempDir(), "vol.img")
+	mnt := t.TempDir()
+	for _, c := range [][]string{{"truncate", "-s", "64M", img}, {"mkfs.ext4", "-q", "-F", img}, {"mount", "-o", "loop", img, mnt}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	})
+	if out, err := exec.Command("chown", uid+":"+gid, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	lf, err := os.Stat(filepath.Join(mnt, "lost+found"))
+	if err != nil || lf.Mode().Perm() != 0o700 {
+		t.Fatalf("mkfs.ext4 made no 0700 lost+found: %v %v", lf, err)
+	}
+
+	name := prefix + "-ext4-new"
+	rmContainer(t, name)
+	dk(t, append(append([]string{"run", "-d", "--name", name, "--network", "none", "-v", mnt + ":/data", "-v", remoteDir + ":/remote"}, env...),
+		"-e", "SNAPVISOR_SCHEDULE=@every 2s", redisImage)...)
+	nexec := func(args ...string) (string, int) { return dkTry(append([]string{"exec", name}, args...)...) }
+	waitRedis(t, nexec)
+	if out, _ := nexec("redis-cli", "GET", "e2e:marker"); out != "survives a new node" {
+		logs, _ := dkTry("logs", name)
+		t.Fatalf("e2e:marker = %q on the new node: the fresh volume was not restored\n%s", out, logs)
+	}
+	if out, _ := nexec("redis-cli", "DBSIZE"); out != "20001" {
+		t.Errorf("DBSIZE = %s on the new node, want 20001", out)
+	}
+	if fi, err := os.Stat(filepath.Join(mnt, "lost+found")); err != nil || !fi.IsDir() {
+		t.Errorf("lost+found is gone from the volume root after the restore: %v", err)
+	}
+	// Several scheduled runs with KEEP=2: rotation goes through the remote's history, and every
+	// snapshot it leaves holds the data (nothing good is rotated away for an empty one).
+	eventually(t, 40*time.Second, "the new node's own snapshots replace the old node's on the remote", func() (bool, string) {
+		now := remoteSnapshots(t, remoteDir)
+		for _, s := range now {
+			if s.name == good[0].name {
+				return false, fmt.Sprint(now)
+			}
+		}
+		return len(now) >= 2, fmt.Sprint(now)
+	})
+	for _, s := range remoteSnapshots(t, remoteDir) {
+		if s.size < goodSize/2 {
+			t.Errorf("remote snapshot %s is %d bytes, the good ones were %d: rotation kept an empty snapshot", s.name, s.size, goodSize)
+		}
+		out, err := exec.Command("tar", "-tzf", filepath.Join(remoteDir, s.name)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tar -tzf %s: %v\n%s", s.name, err, out)
+		}
+		list := string(out)
+		if !strings.Contains(list, "data/dump.rdb") || strings.Contains(list, "lost+found") {
+			t.Errorf("snapshot %s: want data/dump.rdb and no lost+found, got\n%s", s.name, list)
+		}
+	}
+}
+
+type remoteSnapshot struct {
+	name string
+	size int64
+}
+
+// remoteSnapshots lists the complete snapshots (archive and .sha256) in a file:// remote, newest first.
+func remoteSnapshots(t *testing.T, dir string) []remoteSnapshot {
+	t.Helper()
+	sums, err := filepath.Glob(filepath.Join(dir, "redis-*.tar.gz.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []remoteSnapshot
+	for _, s := range sums {
+		fi, err := os.Stat(strings.TrimSuffix(s, ".sha256"))
+		if err != nil {
+			continue
+		}
+		out = append(out, remoteSnapshot{fi.Name(), fi.Size()})
+	}
+	slices.SortFunc(out, func(a, b remoteSnapshot) int { return strings.Compare(b.name, a.name) })
+	return out
+}
