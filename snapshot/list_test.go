@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// within fails the test when f does not return within d (a hang).
-func within(t *testing.T, d time.Duration, what string, f func()) {
+// returnsWithin fails the test when f does not return within d (a hang).
+func returnsWithin(t *testing.T, d time.Duration, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -64,16 +64,16 @@ func TestList_HostileChecksumFiles(t *testing.T) {
 			tc.plant(t, badPath+".sha256")
 
 			var list []Info
-			within(t, 5*time.Second, "List", func() { list, err = List(cfg.Dir, "snapshot") })
+			returnsWithin(t, 5*time.Second, "List", func() { list, err = List(cfg.Dir, "snapshot") })
 			must(t, err)
 			if len(list) != 1 || list[0].Name != good {
 				t.Fatalf("List = %+v, want only %s", list, good)
 			}
-			within(t, 5*time.Second, "Verify", func() { err = Verify(context.Background(), badPath) })
+			returnsWithin(t, 5*time.Second, "Verify", func() { err = Verify(context.Background(), badPath) })
 			if err == nil || !strings.Contains(err.Error(), badPath+".sha256") || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("Verify = %v, want an error naming %s.sha256 and %q", err, badPath, tc.message)
 			}
-			within(t, 5*time.Second, "Restore", func() {
+			returnsWithin(t, 5*time.Second, "Restore", func() {
 				err = Restore(context.Background(), cfg, badPath, RestoreOptions{}, testLogger(t))
 			})
 			if err == nil || !strings.Contains(err.Error(), tc.message) {

@@ -72,7 +72,7 @@ func FuzzFileName(f *testing.F) {
 	})
 }
 
-// FuzzReadChecksum: readChecksum never panics on any .sha256 content; what
+// FuzzReadChecksum: ReadChecksum never panics on any .sha256 content; what
 // it accepts is 64 lowercase hex digits, from a file that is exactly the
 // sha256sum line naming the archive (text or binary mode, either case).
 func FuzzReadChecksum(f *testing.F) {
@@ -84,16 +84,16 @@ func FuzzReadChecksum(f *testing.F) {
 			return
 		}
 		must(t, os.WriteFile(archive+".sha256", content, 0o600))
-		sum, err := readChecksum(archive)
+		sum, err := ReadChecksum(archive)
 		if err != nil {
 			return
 		}
 		if !hexRE.MatchString(sum) {
-			t.Fatalf("readChecksum accepted %q as %q", content, sum)
+			t.Fatalf("ReadChecksum accepted %q as %q", content, sum)
 		}
 		line := strings.ToLower(string(content))
 		if line != sum+"  "+strings.ToLower(filepath.Base(archive))+"\n" && line != sum+" *"+strings.ToLower(filepath.Base(archive))+"\n" {
-			t.Fatalf("readChecksum accepted %q, not the sha256sum line of %s", content, filepath.Base(archive))
+			t.Fatalf("ReadChecksum accepted %q, not the sha256sum line of %s", content, filepath.Base(archive))
 		}
 	})
 }
