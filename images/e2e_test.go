@@ -663,7 +663,10 @@ func TestFreshExt4Volume(t *testing.T) {
 	if out, code := oexec("entrypoint", "snapshot"); code != 0 {
 		t.Fatalf("entrypoint snapshot: %d\n%s", code, out)
 	}
-	dk(t, "rm", "-f", "-v", old) // the old node is gone, and its volumes with it
+	// The old node is drained (its lease on the remote released at the clean
+	// exit), then gone, and its volumes with it.
+	dk(t, "stop", old)
+	dk(t, "rm", "-f", "-v", old)
 	good := remoteSnapshots(t, remoteDir)
 	if len(good) != 1 {
 		t.Fatalf("remote holds %v, want the snapshot of the old node", good)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -220,5 +222,30 @@ func TestSFTPHostKey(t *testing.T) {
 	}
 	if logs.Len() < 2 {
 		t.Errorf("insecure opt-out logged %d warnings, want one at open and one per connection", logs.Len())
+	}
+}
+
+// TestS3MissingBucket: a bucket that does not exist yet is an empty remote:
+// its keys do not exist (Get, the lease) and the first writer takes the lease
+// and pushes (Put creates the bucket), as on a fresh MinIO.
+func TestS3MissingBucket(t *testing.T) {
+	m := startMinIO(t)
+	ctx := testCtx(t, time.Minute)
+	s := mustOpen(t, m.URL("not-yet", "app"), minioConfig())
+	if _, err := s.Get(ctx, "app.lease"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Get in a missing bucket: %v, want fs.ErrNotExist", err)
+	}
+	if l, ok, err := ReadLease(ctx, s, "app"); ok || err != nil {
+		t.Errorf("ReadLease in a missing bucket: %+v, %v, %v", l, ok, err)
+	}
+	if _, err := AcquireLease(ctx, s, "app", ThisWriter(), time.Minute, time.Now()); err != nil {
+		t.Fatalf("AcquireLease in a missing bucket: %v", err)
+	}
+	p := makeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.gz", 1<<10)
+	if _, err := Push(ctx, s, p); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if snaps, err := ListSnapshots(ctx, s, "app"); err != nil || len(snaps) != 1 {
+		t.Errorf("list: %+v, %v", snaps, err)
 	}
 }

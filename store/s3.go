@@ -132,7 +132,11 @@ func (s *S3) fail(op, key string, err error) error {
 	switch minio.ToErrorResponse(err).Code {
 	case "NoSuchKey":
 		e.Err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName",
+	case "NoSuchBucket":
+		// No bucket yet is an empty remote, as List says: no key exists in it
+		// (the first Put creates it).
+		e.Err, e.permanent = fmt.Errorf("%w (%v)", fs.ErrNotExist, err), true
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName",
 		"AllAccessDisabled", "InvalidObjectState", "InvalidStorageClass", "ExpiredToken", "InvalidToken":
 		e.permanent = true
 	}
@@ -263,7 +267,7 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 		return s.fail("delete", key, err)
 	}
 	if err := s.client.RemoveObject(ctx, s.bucket, s.key(key), minio.RemoveObjectOptions{}); err != nil {
-		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		if c := minio.ToErrorResponse(err).Code; c == "NoSuchKey" || c == "NoSuchBucket" {
 			return nil
 		}
 		return s.fail("delete", key, err)

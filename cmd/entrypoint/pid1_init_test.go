@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,23 @@ func execWithSignalState(ign, blk string, argv []string) error {
 	if err != nil {
 		return err
 	}
+	// Only what the test asks for: a signal ignored by whatever started
+	// the test (the CI runner's shell, say) goes back to SIG_DFL.
+	for sig := 1; sig <= 64; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || slices.Contains(ignored, syscall.Signal(sig)) {
+			continue
+		}
+		var old [4]uint64
+		if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+			return fmt.Errorf("disposition of signal %d: %w", sig, e)
+		}
+		if old[0] == 1 { // SIG_IGN
+			dfl := [4]uint64{0}
+			if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0); e != 0 {
+				return fmt.Errorf("default signal %d: %w", sig, e)
+			}
+		}
+	}
 	for _, sig := range ignored {
 		// os/signal cannot ignore the signals the Go runtime keeps (ILL,
 		// TRAP, ...): set the disposition with rt_sigaction directly.
@@ -47,7 +65,7 @@ func execWithSignalState(ign, blk string, argv []string) error {
 	for _, sig := range blocked {
 		set.Val[0] |= 1 << (sig - 1)
 	}
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &set, nil); err != nil {
 		return fmt.Errorf("block: %w", err)
 	}
 	path, err := exec.LookPath(argv[0])
@@ -251,13 +269,18 @@ func TestEntrypoint_QuietInit(t *testing.T) {
 		silent bool
 	}{
 		{"snapshots off", nil, true},
-		{"snapshots off, LOG_LEVEL empty", []string{"SNAPVISOR_LOG_LEVEL="}, true},
-		{"snapshots off, LOG_LEVEL=info", []string{"SNAPVISOR_LOG_LEVEL=info"}, false},
+		{"snapshots off LOG_LEVEL empty", []string{"SNAPVISOR_LOG_LEVEL="}, true},
+		{"snapshots off LOG_LEVEL=info", []string{"SNAPVISOR_LOG_LEVEL=info"}, false},
 		{"snapshots on", []string{"SNAPVISOR_BACKUP=true", "SNAPVISOR_RESTORE=never"}, false},
-		{"snapshots on, LOG_LEVEL=warn", []string{"SNAPVISOR_BACKUP=true", "SNAPVISOR_RESTORE=never", "SNAPVISOR_LOG_LEVEL=warn"}, true},
+		{"snapshots on LOG_LEVEL=warn", []string{"SNAPVISOR_BACKUP=true", "SNAPVISOR_RESTORE=never", "SNAPVISOR_LOG_LEVEL=warn"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			// The source exists: a missing one is warned about, even at warn (and
+			// the subtests name no comma: SNAPVISOR_SOURCE is a comma-separated list).
+			if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			env := append([]string{"SNAPVISOR_SOURCE=" + filepath.Join(dir, "data"), "SNAPVISOR_DIR=" + filepath.Join(dir, "bk"),
 				"SNAPVISOR_CONTROL_SOCKET=" + sockPath(t)}, tc.env...)
 			p := startPID1(t, env, "--", "true")
