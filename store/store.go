@@ -158,8 +158,8 @@ func parseRemote(rawURL string) (*url.URL, error) {
 			return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q looks like a credential; credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
 		}
 		for _, v := range vs {
-			if nu, err := url.Parse(v); err == nil && (nu.RawQuery != "" || nu.User != nil) && strings.Contains(v, "://") {
-				return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q holds a URL with a query or user info (a SAS token?); credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
+			if nu, err := url.Parse(v); strings.Contains(v, "://") && (err != nil || nu.RawQuery != "" || nu.User != nil) {
+				return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q holds a URL with a query or user info (a SAS token?), or one that does not parse; credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
 			}
 		}
 	}
@@ -240,9 +240,9 @@ var secretParam = regexp.MustCompile(`(?i)(secret|password|passwd|token|key|sig|
 // userinfoRE and rawSecretRE find userinfo and secret parameters in strings
 // that are not parseable URLs.
 var (
-	userinfoRE  = regexp.MustCompile(`[^/?#\s]*@`)
-	rawSecretRE = regexp.MustCompile(`(?i)((?:secret|password|passwd|token|key|sig|signature|credential|auth)[^=&\s]*=)[^&\s]*`)
-	queryPairRE = regexp.MustCompile(`[^&;]+=[^&;]*`)
+	userinfoRE  = regexp.MustCompile(`[^/?#]*@`)
+	rawSecretRE = regexp.MustCompile(`(?i)((?:secret|password|passwd|token|key|sig|signature|credential|auth)[^=&\s]*=)[^&;#]*`)
+	queryPairRE = regexp.MustCompile(`[^&;]*=[^&;]*`)
 )
 
 // Redact returns rawURL with its password and secret query parameters replaced
@@ -253,13 +253,28 @@ func Redact(rawURL string) string { return redact(rawURL, 0) }
 
 func redact(rawURL string, depth int) string {
 	u, err := url.Parse(strings.TrimSpace(rawURL))
-	if err != nil {
-		return rawSecretRE.ReplaceAllString(userinfoRE.ReplaceAllString(rawURL, "***@"), "${1}***")
+	if err != nil && depth > 0 {
+		return "***" // a nested URL that does not parse: nothing of it is shown
+	}
+	if err != nil { // unparseable: redacted as text
+		rawURL, _, frag := strings.Cut(rawURL, "#")
+		head, query, hasQuery := strings.Cut(userinfoRE.ReplaceAllString(rawURL, "***@"), "?")
+		head = rawSecretRE.ReplaceAllString(head, "${1}***")
+		if hasQuery {
+			head += "?" + redactQueryText(query)
+		}
+		if frag {
+			head += "#***" // a fragment means nothing to a store: never shown
+		}
+		return head
 	}
 	if u.User != nil {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), "***")
 		}
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = "***", "" // a fragment means nothing to a store: never shown
 	}
 	if u.Opaque != "" { // scheme:user:password@host/path
 		u.Opaque = userinfoRE.ReplaceAllString(u.Opaque, "***@")
@@ -267,15 +282,8 @@ func redact(rawURL string, depth int) string {
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
 		changed := false
-		if err != nil { // unparseable: redact textually, parameter names unescaped
-			u.RawQuery = queryPairRE.ReplaceAllStringFunc(userinfoRE.ReplaceAllString(u.RawQuery, "***@"), func(kv string) string {
-				k, _, _ := strings.Cut(kv, "=")
-				if name, err := url.QueryUnescape(k); err == nil && secretParam.MatchString(name) {
-					return k + "=***"
-				}
-				return kv
-			})
-			u.RawQuery = rawSecretRE.ReplaceAllString(u.RawQuery, "${1}***")
+		if err != nil { // unparseable: redacted as text
+			u.RawQuery = redactQueryText(u.RawQuery)
 		}
 		for k, vs := range q {
 			if secretParam.MatchString(k) {
@@ -303,6 +311,24 @@ func redact(rawURL string, depth int) string {
 		}
 	}
 	return strings.Replace(u.String(), ":%2A%2A%2A@", ":***@", 1)
+}
+
+// redactQueryText redacts a query that url.ParseQuery cannot read: the
+// values of secret parameters (their names unescaped) and every value that
+// may hold a URL with its own secrets ("?" or "@", escaped or not) become
+// "***", and so does any userinfo.
+func redactQueryText(query string) string {
+	query = queryPairRE.ReplaceAllStringFunc(userinfoRE.ReplaceAllString(query, "***@"), func(kv string) string {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, err := url.QueryUnescape(k); err == nil && secretParam.MatchString(name) {
+			return k + "=***"
+		}
+		if dv, err := url.QueryUnescape(v); strings.ContainsAny(v, "?@") || (err == nil && strings.ContainsAny(dv, "?@")) {
+			return k + "=***"
+		}
+		return kv
+	})
+	return rawSecretRE.ReplaceAllString(query, "${1}***")
 }
 
 // Error is an operation on a store that failed. Its text names the store

@@ -155,6 +155,11 @@ func FuzzRedact(f *testing.F) {
 		if err != nil {
 			for _, sec := range secrets {
 				if form, bad := leaked(err.Error(), in, sec); bad {
+					// The error's own words ("not a URL") are not the secret:
+					// it is shown only if the error without it lacks it.
+					if _, alt := parseRemote(strings.Replace(in, sec.raw, "\x01", 1)); alt != nil && strings.Contains(alt.Error(), form) {
+						continue
+					}
 					t.Fatalf("parseRemote(%q) error %q shows the secret %q", in, err, form)
 				}
 			}
