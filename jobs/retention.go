@@ -3,6 +3,9 @@ package jobs
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -125,7 +128,7 @@ func (r *Runner) noSpace(err error) error {
 	case room == r.policy:
 		msg += fmt.Sprintf("; SNAPVISOR_KEEP=%d: nothing to delete before a snapshot", r.policy.Keep)
 	default:
-		r.makeRoomFirst = true
+		r.setMakeRoomFirst(true)
 		msg += fmt.Sprintf("; until then each run first deletes the oldest snapshots beyond %d (SNAPVISOR_ROTATE_BEFORE=on-enospc)", room.Keep)
 	}
 	return fmt.Errorf("%s: %w", msg, err)
@@ -137,7 +140,12 @@ func (r *Runner) noSpace(err error) error {
 // leaves room for one more of its size, runs rotate afterwards only again.
 func (r *Runner) makeRoom(log *zap.Logger) {
 	if !r.makeRoomFirst {
-		return
+		// A run of an earlier process (a restarted entrypoint, the last
+		// standalone `entrypoint snapshot` of a CronJob) failed for lack of space.
+		if fi, err := os.Lstat(r.noSpaceMarker()); err != nil || !fi.Mode().IsRegular() || r.policy.RotateBefore == rotation.RotateBeforeNever {
+			return
+		}
+		r.makeRoomFirst = true
 	}
 	room := r.policy.MakeRoom()
 	log.Info("rotating before the snapshot: an earlier one failed for lack of space (SNAPVISOR_ROTATE_BEFORE=on-enospc)", zap.Stringer("policy", room))
@@ -152,7 +160,33 @@ func (r *Runner) roomAgain(info snapshot.Info, log *zap.Logger) {
 	}
 	var st syscall.Statfs_t
 	if syscall.Statfs(r.snap.Dir, &st) == nil && int64(st.Bavail)*st.Bsize > info.Size+info.Size/10 {
-		r.makeRoomFirst = false
+		r.setMakeRoomFirst(false)
 		log.Info("SNAPVISOR_DIR has room for another snapshot again: rotating after snapshots only")
+	}
+}
+
+// noSpaceMarker is the file in SNAPVISOR_DIR that keeps makeRoom's mode
+// across processes: a standalone run or a restarted entrypoint after an
+// ENOSPC failure makes room first too. Empty; not a snapshot name.
+func (r *Runner) noSpaceMarker() string {
+	return filepath.Join(r.snap.Dir, "."+r.snap.Name+".no-space")
+}
+
+// setMakeRoomFirst sets makeRoom's mode and its marker file. The marker is
+// best effort (a full disk may refuse even an empty file): this process
+// keeps the mode in memory either way.
+func (r *Runner) setMakeRoomFirst(on bool) {
+	r.makeRoomFirst = on
+	var err error
+	if on {
+		var f *os.File
+		if f, err = os.OpenFile(r.noSpaceMarker(), os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600); err == nil {
+			err = f.Close()
+		}
+	} else if err = os.Remove(r.noSpaceMarker()); errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		r.log.Warn("the no-space marker could not be updated: a restarted entrypoint may fail once more before it makes room", zap.Error(err))
 	}
 }

@@ -323,6 +323,25 @@ func TestRunner_NoSpace(t *testing.T) {
 		}
 	})
 
+	t.Run("on-enospc: a new process (restart, the next standalone run) makes room first too", func(t *testing.T) {
+		f := fill(t, rotation.Policy{Keep: 3, RotateBefore: rotation.RotateBeforeOnENOSPC})
+		f.run(t, "schedule", false)
+		f.runner = NewRunner(Config{}, f.snap, rotation.Policy{Keep: 3, RotateBefore: rotation.RotateBeforeOnENOSPC}, nil, nil, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), nil)
+		for range 2 {
+			res := f.run(t, "standalone", true)
+			if got := f.local(t); len(got) != 3 || got[0] != res.Snapshot {
+				t.Errorf("after a run that made room: %v, want 3 snapshots, the newest %s", got, res.Snapshot)
+			}
+		}
+		// Smaller snapshots leave room for one more: the mode, and its
+		// marker, end.
+		f.write(t, "db", mib/2)
+		f.run(t, "standalone", true)
+		if left, _ := filepath.Glob(filepath.Join(f.snap.Dir, ".*")); len(left) > 0 {
+			t.Errorf("left in SNAPVISOR_DIR once there is room again: %v", left)
+		}
+	})
+
 	t.Run("never: every run fails, nothing deleted", func(t *testing.T) {
 		f := fill(t, rotation.Policy{Keep: 3, RotateBefore: rotation.RotateBeforeNever})
 		before := f.local(t)
