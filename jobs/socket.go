@@ -141,8 +141,12 @@ type ImpostorError struct {
 }
 
 func (e *ImpostorError) Error() string {
-	return fmt.Sprintf("refusing the control socket %s: it is served by uid %d (pid %d), neither root nor uid %d; if that is the snapvisor you mean, run as uid %d",
-		e.Path, e.Uid, e.Pid, os.Geteuid(), e.Uid)
+	trusted := fmt.Sprintf("neither root nor uid %d", os.Geteuid())
+	if os.Geteuid() == 0 {
+		trusted = "not root"
+	}
+	return fmt.Sprintf("refusing the control socket %s: it is served by uid %d (pid %d), %s; if that is the snapvisor you mean, run as uid %d",
+		e.Path, e.Uid, e.Pid, trusted, e.Uid)
 }
 
 // checkPeer returns an *ImpostorError unless the server at the other end of
