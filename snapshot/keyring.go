@@ -99,11 +99,16 @@ func ParseKeyring(text string) (Keyring, error) {
 	return ring, nil
 }
 
-// shownID is a key id as errors show it: not at all when it is a key
-// (written in the wrong field), since errors never contain key material.
+// shownID is a key id as errors show it: not at all when it, or a word of
+// it, is a key
+// (written in the wrong field, "id key" for "id:key"), since errors never
+// contain key material.
 func shownID(id string) string {
-	if _, err := decodeKey(id); err == nil {
-		return "(a key where the id belongs)"
+	fields := strings.FieldsFunc(id, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == ':' })
+	for _, f := range append(fields, id) {
+		if _, err := decodeKey(f); err == nil {
+			return "(a key where the id belongs)"
+		}
 	}
 	return id
 }
