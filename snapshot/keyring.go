@@ -100,9 +100,8 @@ func ParseKeyring(text string) (Keyring, error) {
 }
 
 // shownID is a key id as errors show it: not at all when it, or a word of
-// it, is a key
-// (written in the wrong field, "id key" for "id:key"), since errors never
-// contain key material.
+// it, is a key (written in the wrong field, "id key" for "id:key"), since
+// errors never contain key material.
 func shownID(id string) string {
 	fields := strings.FieldsFunc(id, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == ':' })
 	for _, f := range append(fields, id) {
