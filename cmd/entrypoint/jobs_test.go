@@ -197,12 +197,22 @@ func serviceChild(t *testing.T, pid1 int) int {
 	t.Helper()
 	var pid int
 	eventually(t, 5*time.Second, "service process appears", func() bool {
-		// Any thread of the Go runtime may have forked it: read every task's children.
+		// Any thread of the Go runtime may have forked it: read every task's
+		// children. The runtime's own short-lived children (the pidfd check
+		// before the first exec forks the entrypoint's image and exits) are
+		// not the service: a child still running the entrypoint, or already
+		// a zombie, is passed over.
+		self, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid1))
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid1))
 		for _, tf := range tasks {
 			b, _ := os.ReadFile(tf)
-			if f := strings.Fields(string(b)); len(f) > 0 {
-				pid, _ = strconv.Atoi(f[0])
+			for _, f := range strings.Fields(string(b)) {
+				child, _ := strconv.Atoi(f)
+				exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child))
+				if st := procStateOf(child); err != nil || exe == self || st == "Z" || st == "" {
+					continue
+				}
+				pid = child
 				return true
 			}
 		}
