@@ -39,7 +39,7 @@ type Config struct {
 	OnStart       bool          `envconfig:"SNAPVISOR_ON_START" default:"false" desc:"take one snapshot once the service is up (after SNAPVISOR_START_DELAY)"`
 	StartDelay    time.Duration `envconfig:"SNAPVISOR_START_DELAY" default:"5s" desc:"delay between service start and the SNAPVISOR_ON_START snapshot"`
 	OnExit        bool          `envconfig:"SNAPVISOR_ON_EXIT" default:"false" desc:"take a final, cold snapshot after the service exits with code 0"`
-	ExitTimeout   time.Duration `envconfig:"SNAPVISOR_EXIT_TIMEOUT" default:"5m" desc:"at exit, how long a snapshot in progress may finish, and the upper bound for the SNAPVISOR_ON_EXIT snapshot"`
+	ExitTimeout   time.Duration `envconfig:"SNAPVISOR_EXIT_TIMEOUT" default:"5m" desc:"the bound on everything after the service exits: a snapshot in progress finishing (else abandoned), the SNAPVISOR_ON_EXIT snapshot, releasing the remotes' leases"`
 	PreCommand    string        `envconfig:"SNAPVISOR_PRE_COMMAND" desc:"consistency hook run before each snapshot (via /bin/sh -c when present); failure aborts the snapshot"`
 	PostCommand   string        `envconfig:"SNAPVISOR_POST_COMMAND" desc:"hook run after each snapshot attempt, also after failures"`
 	HookTimeout   time.Duration `envconfig:"SNAPVISOR_HOOK_TIMEOUT" default:"30s" desc:"time limit for each hook; a timed-out pre-hook aborts the snapshot"`

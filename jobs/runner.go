@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
 	"snapvisor/rotation"
@@ -76,7 +77,14 @@ type Runner struct {
 	stores  []store.Store // remotes each snapshot is pushed to
 	leases  *leases       // this writer's hold on the remotes' leases (lease.go); set with stores
 
-	started time.Time // when the runner was made: the health grace period starts here
+	started time.Time       // when the runner was made: the health grace period starts here
+	clock   clockwork.Clock // the schedule's and the on-start delay's clock (a fake one in tests)
+
+	// runCtx is the context of every run Trigger starts: the runner's, not
+	// the caller's. Drain ends it (abandonRuns) when a run outlasts the
+	// exit bound.
+	runCtx      context.Context
+	abandonRuns context.CancelFunc
 
 	mu       sync.Mutex
 	inflight *flight
@@ -110,7 +118,8 @@ func NewRunner(cfg Config, snap snapshot.Config, policy rotation.Policy, svc Ser
 	if m == nil {
 		m = NewMetrics()
 	}
-	r := &Runner{cfg: cfg, snap: snap, policy: policy, svc: svc, env: env, log: log, metrics: m, started: time.Now()}
+	r := &Runner{cfg: cfg, snap: snap, policy: policy, svc: svc, env: env, log: log, metrics: m, started: time.Now(), clock: clockwork.NewRealClock()}
+	r.runCtx, r.abandonRuns = context.WithCancel(context.Background())
 	if list, err := snapshot.List(snap.Dir, snap.Name); err == nil && len(list) > 0 {
 		now := time.Now()
 		var future []string
@@ -171,7 +180,8 @@ func missingSources(sources []string) []string {
 }
 
 // Trigger takes a snapshot now, or joins the run in progress (coalescing).
-// It returns when that run has finished; ctx only bounds the wait. An
+// It returns when that run has finished, or with ctx's error when ctx ends
+// first: ctx only bounds the wait, the run goes on (the runner owns it). An
 // on-demand trigger (ReasonRequest) within SNAPVISOR_MIN_INTERVAL of the end
 // of the previous run gets that run's result instead of a new snapshot.
 func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
@@ -180,14 +190,9 @@ func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 		r.mu.Unlock()
 		r.log.Info("snapshot already running: trigger coalesced", zap.String("reason", reason))
 		r.metrics.coalesced.Inc()
-		select {
-		case <-f.done:
-			res := f.res
-			res.Coalesced = true
-			return res, nil
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		}
+		res, err := await(ctx, f)
+		res.Coalesced = err == nil
+		return res, err
 	}
 	// A skipped run (a missing source, say) did nothing to coalesce into.
 	if until, ok := withinMinInterval(r.lastEnd, time.Now(), r.cfg.MinInterval); ok && reason == ReasonRequest && r.last.Skipped == "" {
@@ -205,9 +210,22 @@ func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 	r.inflight = f
 	r.mu.Unlock()
 
-	// The run is not tied to the caller: a client going away never leaves
-	// the service paused or a snapshot half-written.
-	return r.fly(f, r.run(context.WithoutCancel(ctx), reason, r.pipeline)), nil
+	// The run is not tied to the caller: a client going away, or Serve's
+	// end, never leaves the service paused or a snapshot half-written. Only
+	// Drain ends it early.
+	go func() { r.fly(f, r.run(r.runCtx, reason, r.pipeline)) }()
+	return await(ctx, f)
+}
+
+// await returns the result of the run f once it has finished, or ctx's
+// error when ctx ends first.
+func await(ctx context.Context, f *flight) (Result, error) {
+	select {
+	case <-f.done:
+		return f.res, nil
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
 }
 
 // withinMinInterval reports whether now is within min of end, the end of
@@ -236,8 +254,21 @@ func (r *Runner) fly(f *flight, res Result) Result {
 	return res
 }
 
-// Wait returns when no snapshot is running, or when ctx ends (false).
-func (r *Runner) Wait(ctx context.Context) bool {
+// Drain is the one wait for a run at exit: it returns true once no snapshot
+// is running, or, when ctx ends first, abandons the run in progress (its
+// context ends: hooks are killed, the service thawed, the archive's
+// temporary file removed, pushes cut short) and returns false without
+// waiting for it. Runs started after Drain abandoned one end at once.
+func (r *Runner) Drain(ctx context.Context) bool {
+	if r.wait(ctx) {
+		return true
+	}
+	r.abandonRuns()
+	return false
+}
+
+// wait returns when no snapshot is running, or when ctx ends (false).
+func (r *Runner) wait(ctx context.Context) bool {
 	for {
 		r.mu.Lock()
 		f := r.inflight

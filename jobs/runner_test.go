@@ -139,7 +139,7 @@ func TestRunner_Final(t *testing.T) {
 		if r := f.runner.Final(ctx); r.OK() || r.Error == "" {
 			t.Fatalf("Final with an expired ctx: %+v, want an error", r)
 		}
-		if f.runner.Wait(ctx) {
+		if f.runner.wait(ctx) {
 			t.Error("Wait reported idle while a run is in progress")
 		}
 	})

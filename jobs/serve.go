@@ -120,17 +120,30 @@ func (l *Listeners) Close() {
 	}
 }
 
-// Serve runs the scheduler, the optional on-start snapshot, the control
-// socket and the metrics endpoint on l until ctx ends; then it stops them in
-// reverse order and waits, at most drain, for a snapshot in progress to
-// finish. Call it once the service has started.
+// schedulerStop bounds gocron's own wait for a scheduled task at shutdown.
+// Its tasks return when Serve's context ends (Trigger waits with it; the run
+// is the Runner's), so this is a backstop, not a wait for a run.
+const schedulerStop = time.Second
+
+// Serve runs the jobs beside the service until ctx ends, as actors of one
+// group: the control socket, the metrics endpoint, the scheduler, the
+// optional on-start snapshot, the health seed from the remotes and the lease
+// keeper. None of them waits for a run (the Runner owns it). When ctx ends,
+// Serve stops in this order, the whole of it bounded by drain:
+//
+//  1. the actors return (servers closed, scheduler shut down, timers stopped);
+//  2. the snapshot in progress finishes, or is abandoned (Runner.Drain);
+//  3. the remotes' leases are released: a clean exit, the next writer takes
+//     over at once.
+//
+// Call it once the service has started.
 func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) error {
 	defer l.Close()
 	sched, err := ParseSchedule(r.cfg.Schedule)
 	if err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
-	s, err := gocron.NewScheduler(gocron.WithLocation(time.Local))
+	s, err := gocron.NewScheduler(gocron.WithLocation(time.Local), gocron.WithClock(r.clock), gocron.WithStopTimeout(schedulerStop))
 	if err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
@@ -152,89 +165,95 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	}
 	next := func() time.Time { t, _ := job.NextRun(); return t }
 
-	// Deferred calls run in reverse: scheduler, metrics, control socket,
-	// goroutines, the wait for a snapshot in progress, and last the release
-	// of the remotes' leases (a clean exit: the next writer takes over at once).
-	defer r.ReleaseLeases(context.Background()) // bounded per remote (leaseOpTimeout)
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), drain)
-		defer cancel()
-		if !r.Wait(dctx) {
-			r.log.Warn("snapshot still running at exit: abandoned (its temporary file is removed by the next run)", zap.Duration("waited", drain))
-		}
-	}()
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	// The group: sync.WaitGroup.Go is all it needs (no actor's error ends
+	// the others: each logs its own), so no group library.
+	var actors sync.WaitGroup
 	ctl := &http.Server{Handler: r.controlHandler(ctx, next, maxAge), ReadHeaderTimeout: 5 * time.Second}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := ctl.Serve(l.control); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error("control socket", zap.Error(err))
-		}
-	}()
-	defer func() { _ = ctl.Close() }()
-
-	if mln := l.metrics; mln != nil {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			r.metrics.WritePrometheus(w)
-		})
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			st := r.status(next(), maxAge)
-			if !st.Healthy {
-				http.Error(w, st.Problem, http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
-		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := ms.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				r.log.Error("metrics server", zap.Error(err))
-			}
-		}()
-		defer ms.Close()
-		r.log.Info("metrics listening", zap.String("addr", mln.Addr().String()))
+	actors.Go(func() { serveHTTP(ctx, ctl, l.control, "control socket", r.log) })
+	if l.metrics != nil {
+		ms := &http.Server{Handler: r.metricsHandler(next, maxAge), ReadHeaderTimeout: 5 * time.Second}
+		actors.Go(func() { serveHTTP(ctx, ms, l.metrics, "metrics server", r.log) })
+		r.log.Info("metrics listening", zap.String("addr", l.metrics.Addr().String()))
 	}
-
 	s.Start()
-	defer func() {
+	actors.Go(func() {
+		<-ctx.Done()
 		if err := s.Shutdown(); err != nil {
 			r.log.Warn("scheduler shutdown", zap.Error(err))
 		}
-	}()
+	})
 	r.log.Info("snapshots scheduled", zap.String("schedule", r.cfg.Schedule), zap.Time("next", next()),
 		zap.String("dir", r.snap.Dir), zap.Strings("sources", r.snap.Sources), zap.String("control_socket", l.path))
-
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.seedFromRemotes(ctx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.KeepLeases(ctx)
-	}()
+	actors.Go(func() { r.seedFromRemotes(ctx) })
+	actors.Go(func() { r.KeepLeases(ctx) })
 	if r.cfg.OnStart {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTimer(r.cfg.StartDelay)
-			defer t.Stop()
-			select {
-			case <-t.C:
-				_, _ = r.Trigger(ctx, "start")
-			case <-ctx.Done():
-			}
-		}()
+		actors.Go(func() { r.onStart(ctx) })
 	}
 	<-ctx.Done()
+
+	// The shutdown order, bounded by drain as a whole.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	if !waitGroup(dctx, &actors) {
+		r.log.Warn("jobs still stopping at exit: left behind", zap.Duration("waited", drain))
+	}
+	if !r.Drain(dctx) {
+		r.log.Warn("snapshot still running at exit: abandoned (its temporary file is removed by the next run)", zap.Duration("waited", drain))
+	}
+	r.ReleaseLeases(dctx)
 	return nil
+}
+
+// onStart takes the on-start snapshot after SNAPVISOR_START_DELAY, unless
+// ctx ends first.
+func (r *Runner) onStart(ctx context.Context) {
+	t := r.clock.NewTimer(r.cfg.StartDelay)
+	defer t.Stop()
+	select {
+	case <-t.Chan():
+		_, _ = r.Trigger(ctx, "start")
+	case <-ctx.Done():
+	}
+}
+
+// metricsHandler serves /metrics (Prometheus text) and /healthz.
+func (r *Runner) metricsHandler(next func() time.Time, maxAge time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		r.metrics.WritePrometheus(w)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		st := r.status(next(), maxAge)
+		if !st.Healthy {
+			http.Error(w, st.Problem, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// serveHTTP serves srv on ln until ctx ends, then closes it with its open
+// connections: a client waiting for a snapshot gets an error, the run goes on.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, what string, log *zap.Logger) {
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error(what, zap.Error(err))
+	}
+}
+
+// waitGroup waits for wg, at most until ctx ends (false).
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // listenUnix opens the control socket at path with mode 0600. A stale socket

@@ -149,9 +149,17 @@ func run(args []string, inherited supervisor.Inherited, stdout, stderr io.Writer
 }
 
 // runService supervises the service and, when backups are on, restores
-// before it starts and runs the snapshot jobs beside it. The shutdown order
-// lives here: service exits -> jobs stop (a running snapshot finishes) ->
-// optional final cold snapshot -> exit with the service's code.
+// before it starts and runs the snapshot jobs beside it: one group of two
+// actors, the supervisor (here) and the jobs (Serve), followed by the final
+// snapshot. The shutdown order, all of it after the service's exit bounded by
+// SNAPVISOR_EXIT_TIMEOUT from that exit:
+//
+//  1. the service exits;
+//  2. the jobs stop (Serve: its actors, then the snapshot in progress
+//     finishes or is abandoned, then the remotes' leases are released);
+//  3. the optional final cold snapshot (SNAPVISOR_ON_EXIT, exit code 0),
+//     then its leases are released;
+//  4. the entrypoint exits with the service's code.
 //
 // From its start a TERM or INT is handled: one that arrives before the
 // service has started (during the auto-restore, say) cancels what runs and
@@ -233,20 +241,23 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	}()
 
 	st, err := sup.Run(ctx)
+	exit, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout) // the exit bound starts now
+	defer cancel()
 	stopJobs()
-	<-served // a snapshot in progress finishes (bounded by SNAPVISOR_EXIT_TIMEOUT)
+	select {
+	case <-served: // Serve bounds its own stop by SNAPVISOR_EXIT_TIMEOUT
+	case <-exit.Done():
+	}
 	if err != nil {
 		return notStarted(a.log, err)
 	}
 	code := sup.ExitCode(st) // SNAPVISOR_SUCCESS_CODES count as 0 here too
 	if jc.OnExit {
 		if code == 0 {
-			fctx, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout)
-			res := runner.Final(fctx)
+			res := runner.Final(exit)
 			// Serve released the remotes' leases when it ended; the final
 			// snapshot took them again: a clean exit leaves them free.
-			runner.ReleaseLeases(fctx)
-			cancel()
+			runner.ReleaseLeases(exit)
 			if !res.OK() {
 				a.log.Error("final snapshot failed", zap.String("error", res.Error))
 			}
