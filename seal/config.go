@@ -13,7 +13,6 @@ import (
 	"filippo.io/age"
 
 	"snapvisor/config"
-	"snapvisor/rotation"
 )
 
 // DefaultPBKDF2Iter is the default of SNAPVISOR_PBKDF2_ITER (OWASP's 2023
@@ -37,7 +36,7 @@ type Config struct {
 	Keys config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEYS" desc:"aes256-gcm keyring, one key a line: id:base64key or id:base64key:created (RFC 3339); the last line encrypts, every line (and ENCRYPTION_KEY) decrypts"`
 	// KeysFile is the path of the keyring (SNAPVISOR_ENCRYPTION_KEYS_FILE), re-read at each use.
 	KeysFile string `envconfig:"SNAPVISOR_ENCRYPTION_KEYS_FILE" desc:"path of the keyring file, re-read at every snapshot and restore; with KEY_ROTATION the entrypoint rewrites it (temporary file and rename, mode 0600)"`
-	// Rotation is SNAPVISOR_KEY_ROTATION as written (rotation.ParseAge syntax); empty: off.
+	// Rotation is SNAPVISOR_KEY_ROTATION as written (config.ParseAge syntax); empty: off.
 	Rotation string `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
 	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION as written.
 	OldKeysRetention string `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
@@ -163,12 +162,12 @@ func (e Config) Validate() error {
 	return nil
 }
 
-// parseDuration parses a duration variable in rotation.ParseAge syntax; empty is 0.
+// parseDuration parses a duration variable in config.ParseAge syntax; empty is 0.
 func parseDuration(name, v string) (time.Duration, error) {
 	if strings.TrimSpace(v) == "" {
 		return 0, nil
 	}
-	d, err := rotation.ParseAge(strings.TrimSpace(v))
+	d, err := config.ParseAge(strings.TrimSpace(v))
 	if err != nil {
 		e := config.Invalid(name, v, acceptedDuration)
 		e.Err = err
