@@ -32,22 +32,6 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// sealBytes encrypts plain with enc into memory, in odd write sizes.
-func sealBytes(t testing.TB, enc seal.Config, plain []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := seal.NewWriter(&buf, enc)
-	must(t, err)
-	for p := plain; len(p) > 0; {
-		n := min(len(p), 10000)
-		_, err := w.Write(p[:n])
-		must(t, err)
-		p = p[n:]
-	}
-	must(t, w.Close())
-	return buf.Bytes()
-}
-
 // open decrypts ct to its end; it fails when the result differs from plain without an error.
 func open(enc seal.Config, alg string, ct, plain []byte) error {
 	r, err := seal.NewReader(bytes.NewReader(ct), alg, enc)
@@ -113,7 +97,7 @@ func TestFuzzSeeds(t *testing.T) {
 		if alg == seal.Age {
 			e.AgePassphrase = ""
 		}
-		return sealBytes(t, e, p)
+		return sealtest.Seal(t, e, p)
 	}
 	agePass := dec
 	agePass.Algorithm, agePass.AgeRecipients = seal.Age, nil
@@ -124,7 +108,7 @@ func TestFuzzSeeds(t *testing.T) {
 		{Name: "aes256-cbc-long", Args: []any{uint8(1), sealWith(seal.AESCBC, long)}, Random: true},
 		{Name: "age-recipient", Args: []any{uint8(2), sealWith(seal.Age, plain)}, Random: true},
 		{Name: "age-recipient-2-chunks", Args: []any{uint8(2), sealWith(seal.Age, long)}, Random: true},
-		{Name: "age-passphrase", Args: []any{uint8(2), sealBytes(t, agePass, plain)}, Random: true},
+		{Name: "age-passphrase", Args: []any{uint8(2), sealtest.Seal(t, agePass, plain)}, Random: true},
 		{Name: "gpg-public-key", Args: []any{uint8(3), gpgSeal(t, plain, nil, false)}, Random: true},
 		{Name: "gpg-passphrase", Args: []any{uint8(3), gpgSeal(t, plain, &s2k.Config{S2KMode: s2k.IteratedSaltedS2K, Hash: crypto.SHA256, S2KCount: 1024}, false)}, Random: true},
 		{Name: "gpg-passphrase-aead", Args: []any{uint8(3), gpgSeal(t, long, &s2k.Config{S2KMode: s2k.IteratedSaltedS2K, Hash: crypto.SHA256, S2KCount: 1024}, true)}, Random: true},

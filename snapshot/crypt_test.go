@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"snapvisor/config"
+	"snapvisor/internal/sealtest"
 	"snapvisor/seal"
 )
 
@@ -261,22 +262,6 @@ func TestEncryption_CLIInterop(t *testing.T) {
 	}
 }
 
-// sealBytes encrypts plain with enc into memory.
-func sealBytes(t *testing.T, enc seal.Config, plain []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := seal.NewWriter(&buf, enc)
-	must(t, err)
-	for p := plain; len(p) > 0; {
-		n := min(len(p), 10000) // odd write sizes
-		_, err := w.Write(p[:n])
-		must(t, err)
-		p = p[n:]
-	}
-	must(t, w.Close())
-	return buf.Bytes()
-}
-
 // open decrypts ct to its end as restore does (seal's damage as ErrCorrupt);
 // it fails when the result differs from plain without an error.
 func open(enc seal.Config, alg string, ct, plain []byte) error {
@@ -325,7 +310,7 @@ func TestEncryption_Tampering(t *testing.T) {
 			continue // no integrity of its own: see TestEncryption_CBCIntegrityIsTheChecksum
 		}
 		t.Run(cc.name, func(t *testing.T) {
-			ct := sealBytes(t, cc.enc, plain)
+			ct := sealtest.Seal(t, cc.enc, plain)
 			must(t, open(cc.enc, cc.alg, ct, plain))
 			start, size := chunkGeometry(t, cc.alg, ct)
 			if len(ct) < start+3*size {

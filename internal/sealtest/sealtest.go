@@ -70,6 +70,27 @@ func GPGEntity(t testing.TB) *openpgp.Entity {
 	return keys[0]
 }
 
+// Seal encrypts plain with enc into memory, in odd write sizes.
+func Seal(t testing.TB, enc seal.Config, plain []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := seal.NewWriter(&buf, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := plain; len(p) > 0; {
+		n := min(len(p), 10000)
+		if _, err := w.Write(p[:n]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // CostlyKDF reports whether ct asks for a key derivation that production
 // accepts but that is too slow for a fuzz execution: an age scrypt work
 // factor above 2^12 or gpg Argon2 with more than 2^16 KiB (production
