@@ -26,7 +26,7 @@ test: deps build
 # go test -list, for FUZZTIME each, one after the other. A crash is written
 # to <pkg>/testdata/fuzz/<target>/ by go test: commit it with its fix.
 FUZZTIME  ?= 60s
-FUZZ_PKGS ?= ./snapshot ./store ./jobs ./rotation
+FUZZ_PKGS ?= ./snapshot ./seal ./store ./jobs ./config
 
 fuzz:
 	@failed=; for pkg in $(FUZZ_PKGS); do \

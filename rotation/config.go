@@ -2,11 +2,7 @@ package rotation
 
 import (
 	"errors"
-	"fmt"
-	"math"
-	"strconv"
 	"strings"
-	"time"
 
 	"snapvisor/config"
 )
@@ -16,7 +12,7 @@ import (
 type Config struct {
 	// Keep is SNAPVISOR_KEEP: the newest Keep snapshots are always kept.
 	Keep int `envconfig:"SNAPVISOR_KEEP" default:"7" desc:"keep the newest N snapshots; beyond them see MAX_AGE (0 only with MAX_AGE or a KEEP_* rule)"`
-	// MaxAge is SNAPVISOR_MAX_AGE as written (parsed by ParseAge); empty or 0 means unset.
+	// MaxAge is SNAPVISOR_MAX_AGE as written (parsed by config.ParseAge); empty or 0 means unset.
 	MaxAge string `envconfig:"SNAPVISOR_MAX_AGE" desc:"beyond KEEP, keep snapshots at most this old, e.g. 30d, 2w, 1d12h (empty or 0: delete all beyond KEEP)"`
 	// KeepHourly is SNAPVISOR_KEEP_HOURLY (restic --keep-hourly).
 	KeepHourly int `envconfig:"SNAPVISOR_KEEP_HOURLY" default:"0" desc:"also keep the newest snapshot of each of the last N hours with snapshots (restic forget --keep-hourly, UTC)"`
@@ -50,7 +46,7 @@ func (c Config) Policy() (Policy, error) {
 	}
 	var errs []error
 	if s := strings.TrimSpace(c.MaxAge); s != "" {
-		age, err := ParseAge(s)
+		age, err := config.ParseAge(s)
 		if err != nil {
 			e := config.Invalid("MAX_AGE", c.MaxAge, acceptedAge)
 			e.Err = err
@@ -69,96 +65,3 @@ func (c Config) Policy() (Policy, error) {
 }
 
 const acceptedAge = "empty, 0, or a non-negative duration such as 30d, 2w, 1d12h, 36h or 90m (units ns us ms s m h d=24h w=7d)"
-
-const (
-	day  = 24 * time.Hour
-	week = 7 * day
-)
-
-// ParseAge parses a non-negative duration: Go's time.ParseDuration syntax plus
-// the units d (24h) and w (7d), freely combined: "30d", "2w", "1d12h",
-// "1.5d", "90m", "0". Days are exact 24-hour periods (no calendar or DST).
-func ParseAge(s string) (time.Duration, error) {
-	orig := s
-	if s == "" {
-		return 0, errors.New("empty duration")
-	}
-	switch s[0] {
-	case '-':
-		return 0, fmt.Errorf("duration %q is negative", orig)
-	case '+':
-		s = s[1:]
-	}
-	if s == "0" {
-		return 0, nil
-	}
-	if s == "" {
-		return 0, fmt.Errorf("invalid duration %q", orig)
-	}
-	var total time.Duration
-	for s != "" {
-		i := 0
-		for i < len(s) && (s[i] == '.' || '0' <= s[i] && s[i] <= '9') {
-			i++
-		}
-		num := s[:i]
-		j := i
-		for j < len(s) && s[j] != '.' && (s[j] < '0' || s[j] > '9') {
-			j++
-		}
-		unit := s[i:j]
-		s = s[j:]
-		if num == "" || num == "." {
-			return 0, fmt.Errorf("invalid duration %q: expected a number before %q", orig, unit)
-		}
-		if unit == "" {
-			return 0, fmt.Errorf("invalid duration %q: missing unit after %s", orig, num)
-		}
-		var part time.Duration
-		switch unit {
-		case "d", "w":
-			f, err := strconv.ParseFloat(num, 64)
-			if err != nil {
-				return 0, fmt.Errorf("invalid duration %q: bad number %q", orig, num)
-			}
-			size := day
-			if unit == "w" {
-				size = week
-			}
-			ns := f * float64(size)
-			if ns >= math.MaxInt64 {
-				return 0, fmt.Errorf("duration %q is too large", orig)
-			}
-			part = time.Duration(ns)
-		default:
-			d, err := time.ParseDuration(num + unit)
-			if err != nil {
-				return 0, fmt.Errorf("invalid duration %q: unknown unit %q or bad number", orig, unit)
-			}
-			part = d
-		}
-		if total > math.MaxInt64-part {
-			return 0, fmt.Errorf("duration %q is too large", orig)
-		}
-		total += part
-	}
-	return total, nil
-}
-
-// FormatAge formats d the way ParseAge reads it, with whole days as d:
-// 30*24h → "30d", 36h → "1d12h0m0s", 90m → "1h30m0s". ParseAge(FormatAge(d)) == d
-// for d ≥ 0; a negative d is formatted by time.Duration.String.
-func FormatAge(d time.Duration) string {
-	if d < 0 {
-		return d.String()
-	}
-	days, rest := d/day, d%day
-	switch {
-	case days == 0:
-		return rest.String()
-	case rest == 0:
-		return fmt.Sprintf("%dd", days)
-	default:
-		return fmt.Sprintf("%dd%s", days, rest)
-	}
-}

@@ -210,7 +210,7 @@ func (p Policy) Validate() error {
 		}
 	}
 	if p.MaxAge < 0 {
-		errs = append(errs, config.Invalid("MAX_AGE", FormatAge(p.MaxAge), acceptedAge))
+		errs = append(errs, config.Invalid("MAX_AGE", config.FormatAge(p.MaxAge), acceptedAge))
 	}
 	switch p.RotateBefore {
 	case "", RotateBeforeOnENOSPC, RotateBeforeNever:
@@ -261,7 +261,7 @@ func (p Policy) String() string {
 		parts = append(parts, fmt.Sprintf("last %d", p.Keep))
 	}
 	if p.MaxAge != 0 {
-		parts = append(parts, "within "+FormatAge(p.MaxAge))
+		parts = append(parts, "within "+config.FormatAge(p.MaxAge))
 	}
 	for _, c := range p.counts()[1:] {
 		if *c.n != 0 {
@@ -374,7 +374,7 @@ func reasons(list []Snapshot, p Policy, now time.Time) [][]string {
 			scheduled++
 		}
 		if p.MaxAge > 0 && now.Sub(s.Time) <= p.MaxAge {
-			out[i] = append(out[i], "within "+FormatAge(p.MaxAge))
+			out[i] = append(out[i], "within "+config.FormatAge(p.MaxAge))
 		}
 	}
 	for _, r := range p.rules() {

@@ -18,6 +18,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"go.uber.org/zap"
+
+	"snapvisor/internal/sealtest"
+	"snapvisor/seal"
 )
 
 // Fuzz targets of the archive reader and of restore. Their seed corpora
@@ -31,7 +34,7 @@ var restoreKinds = func() []string {
 	var out []string
 	for _, c := range compressions {
 		for _, a := range algorithms {
-			out = append(out, extensionFor(c)+encryptionSuffixes[a])
+			out = append(out, extensionFor(c)+seal.Suffix(a))
 		}
 	}
 	return out
@@ -39,7 +42,7 @@ var restoreKinds = func() []string {
 
 // kindOf returns the index in restoreKinds of a compression and an algorithm.
 func kindOf(compression, algorithm string) uint8 {
-	return uint8(slices.Index(restoreKinds, extensionFor(compression)+encryptionSuffixes[algorithm]))
+	return uint8(slices.Index(restoreKinds, extensionFor(compression)+seal.Suffix(algorithm)))
 }
 
 // restoreBound bounds what one FuzzRestore execution may extract (bytes of
@@ -209,7 +212,7 @@ var restoreNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 //     archive names or leads to (absolute names, symlinks) must not appear;
 //   - no restored file is a hardlink to a file outside the restored tree.
 func FuzzRestore(f *testing.F) {
-	enc := fuzzEncryption(f)
+	enc := sealtest.Config()
 	log := zap.NewNop()
 	f.Fuzz(func(t *testing.T, kind uint8, data []byte, goodSum bool) {
 		if len(data) > 1<<20 {
@@ -221,12 +224,12 @@ func FuzzRestore(f *testing.F) {
 		src := filepath.Join(parent, "data")
 		archive := filepath.Join(dir, "snapshot-20240101T000000Z"+ext)
 		var plain []byte
-		if alg := EncryptionOf(archive); alg == EncryptionNone {
+		if alg := EncryptionOf(archive); alg == seal.None {
 			var ok bool
 			if plain, ok = plainTar(compressionOf(archive), data); !ok {
 				return
 			}
-		} else if costlyKDF(data) {
+		} else if sealtest.CostlyKDF(data) {
 			return
 		}
 		writeFile(t, filepath.Join(src, "precious.txt"), []byte("do not touch"), 0o644)

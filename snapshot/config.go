@@ -43,7 +43,7 @@
 // hashed and written, and the name gets .aes256gcm, .age, .gpg or .aes256cbc
 // after the compression suffix; the .sha256 covers the encrypted bytes.
 // Restore and VerifyWith decrypt by the suffix with every configured
-// credential. The formats are described in crypt.go; keyring.go has key rotation.
+// credential. Package seal describes the formats and has key rotation.
 //
 // # Writing
 //
@@ -88,6 +88,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
+	"snapvisor/seal"
 )
 
 // Version is the tool version recorded in every manifest; the entrypoint sets it at start-up.
@@ -114,8 +115,8 @@ type Config struct {
 	Name             string   `envconfig:"SNAPVISOR_NAME" default:"snapshot" desc:"snapshot file name prefix: <NAME>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"`
 	Compression      string   `envconfig:"SNAPVISOR_COMPRESSION" default:"gzip" desc:"gzip|zstd|none"`
 	CompressionLevel int      `envconfig:"SNAPVISOR_COMPRESSION_LEVEL" desc:"gzip 1-9 (default 6); zstd 1-22 mapped to klauspost levels (default 3); 0 means the default"`
-	// Encryption is loaded as a spec of its own (see crypt_config.go); the zero value encrypts nothing.
-	Encryption Encryption `ignored:"true"`
+	// Encryption is loaded as a spec of its own (seal.Config); the zero value encrypts nothing.
+	Encryption seal.Config `ignored:"true"`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -449,7 +450,9 @@ func (c Config) level() int {
 
 // extension returns the archive file extension for the configured compression
 // and encryption: .tar[.gz|.zst][.aes256gcm|.age|.gpg|.aes256cbc].
-func (c Config) extension() string { return extensionFor(c.Compression) + c.Encryption.suffix() }
+func (c Config) extension() string {
+	return extensionFor(c.Compression) + seal.Suffix(c.Encryption.Effective())
+}
 
 func extensionFor(compression string) string {
 	switch compression {

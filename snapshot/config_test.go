@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"snapvisor/config"
+	"snapvisor/seal"
 )
 
 // bindMount binds from onto to until the test ends; it skips (fails when CI=true) without root.
@@ -94,8 +95,8 @@ func TestConfig_InsideSource(t *testing.T) {
 // 255 bytes; a longer SNAPVISOR_NAME is a configuration error.
 func TestConfig_ValidateName(t *testing.T) {
 	for _, comp := range []string{CompressionGzip, CompressionZstd, CompressionNone} {
-		for _, enc := range encryptionSuffixes {
-			if ext := extensionFor(comp) + enc; len(ext) > len(longestExtension) {
+		for _, alg := range algorithms {
+			if ext := extensionFor(comp) + seal.Suffix(alg); len(ext) > len(longestExtension) {
 				t.Errorf("extension %s is longer than longestExtension %s", ext, longestExtension)
 			}
 		}

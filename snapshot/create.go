@@ -21,6 +21,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"snapvisor/seal"
 )
 
 // Pipeline tuning. A read-ahead goroutine walks the sources and opens files
@@ -105,7 +107,7 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	removeLeftovers(dir, log)
 
 	start := h.now().UTC()
-	if err := cfg.Encryption.rotateKeys(dir, start, log); err != nil {
+	if err := rotateKeys(cfg.Encryption, dir, start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
 	}
 	final := FileName(cfg, start)
@@ -174,7 +176,7 @@ func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hoo
 	}
 	start := h.now().UTC()
 	// No snapshot directory tells which keys the (remote) snapshots use: rotation drops none here.
-	if err := cfg.Encryption.rotateKeys("", start, log); err != nil {
+	if err := rotateKeys(cfg.Encryption, "", start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
 	}
 	log = log.With(zap.String("snapshot", FileName(cfg, start)))
@@ -233,7 +235,7 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	w := &walker{cfg: cfg, log: log, hooks: h, ctx: ctx, links: map[devIno]string{}, buf: make([]byte, copyBufSize), skipDir: skip}
 	hasher := sha256.New()
 	out := &countingWriter{w: io.MultiWriter(dst, hasher)}
-	sink, finishEncryption, err := cfg.Encryption.encryptTo(out) // out itself when not encrypted
+	sink, err := seal.NewWriter(out, cfg.Encryption) // passes through to out when not encrypted
 	if err != nil {
 		return Info{}, err
 	}
@@ -261,13 +263,13 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 		err = bw.Flush()
 	}
 	if err == nil {
-		err = finishEncryption()
+		err = sink.Close()
 	}
 	if err != nil {
 		return Info{}, err
 	}
 	s := w.sum
-	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.algorithm(),
+	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
 		SHA256: hex.EncodeToString(hasher.Sum(nil)), Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}, nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"snapvisor/config"
+	"snapvisor/internal/sealtest"
+	"snapvisor/seal"
 )
 
 // secretMarker is in the test data; no encrypted file may contain it.
@@ -91,17 +93,17 @@ func (c creds) ageIdentity(t *testing.T) config.Secret {
 type cryptCase struct {
 	name string
 	alg  string
-	enc  Encryption
+	enc  seal.Config
 }
 
 func cryptCases(t *testing.T, c creds) []cryptCase {
 	return []cryptCase{
-		{"aes256-gcm", EncryptionAESGCM, Encryption{Algorithm: EncryptionAESGCM, Key: config.Secret(randomKey(t))}},
-		{"age-recipient", EncryptionAge, Encryption{Algorithm: EncryptionAge, AgeRecipients: []string{c.ageRecipient}, AgeIdentity: c.ageIdentity(t)}},
-		{"age-passphrase", EncryptionAge, Encryption{Algorithm: EncryptionAge, AgePassphrase: "correct horse battery staple", scryptLogN: 10}},
-		{"gpg-passphrase", EncryptionGPG, Encryption{Algorithm: EncryptionGPG, GPGPassphrase: "gpg passphrase"}},
-		{"gpg-public-key", EncryptionGPG, Encryption{Algorithm: EncryptionGPG, GPGPublicKeyring: c.gpgPubRing, GPGSecretKeyring: config.Secret(c.gpgSecret)}},
-		{"aes256-cbc", EncryptionAESCBC, Encryption{Algorithm: EncryptionAESCBC, Key: "an openssl passphrase", PBKDF2Iter: 1000}},
+		{"aes256-gcm", seal.AESGCM, seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}},
+		{"age-recipient", seal.Age, seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}, AgeIdentity: c.ageIdentity(t)}},
+		{"age-passphrase", seal.Age, seal.Config{Algorithm: seal.Age, AgePassphrase: "correct horse battery staple"}.WithAgeWorkFactor(10)},
+		{"gpg-passphrase", seal.GPG, seal.Config{Algorithm: seal.GPG, GPGPassphrase: "gpg passphrase"}},
+		{"gpg-public-key", seal.GPG, seal.Config{Algorithm: seal.GPG, GPGPublicKeyring: c.gpgPubRing, GPGSecretKeyring: config.Secret(c.gpgSecret)}},
+		{"aes256-cbc", seal.AESCBC, seal.Config{Algorithm: seal.AESCBC, Key: "an openssl passphrase", PBKDF2Iter: 1000}},
 	}
 }
 
@@ -121,7 +123,7 @@ func TestEncryption_RoundTrip(t *testing.T) {
 				must(t, cfg.Validate())
 				info, err := Create(ctx, cfg, testLogger(t))
 				must(t, err)
-				suffix := extensionFor(comp) + encryptionSuffixes[cc.alg]
+				suffix := extensionFor(comp) + seal.Suffix(cc.alg)
 				if !strings.HasSuffix(info.Name, suffix) || info.Encryption != cc.alg || info.Compression != comp {
 					t.Fatalf("Create = %s (%s, %s), want suffix %s", info.Name, info.Compression, info.Encryption, suffix)
 				}
@@ -130,7 +132,7 @@ func TestEncryption_RoundTrip(t *testing.T) {
 				if bytes.Contains(stored, []byte(secretMarker)) || bytes.Contains(stored, []byte("random.bin")) {
 					t.Fatal("the stored file contains plaintext")
 				}
-				if got := sniffEncryption(stored); got != cc.alg {
+				if got := seal.Sniff(stored); got != cc.alg {
 					t.Fatalf("file starts like %q, want %q", got, cc.alg)
 				}
 				list, err := List(cfg.Dir, "snapshot")
@@ -139,14 +141,14 @@ func TestEncryption_RoundTrip(t *testing.T) {
 					t.Fatalf("List = %+v, want %s", list, info.Name)
 				}
 				must(t, VerifyWith(ctx, info.Path, cc.enc))
-				if err := Verify(ctx, info.Path); !errors.Is(err, ErrKey) {
+				if err := Verify(ctx, info.Path); !errors.Is(err, seal.ErrKey) {
 					t.Fatalf("Verify without credentials = %v, want ErrKey", err)
 				}
 				writeFile(t, filepath.Join(src, "a.txt"), []byte("changed"), 0o644)
 				// Restore with the decryption credentials only: the algorithm comes from the name.
 				rcfg := cfg
 				rcfg.Encryption = cc.enc
-				rcfg.Encryption.Algorithm = EncryptionNone
+				rcfg.Encryption.Algorithm = seal.None
 				must(t, Restore(ctx, rcfg, info.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
 				sameTree(t, want, model(t, src), false)
 			})
@@ -160,7 +162,7 @@ func TestEncryption_Stream(t *testing.T) {
 	smallTree(t, src)
 	cfg := testConfig(t, CompressionZstd, src)
 	cfg.Dir = ""
-	cfg.Encryption = Encryption{Algorithm: EncryptionAESGCM, Key: config.Secret(randomKey(t))}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}
 	var buf bytes.Buffer
 	info, err := Stream(context.Background(), cfg, &buf, testLogger(t))
 	must(t, err)
@@ -213,21 +215,21 @@ func TestEncryption_CLIInterop(t *testing.T) {
 	gpgBatch := `gpg --homedir "$GH" --batch --quiet --pinentry-mode loopback`
 	cases := []struct {
 		name    string
-		enc     Encryption
+		enc     seal.Config
 		decrypt string // reads $ARCHIVE, extracts into $OUT
 		encrypt string // tars $PARENT/data into $ARCHIVE
 		suffix  string
 	}{
-		{"age", Encryption{Algorithm: EncryptionAge, AgeRecipients: []string{c.ageRecipient}, AgeIdentity: c.ageIdentity(t)},
+		{"age", seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}, AgeIdentity: c.ageIdentity(t)},
 			`age -d -i "$AGEKEY" "$ARCHIVE" | tar -xz -C "$OUT"`,
 			`tar --format=posix -cz -C "$PARENT" data | age -r "$AGEREC" -o "$ARCHIVE"`, ".tar.gz.age"},
-		{"gpg-passphrase", Encryption{Algorithm: EncryptionGPG, GPGPassphrase: "interop passphrase"},
+		{"gpg-passphrase", seal.Config{Algorithm: seal.GPG, GPGPassphrase: "interop passphrase"},
 			gpgBatch + ` --passphrase-file "$PASS" --decrypt "$ARCHIVE" | tar -xz -C "$OUT"`,
 			`tar --format=posix -cz -C "$PARENT" data | ` + gpgBatch + ` --passphrase-file "$PASS" --symmetric --cipher-algo AES256 -o "$ARCHIVE"`, ".tar.gz.gpg"},
-		{"gpg-public-key", Encryption{Algorithm: EncryptionGPG, GPGPublicKeyring: c.gpgPubRing, GPGSecretKeyring: config.Secret(c.gpgSecret)},
+		{"gpg-public-key", seal.Config{Algorithm: seal.GPG, GPGPublicKeyring: c.gpgPubRing, GPGSecretKeyring: config.Secret(c.gpgSecret)},
 			gpgBatch + ` --decrypt "$ARCHIVE" | tar -xz -C "$OUT"`,
 			`tar --format=posix -cz -C "$PARENT" data | ` + gpgBatch + ` --trust-model always --encrypt -r "$FPR" -o "$ARCHIVE"`, ".tar.gz.gpg"},
-		{"aes256-cbc", Encryption{Algorithm: EncryptionAESCBC, Key: cbcKey}, // default iterations
+		{"aes256-cbc", seal.Config{Algorithm: seal.AESCBC, Key: cbcKey}, // default iterations
 			`openssl enc -d -aes-256-cbc -pbkdf2 -iter 600000 -pass file:"$PASS" -in "$ARCHIVE" | tar -xz -C "$OUT"`,
 			`tar --format=posix -cz -C "$PARENT" data | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -pass file:"$PASS" -out "$ARCHIVE"`, ".tar.gz.aes256cbc"},
 	}
@@ -260,29 +262,14 @@ func TestEncryption_CLIInterop(t *testing.T) {
 	}
 }
 
-// seal encrypts plain with enc into memory.
-func seal(t *testing.T, enc Encryption, plain []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, finish, err := enc.encryptTo(&buf)
-	must(t, err)
-	for p := plain; len(p) > 0; {
-		n := min(len(p), 10000) // odd write sizes
-		_, err := w.Write(p[:n])
-		must(t, err)
-		p = p[n:]
-	}
-	must(t, finish())
-	return buf.Bytes()
-}
-
-// open decrypts ct to its end; it fails when the result differs from plain without an error.
-func open(enc Encryption, alg string, ct, plain []byte) error {
-	r, err := enc.decrypt(bytes.NewReader(ct), alg)
+// open decrypts ct to its end as restore does (seal's damage as ErrCorrupt);
+// it fails when the result differs from plain without an error.
+func open(enc seal.Config, alg string, ct, plain []byte) error {
+	r, err := seal.NewReader(bytes.NewReader(ct), alg, enc)
 	if err != nil {
-		return err
+		return asCorrupt(err)
 	}
-	got, err := io.ReadAll(r)
+	got, err := io.ReadAll(corruptReader{r})
 	if err != nil {
 		return err
 	}
@@ -296,11 +283,12 @@ func open(enc Encryption, alg string, ct, plain []byte) error {
 func chunkGeometry(t *testing.T, alg string, ct []byte) (start, size int) {
 	t.Helper()
 	switch alg {
-	case EncryptionAESGCM:
-		h, err := readGCMHeader(bytes.NewReader(ct))
+	case seal.AESGCM:
+		id, err := seal.KeyID(bytes.NewReader(ct))
 		must(t, err)
-		return len(h.signed) + gcmMACSize, 16 + 64<<10 + 16
-	case EncryptionAge:
+		// magic, version, id length, id, salt, MAC (seal's package documentation)
+		return len("SNAPVISOR-AES256GCM") + 2 + len(id) + 32 + 32, 16 + 64<<10 + 16
+	case seal.Age:
 		i := bytes.Index(ct, []byte("\n--- "))
 		j := bytes.IndexByte(ct[i+1:], '\n')
 		return i + 1 + j + 1 + 16, 64<<10 + 16
@@ -318,11 +306,11 @@ func TestEncryption_Tampering(t *testing.T) {
 	_, err := rand.Read(plain)
 	must(t, err)
 	for _, cc := range cryptCases(t, c) {
-		if cc.alg == EncryptionAESCBC {
+		if cc.alg == seal.AESCBC {
 			continue // no integrity of its own: see TestEncryption_CBCIntegrityIsTheChecksum
 		}
 		t.Run(cc.name, func(t *testing.T) {
-			ct := seal(t, cc.enc, plain)
+			ct := sealtest.Seal(t, cc.enc, plain)
 			must(t, open(cc.enc, cc.alg, ct, plain))
 			start, size := chunkGeometry(t, cc.alg, ct)
 			if len(ct) < start+3*size {
@@ -351,7 +339,7 @@ func TestEncryption_Tampering(t *testing.T) {
 			for what, b := range tampered {
 				if err := open(cc.enc, cc.alg, b, plain); err == nil {
 					t.Errorf("%s: not detected", what)
-				} else if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrKey) {
+				} else if !errors.Is(err, ErrCorrupt) && !errors.Is(err, seal.ErrKey) {
 					t.Errorf("%s: error %v wraps neither ErrCorrupt nor ErrKey", what, err)
 				}
 			}
@@ -359,7 +347,7 @@ func TestEncryption_Tampering(t *testing.T) {
 	}
 	t.Run("Pipeline", func(t *testing.T) {
 		for _, cc := range cryptCases(t, c) {
-			if cc.alg == EncryptionAESCBC || cc.name == "age-passphrase" || cc.name == "gpg-public-key" {
+			if cc.alg == seal.AESCBC || cc.name == "age-passphrase" || cc.name == "gpg-public-key" {
 				continue
 			}
 			t.Run(cc.name, func(t *testing.T) {
@@ -401,7 +389,7 @@ func TestEncryption_CBCIntegrityIsTheChecksum(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "data")
 	smallTree(t, src)
 	cfg := testConfig(t, CompressionGzip, src)
-	cfg.Encryption = Encryption{Algorithm: EncryptionAESCBC, Key: "p", PBKDF2Iter: 1000}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESCBC, Key: "p", PBKDF2Iter: 1000}
 	info, err := Create(context.Background(), cfg, testLogger(t))
 	must(t, err)
 	b, err := os.ReadFile(info.Path)
@@ -422,21 +410,21 @@ func TestEncryption_WrongKey(t *testing.T) {
 	otherRing := config.Secret(fmt.Sprintf("%s:%s\n", singleKeyIDOf(t, gcmKey), randomKey(t)))
 	cases := []struct {
 		name      string
-		enc, dec  Encryption
+		enc, dec  seal.Config
 		errSays   string
 		keyAbsent string // must not appear in the error
 	}{
-		{"gcm/no key", Encryption{Algorithm: EncryptionAESGCM, Key: gcmKey}, Encryption{}, "not configured", gcmKey.Reveal()},
-		{"gcm/other key", Encryption{Algorithm: EncryptionAESGCM, Key: gcmKey}, Encryption{Key: config.Secret(randomKey(t))}, "not configured", gcmKey.Reveal()},
-		{"gcm/same id other key", Encryption{Algorithm: EncryptionAESGCM, Key: gcmKey}, Encryption{Keys: otherRing}, "is not the key", gcmKey.Reveal()},
-		{"age/no identity", Encryption{Algorithm: EncryptionAge, AgeRecipients: []string{c.ageRecipient}}, Encryption{}, "SNAPVISOR_AGE_IDENTITY", ""},
-		{"age/other identity", Encryption{Algorithm: EncryptionAge, AgeRecipients: []string{c.ageRecipient}}, Encryption{AgeIdentity: other.ageIdentity(t)}, "no configured identity", ""},
-		{"age/wrong passphrase", Encryption{Algorithm: EncryptionAge, AgePassphrase: "right", scryptLogN: 10}, Encryption{AgePassphrase: "wrong"}, "no configured identity", "right"},
-		{"gpg/wrong passphrase", Encryption{Algorithm: EncryptionGPG, GPGPassphrase: "right one"}, Encryption{GPGPassphrase: "wrong one"}, "SNAPVISOR_GPG_PASSPHRASE", "right one"},
-		{"gpg/other secret key", Encryption{Algorithm: EncryptionGPG, GPGPublicKeyring: c.gpgPubRing}, Encryption{GPGSecretKeyring: config.Secret(other.gpgSecret)}, "SNAPVISOR_GPG_SECRET_KEYRING", ""},
-		{"cbc/no passphrase", Encryption{Algorithm: EncryptionAESCBC, Key: "right one", PBKDF2Iter: 1000}, Encryption{PBKDF2Iter: 1000}, "SNAPVISOR_ENCRYPTION_KEY", "right one"},
-		{"cbc/wrong passphrase", Encryption{Algorithm: EncryptionAESCBC, Key: "right one", PBKDF2Iter: 1000}, Encryption{Key: "wrong one", PBKDF2Iter: 1000}, "wrong passphrase", "right one"},
-		{"cbc/wrong iterations", Encryption{Algorithm: EncryptionAESCBC, Key: "right one", PBKDF2Iter: 1000}, Encryption{Key: "right one", PBKDF2Iter: 2000}, "SNAPVISOR_PBKDF2_ITER", "right one"},
+		{"gcm/no key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{}, "not configured", gcmKey.Reveal()},
+		{"gcm/other key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{Key: config.Secret(randomKey(t))}, "not configured", gcmKey.Reveal()},
+		{"gcm/same id other key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{Keys: otherRing}, "is not the key", gcmKey.Reveal()},
+		{"age/no identity", seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}}, seal.Config{}, "SNAPVISOR_AGE_IDENTITY", ""},
+		{"age/other identity", seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}}, seal.Config{AgeIdentity: other.ageIdentity(t)}, "no configured identity", ""},
+		{"age/wrong passphrase", seal.Config{Algorithm: seal.Age, AgePassphrase: "right"}.WithAgeWorkFactor(10), seal.Config{AgePassphrase: "wrong"}, "no configured identity", "right"},
+		{"gpg/wrong passphrase", seal.Config{Algorithm: seal.GPG, GPGPassphrase: "right one"}, seal.Config{GPGPassphrase: "wrong one"}, "SNAPVISOR_GPG_PASSPHRASE", "right one"},
+		{"gpg/other secret key", seal.Config{Algorithm: seal.GPG, GPGPublicKeyring: c.gpgPubRing}, seal.Config{GPGSecretKeyring: config.Secret(other.gpgSecret)}, "SNAPVISOR_GPG_SECRET_KEYRING", ""},
+		{"cbc/no passphrase", seal.Config{Algorithm: seal.AESCBC, Key: "right one", PBKDF2Iter: 1000}, seal.Config{PBKDF2Iter: 1000}, "SNAPVISOR_ENCRYPTION_KEY", "right one"},
+		{"cbc/wrong passphrase", seal.Config{Algorithm: seal.AESCBC, Key: "right one", PBKDF2Iter: 1000}, seal.Config{Key: "wrong one", PBKDF2Iter: 1000}, "wrong passphrase", "right one"},
+		{"cbc/wrong iterations", seal.Config{Algorithm: seal.AESCBC, Key: "right one", PBKDF2Iter: 1000}, seal.Config{Key: "right one", PBKDF2Iter: 2000}, "SNAPVISOR_PBKDF2_ITER", "right one"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -452,7 +440,7 @@ func TestEncryption_WrongKey(t *testing.T) {
 			rcfg := cfg
 			rcfg.Encryption = tc.dec
 			err = Restore(ctx, rcfg, info.Path, RestoreOptions{}, testLogger(t))
-			if !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), tc.errSays) {
+			if !errors.Is(err, seal.ErrKey) || !strings.Contains(err.Error(), tc.errSays) {
 				t.Fatalf("Restore = %v, want ErrKey saying %q", err, tc.errSays)
 			}
 			if tc.keyAbsent != "" && strings.Contains(err.Error(), tc.keyAbsent) {
@@ -462,18 +450,19 @@ func TestEncryption_WrongKey(t *testing.T) {
 			if got := entriesOf(t, filepath.Dir(src)); len(got) != 1 {
 				t.Fatalf("restore left %v beside the target", got)
 			}
-			if err := VerifyWith(ctx, info.Path, tc.dec); !errors.Is(err, ErrKey) {
+			if err := VerifyWith(ctx, info.Path, tc.dec); !errors.Is(err, seal.ErrKey) {
 				t.Fatalf("Verify = %v, want ErrKey", err)
 			}
 		})
 	}
 }
 
+// singleKeyIDOf is the key id of s as SNAPVISOR_ENCRYPTION_KEY.
 func singleKeyIDOf(t *testing.T, s config.Secret) string {
 	t.Helper()
-	b, err := decodeKey(s.Reveal())
+	keys, err := seal.Config{Key: s}.KeyStates()
 	must(t, err)
-	return singleKeyID(b)
+	return keys[0].ID
 }
 
 // TestEncryption_MisnamedFile checks that an encrypted file without its suffix gets a clear error.
@@ -481,7 +470,7 @@ func TestEncryption_MisnamedFile(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "data")
 	smallTree(t, src)
 	cfg := testConfig(t, CompressionGzip, src)
-	cfg.Encryption = Encryption{Algorithm: EncryptionAESGCM, Key: config.Secret(randomKey(t))}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}
 	info, err := Create(context.Background(), cfg, testLogger(t))
 	must(t, err)
 	plainName := strings.TrimSuffix(info.Path, ".aes256gcm")
@@ -498,11 +487,11 @@ func TestParseName_Encryption(t *testing.T) {
 		base, comp, enc string
 		ok              bool
 	}{
-		{"db-20250102T030405Z.tar.gz.aes256gcm", CompressionGzip, EncryptionAESGCM, true},
-		{"db-20250102T030405Z.tar.zst.age", CompressionZstd, EncryptionAge, true},
-		{"db-20250102T030405Z.tar.gpg", CompressionNone, EncryptionGPG, true},
-		{"db-20250102T030405Z.tar.gz.aes256cbc", CompressionGzip, EncryptionAESCBC, true},
-		{"db-20250102T030405Z.tar.gz", CompressionGzip, EncryptionNone, true},
+		{"db-20250102T030405Z.tar.gz.aes256gcm", CompressionGzip, seal.AESGCM, true},
+		{"db-20250102T030405Z.tar.zst.age", CompressionZstd, seal.Age, true},
+		{"db-20250102T030405Z.tar.gpg", CompressionNone, seal.GPG, true},
+		{"db-20250102T030405Z.tar.gz.aes256cbc", CompressionGzip, seal.AESCBC, true},
+		{"db-20250102T030405Z.tar.gz", CompressionGzip, seal.None, true},
 		{"db-20250102T030405Z.tar.gz.aes256gcm.sha256", "", "", false},
 		{"db-20250102T030405Z.tar.aes256gcm.gz", "", "", false},
 		{"db-20250102T030405Z.tar.gz.aes", "", "", false},

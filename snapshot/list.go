@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"snapvisor/seal"
 )
 
 // TimeLayout is the UTC time stamp in snapshot file names.
@@ -71,12 +73,7 @@ func ParseName(base string) (name string, t time.Time, compression string, ok bo
 // EncryptionOf returns the encryption a snapshot file name announces by its
 // last suffix: aes256-gcm (.aes256gcm), age (.age), gpg (.gpg), aes256-cbc
 // (.aes256cbc), or none.
-func EncryptionOf(base string) string {
-	if alg := suffixEncryption(base); alg != "" {
-		return alg
-	}
-	return EncryptionNone
-}
+func EncryptionOf(base string) string { return seal.FromSuffix(base) }
 
 // maxChecksumFile bounds what is read of a checksum file: one sha256sum line.
 const maxChecksumFile = 4 << 10

@@ -1,9 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
-	"encoding/base64"
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,17 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"snapvisor/config"
+	"snapvisor/seal"
 )
 
-// Fuzz targets of the small grammars: snapshot names, checksum files, the
-// keyring file and the durations of the encryption settings. Their seed
+// Fuzz targets of the small grammars: snapshot names and checksum files
+// (those of the keyring file and of the encryption settings are seal's). Their seed
 // corpora are written by TestFuzzSeeds (fuzzseeds_test.go).
 
 // compressions and algorithms list every value a name can announce.
 var (
 	compressions = []string{CompressionNone, CompressionGzip, CompressionZstd}
-	algorithms   = []string{EncryptionNone, EncryptionAESGCM, EncryptionAge, EncryptionGPG, EncryptionAESCBC}
+	algorithms   = []string{seal.None, seal.AESGCM, seal.Age, seal.GPG, seal.AESCBC}
 )
 
 // FuzzParseName: ParseName never panics; what it accepts, FileName writes
@@ -40,7 +37,7 @@ func FuzzParseName(f *testing.F) {
 		if !nameRE.MatchString(name) {
 			t.Fatalf("ParseName(%q) gave the name %q, which SNAPVISOR_NAME cannot be", base, name)
 		}
-		cfg := Config{Name: name, Compression: comp, Encryption: Encryption{Algorithm: enc}}
+		cfg := Config{Name: name, Compression: comp, Encryption: seal.Config{Algorithm: enc}}
 		if back := FileName(cfg, ts); back != base {
 			t.Fatalf("ParseName(%q) = %q %v %q %q; FileName gives %q", base, name, ts, comp, enc, back)
 		}
@@ -63,10 +60,10 @@ func FuzzFileName(f *testing.F) {
 			return
 		}
 		cfg := Config{Name: name, Compression: compressions[int(comp)%len(compressions)],
-			Encryption: Encryption{Algorithm: algorithms[int(alg)%len(algorithms)]}}
+			Encryption: seal.Config{Algorithm: algorithms[int(alg)%len(algorithms)]}}
 		base := FileName(cfg, ts)
 		n, got, c, ok := ParseName(base)
-		if !ok || n != name || !got.Equal(ts) || c != cfg.Compression || EncryptionOf(base) != cfg.Encryption.algorithm() {
+		if !ok || n != name || !got.Equal(ts) || c != cfg.Compression || EncryptionOf(base) != cfg.Encryption.Effective() {
 			t.Fatalf("FileName = %q; ParseName gives %q %v %q %v and EncryptionOf %q", base, n, got, c, ok, EncryptionOf(base))
 		}
 	})
@@ -94,71 +91,6 @@ func FuzzReadChecksum(f *testing.F) {
 		line := strings.ToLower(string(content))
 		if line != sum+"  "+strings.ToLower(filepath.Base(archive))+"\n" && line != sum+" *"+strings.ToLower(filepath.Base(archive))+"\n" {
 			t.Fatalf("ReadChecksum accepted %q, not the sha256sum line of %s", content, filepath.Base(archive))
-		}
-	})
-}
-
-// FuzzParseKeyring: ParseKeyring never panics; what it accepts, Format
-// writes so that ParseKeyring reads back the same keys (ids, material,
-// creation times); its errors never contain key material, not even a key
-// written in the wrong field.
-func FuzzParseKeyring(f *testing.F) {
-	f.Fuzz(func(t *testing.T, text string) {
-		if len(text) > 16<<10 {
-			return
-		}
-		ring, err := ParseKeyring(text)
-		if err != nil {
-			for _, line := range strings.Split(text, "\n") {
-				for _, field := range strings.FieldsFunc(line, func(r rune) bool { return r == ':' || r == ' ' || r == '\t' || r == '\r' }) {
-					if _, kerr := decodeKey(field); kerr == nil && strings.Contains(err.Error(), field) {
-						t.Fatalf("ParseKeyring error %q shows the key %q", err, field)
-					}
-				}
-			}
-			return
-		}
-		back, err := ParseKeyring(string(ring.Format()))
-		if err != nil {
-			t.Fatalf("ParseKeyring(Format(ParseKeyring(%q))): %v\nFormat:\n%s", text, err, ring.Format())
-		}
-		if len(back) != len(ring) {
-			t.Fatalf("round trip: %d keys, then %d", len(ring), len(back))
-		}
-		for i := range ring {
-			a, b := ring[i], back[i]
-			if a.ID != b.ID || !bytes.Equal(a.material, b.material) || !a.Created.Equal(b.Created) {
-				t.Fatalf("round trip of key %d: %s %v %s, then %s %v %s", i, a.ID, a.Created, base64.StdEncoding.EncodeToString(a.material),
-					b.ID, b.Created, base64.StdEncoding.EncodeToString(b.material))
-			}
-			if !keyIDRE.MatchString(a.ID) || len(a.material) != keySize {
-				t.Fatalf("accepted key %q with %d bytes", a.ID, len(a.material))
-			}
-		}
-	})
-}
-
-// FuzzParseDuration: the durations of SNAPVISOR_KEY_ROTATION and
-// SNAPVISOR_OLD_KEYS_RETENTION parse to a non-negative value or fail with a
-// *config.Error naming the variable; blanks mean 0.
-func FuzzParseDuration(f *testing.F) {
-	f.Fuzz(func(t *testing.T, v string) {
-		if len(v) > 256 {
-			return
-		}
-		d, err := parseDuration("KEY_ROTATION", v)
-		if err != nil {
-			var ce *config.Error
-			if !errors.As(err, &ce) || ce.Var != config.Var("KEY_ROTATION") {
-				t.Fatalf("parseDuration(%q): %v, not a *config.Error naming SNAPVISOR_KEY_ROTATION", v, err)
-			}
-			return
-		}
-		if d < 0 {
-			t.Fatalf("parseDuration(%q) = %v", v, d)
-		}
-		if strings.TrimSpace(v) == "" && d != 0 {
-			t.Fatalf("parseDuration(%q) = %v, want 0", v, d)
 		}
 	})
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+
+	"snapvisor/seal"
 )
 
 // ErrChecksum is wrapped by errors reporting that an archive does not match its .sha256.
@@ -43,10 +45,7 @@ const (
 // compressionOf returns the compression a snapshot file name announces
 // (before any encryption suffix).
 func compressionOf(p string) string {
-	base := filepath.Base(p)
-	if alg := suffixEncryption(base); alg != "" {
-		base = strings.TrimSuffix(base, encryptionSuffixes[alg])
-	}
+	base := strings.TrimSuffix(filepath.Base(p), seal.Suffix(seal.FromSuffix(p)))
 	switch {
 	case strings.HasSuffix(base, ".tar.gz"), strings.HasSuffix(base, ".tgz"):
 		return CompressionGzip
@@ -60,9 +59,9 @@ func compressionOf(p string) string {
 // against the compression the name announces.
 func decompress(br *bufio.Reader, compression string) (io.Reader, func(), error) {
 	head, _ := br.Peek(512)
-	if alg := sniffEncryption(head); alg != "" && !strings.HasPrefix(string(head), gzipMagic) && !strings.HasPrefix(string(head), zstdMagic) &&
+	if alg := seal.Sniff(head); alg != "" && !strings.HasPrefix(string(head), gzipMagic) && !strings.HasPrefix(string(head), zstdMagic) &&
 		(len(head) < 512 || string(head[257:262]) != "ustar") {
-		return nil, nil, fmt.Errorf("%w: the file starts like %s encryption but its name has no %s suffix: rename it", ErrCorrupt, alg, encryptionSuffixes[alg])
+		return nil, nil, fmt.Errorf("%w: the file starts like %s encryption but its name has no %s suffix: rename it", ErrCorrupt, alg, seal.Suffix(alg))
 	}
 	switch compression {
 	case CompressionGzip:
@@ -190,14 +189,14 @@ func decodeJSON(r io.Reader, v any) error {
 // counts matching, when it has one). Errors name the file and the fault and
 // wrap ErrChecksum or ErrCorrupt. An encrypted snapshot needs VerifyWith.
 func Verify(ctx context.Context, path string) error {
-	return VerifyWith(ctx, path, Encryption{})
+	return VerifyWith(ctx, path, seal.Config{})
 }
 
 // VerifyWith is Verify for snapshots that may be encrypted: enc's credentials
 // decrypt them (the algorithm comes from the file name), and the
 // authentication of aes256-gcm, age and gpg is checked to the last byte.
-// Missing or wrong credentials give an error wrapping ErrKey.
-func VerifyWith(ctx context.Context, path string, enc Encryption) error {
+// Missing or wrong credentials give an error wrapping seal.ErrKey.
+func VerifyWith(ctx context.Context, path string, enc seal.Config) error {
 	want, err := ReadChecksum(path)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", path, err)
@@ -242,7 +241,7 @@ func readVerified(ctx context.Context, f *os.File, r io.Reader, want string, af 
 		return s, err
 	}
 	var ee *entryError
-	if archErr != nil && !errors.As(archErr, &ee) && !errors.Is(archErr, ErrKey) {
+	if archErr != nil && !errors.As(archErr, &ee) && !errors.Is(archErr, seal.ErrKey) {
 		return s, fmt.Errorf("checksum matches but the archive is unreadable: %w", archErr)
 	}
 	return s, archErr
@@ -252,19 +251,19 @@ func readVerified(ctx context.Context, f *os.File, r io.Reader, want string, af 
 // optionally encrypted, and the credentials to decrypt it.
 type archiveFormat struct {
 	compression string
-	encryption  string // an Encryption* constant
-	keys        Encryption
+	encryption  string // a seal algorithm (seal.None, seal.AESGCM, ...)
+	keys        seal.Config
 }
 
 // formatOf returns the format the name of the file at p announces, with enc's credentials.
-func formatOf(p string, enc Encryption) archiveFormat {
+func formatOf(p string, enc seal.Config) archiveFormat {
 	return archiveFormat{compression: compressionOf(p), encryption: EncryptionOf(filepath.Base(p)), keys: enc}
 }
 
 // readArchive decompresses r and scans its tar stream to the end, then
 // drains the decompressor so that trailers (gzip CRC, zstd checksum) are checked.
 func readArchive(ctx context.Context, r io.Reader, compression string, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
-	return readArchiveAs(ctx, r, archiveFormat{compression: compression, encryption: EncryptionNone}, fn)
+	return readArchiveAs(ctx, r, archiveFormat{compression: compression, encryption: seal.None}, fn)
 }
 
 // readArchiveAs is readArchive for any format: an encrypted stream is
@@ -273,13 +272,13 @@ func readArchive(ctx context.Context, r io.Reader, compression string, fn func(*
 func readArchiveAs(ctx context.Context, r io.Reader, af archiveFormat, fn func(*tar.Header, string, *tar.Reader) error) (scanned, error) {
 	br := bufio.NewReaderSize(r, readBufSize)
 	compression := af.compression
-	encrypted := af.encryption != "" && af.encryption != EncryptionNone
+	encrypted := af.encryption != "" && af.encryption != seal.None
 	if encrypted {
-		plain, err := af.keys.decrypt(br, af.encryption)
+		plain, err := seal.NewReader(br, af.encryption, af.keys)
 		if err != nil {
-			return scanned{}, err
+			return scanned{}, asCorrupt(err)
 		}
-		br = bufio.NewReaderSize(plain, readBufSize)
+		br = bufio.NewReaderSize(corruptReader{plain}, readBufSize)
 		if err := peekPlain(br, af.encryption, compression); err != nil {
 			return scanned{}, err
 		}
@@ -309,6 +308,64 @@ func readArchiveAs(ctx context.Context, r io.Reader, af archiveFormat, fn func(*
 		}
 	}
 	return s, nil
+}
+
+// asCorrupt returns err marked as ErrCorrupt when it reports damage found by
+// seal (seal.ErrDamaged), with its text unchanged; other errors as they are.
+func asCorrupt(err error) error {
+	if err != nil && errors.Is(err, seal.ErrDamaged) && !errors.Is(err, ErrCorrupt) {
+		return corruptError{err}
+	}
+	return err
+}
+
+// corruptError is seal's damage error as ErrCorrupt.
+type corruptError struct{ error }
+
+func (e corruptError) Unwrap() []error { return []error{ErrCorrupt, e.error} }
+
+// corruptReader marks the damage errors of a decrypting reader as ErrCorrupt.
+type corruptReader struct{ r io.Reader }
+
+func (c corruptReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	return n, asCorrupt(err)
+}
+
+// peekPlain checks, for algorithms without authentication (aes256-cbc), that
+// the decrypted stream starts like the compression the name announces; a
+// mismatch means a wrong passphrase far more often than damage.
+func peekPlain(br *bufio.Reader, algorithm, compression string) error {
+	head, err := br.Peek(512)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if algorithm != seal.AESCBC {
+		return nil
+	}
+	ok := false
+	switch compression {
+	case CompressionGzip:
+		ok = strings.HasPrefix(string(head), gzipMagic)
+	case CompressionZstd:
+		ok = strings.HasPrefix(string(head), zstdMagic)
+	default:
+		ok = len(head) >= 512 && string(head[257:262]) == "ustar"
+	}
+	if !ok {
+		return fmt.Errorf("%w: aes256-cbc: the decrypted data is not %s: wrong passphrase (SNAPVISOR_ENCRYPTION_KEY) or iteration count (SNAPVISOR_PBKDF2_ITER)", seal.ErrKey, compressionWord(compression))
+	}
+	return nil
+}
+
+func compressionWord(c string) string {
+	switch c {
+	case CompressionGzip:
+		return "a gzip stream"
+	case CompressionZstd:
+		return "a zstd stream"
+	}
+	return "a tar archive"
 }
 
 // entryError is a refusal or failure tied to one archive entry.

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"snapvisor/config"
-	"snapvisor/snapshot"
+	"snapvisor/seal"
 )
 
 func testKey(t *testing.T) string {
@@ -37,7 +37,7 @@ func TestCmdKeys(t *testing.T) {
 	if err := os.WriteFile(ring, []byte("first:"+k1+":2025-01-01T00:00:00Z\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.a.snap.Encryption = snapshot.Encryption{Algorithm: snapshot.EncryptionAESGCM, KeysFile: ring, Rotation: "90d", OldKeysRetention: "7d"}
+	f.a.snap.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ring, Rotation: "90d", OldKeysRetention: "7d"}
 	if err := cmdSnapshot(ctx, f.a, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestCmdKeys(t *testing.T) {
 	t.Run("MissingKey", func(t *testing.T) {
 		f.out.Reset()
 		a := *f.a
-		a.snap.Encryption = snapshot.Encryption{Key: config.Secret(k2)}
+		a.snap.Encryption = seal.Config{Key: config.Secret(k2)}
 		if err := cmdKeys(ctx, &a, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -99,9 +99,9 @@ func TestCmdKeys(t *testing.T) {
 			t.Fatalf("verify: %v\n%s", err, f.out.String())
 		}
 		a := *f.a
-		a.snap.Encryption = snapshot.Encryption{}
+		a.snap.Encryption = seal.Config{}
 		err := cmdRestore(ctx, &a, nil)
-		if !errors.Is(err, snapshot.ErrKey) {
+		if !errors.Is(err, seal.ErrKey) {
 			t.Fatalf("restore latest without keys = %v, want ErrKey", err)
 		}
 		if err := cmdRestore(ctx, f.a, nil); err != nil {
@@ -126,7 +126,7 @@ func TestConfig_EncryptionVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Snapshot.Encryption.Key.Reveal() != key || c.Snapshot.Encryption.PBKDF2Iter != snapshot.DefaultPBKDF2Iter || c.Snapshot.Encryption.OldKeysRetention != "7d" {
+	if c.Snapshot.Encryption.Key.Reveal() != key || c.Snapshot.Encryption.PBKDF2Iter != seal.DefaultPBKDF2Iter || c.Snapshot.Encryption.OldKeysRetention != "7d" {
 		t.Fatalf("loaded %+v", c.Snapshot.Encryption)
 	}
 	secrets := config.SecretVars(c.specs()...)

@@ -1,4 +1,4 @@
-package snapshot
+package seal
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +59,7 @@ func parseAgeIdentities(b []byte) ([]age.Identity, error) {
 	return age.ParseIdentities(bytes.NewReader(b))
 }
 
-func (e Encryption) encryptAge(w io.Writer) (io.WriteCloser, error) {
+func (e Config) encryptAge(w io.Writer) (io.WriteCloser, error) {
 	rs, err := e.ageRecipients()
 	if err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func (e Encryption) encryptAge(w io.Writer) (io.WriteCloser, error) {
 	return age.Encrypt(w, rs...)
 }
 
-func (e Encryption) decryptAge(r io.Reader) (io.Reader, error) {
+func (e Config) decryptAge(r io.Reader) (io.Reader, error) {
 	ids, err := e.ageIdentities()
 	if err != nil {
 		return nil, err
@@ -100,7 +101,7 @@ func (e Encryption) decryptAge(r io.Reader) (io.Reader, error) {
 		if errors.As(err, &nm) {
 			return nil, fmt.Errorf("%w: age: no configured identity or passphrase opens this snapshot (%v)", ErrKey, err)
 		}
-		return nil, fmt.Errorf("%w: age: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: age: %v", ErrDamaged, err)
 	}
 	return pr, nil
 }
@@ -130,7 +131,7 @@ func readPGPKeys(b []byte) (openpgp.EntityList, error) {
 
 // gpgPublicKeys parses SNAPVISOR_GPG_PUBLIC_KEYRING (a path or armored text);
 // every key must be able to encrypt.
-func (e Encryption) gpgPublicKeys() (openpgp.EntityList, error) {
+func (e Config) gpgPublicKeys() (openpgp.EntityList, error) {
 	v := strings.TrimSpace(e.GPGPublicKeyring)
 	if v == "" {
 		return nil, nil
@@ -168,7 +169,7 @@ func (e Encryption) gpgPublicKeys() (openpgp.EntityList, error) {
 }
 
 // gpgSecretKeys parses SNAPVISOR_GPG_SECRET_KEYRING.
-func (e Encryption) gpgSecretKeys() (openpgp.EntityList, error) {
+func (e Config) gpgSecretKeys() (openpgp.EntityList, error) {
 	if e.GPGSecretKeyring == "" {
 		return nil, nil
 	}
@@ -182,7 +183,7 @@ func (e Encryption) gpgSecretKeys() (openpgp.EntityList, error) {
 	return keys, nil
 }
 
-func (e Encryption) encryptGPG(w io.Writer) (io.WriteCloser, error) {
+func (e Config) encryptGPG(w io.Writer) (io.WriteCloser, error) {
 	pub, err := e.gpgPublicKeys()
 	if err != nil {
 		return nil, err
@@ -197,7 +198,7 @@ func (e Encryption) encryptGPG(w io.Writer) (io.WriteCloser, error) {
 	return openpgp.SymmetricallyEncrypt(w, []byte(e.GPGPassphrase.Reveal()), hints, pgpConfig())
 }
 
-func (e Encryption) decryptGPG(r io.Reader) (io.Reader, error) {
+func (e Config) decryptGPG(r io.Reader) (io.Reader, error) {
 	keys, err := e.gpgSecretKeys()
 	if err != nil {
 		return nil, err
@@ -231,36 +232,47 @@ func (e Encryption) decryptGPG(r io.Reader) (io.Reader, error) {
 		if errors.Is(err, pgperrors.ErrKeyIncorrect) {
 			return nil, fmt.Errorf("%w: gpg: neither the passphrase (SNAPVISOR_GPG_PASSPHRASE) nor a secret key (SNAPVISOR_GPG_SECRET_KEYRING) opens this snapshot", ErrKey)
 		}
-		return nil, fmt.Errorf("%w: gpg: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: gpg: %v", ErrDamaged, err)
 	}
 	if !md.IsEncrypted {
-		return nil, fmt.Errorf("%w: gpg: the file is not encrypted", ErrCorrupt)
+		return nil, fmt.Errorf("%w: gpg: the file is not encrypted", ErrDamaged)
 	}
 	return &pgpBody{md: md, src: r}, nil
 }
 
-// checkPGPKDF reads the session key packets at the start of the OpenPGP
-// message r (at most pgpScanLimit bytes) and refuses a message whose
-// passphrase packets ask for Argon2 with more than 2^maxMemExp KiB, or that
-// has more than maxPassphrasePackets of them, before go-crypto (which has no
-// such limit) runs the derivation. It returns a reader of the whole message.
-// The packet framing is go-crypto's; the few bytes of the passphrase packet
-// (RFC 9580 5.3) are read here because go-crypto keeps its parsed S2K
-// parameters unexported.
+// checkPGPKDF refuses an OpenPGP message r whose passphrase packets ask for
+// Argon2 with more than 2^maxMemExp KiB, or that has more than
+// maxPassphrasePackets of them, before go-crypto (which has no such limit)
+// runs the derivation. It returns a reader of the whole message.
 func checkPGPKDF(r io.Reader, maxMemExp byte) (io.Reader, error) {
-	var head bytes.Buffer
-	packets := packet.NewOpaqueReader(io.TeeReader(io.LimitReader(r, pgpScanLimit), &head))
-	for n := 0; ; {
+	memExp, n, head := pgpKDF(r)
+	if n > maxPassphrasePackets {
+		return nil, fmt.Errorf("%w: gpg: more than %d passphrase packets", ErrDamaged, maxPassphrasePackets)
+	}
+	if memExp > int(maxMemExp) {
+		return nil, fmt.Errorf("%w: gpg: the passphrase packet asks for Argon2 with 2^%d KiB of memory; at most 2^%d KiB is accepted", ErrDamaged, memExp, maxMemExp)
+	}
+	return io.MultiReader(head, r), nil
+}
+
+// pgpKDF reads the session key packets at the start of the OpenPGP message r
+// (at most pgpScanLimit bytes) and returns the largest Argon2 memory
+// exponent its passphrase packets ask for (0: none), their number, and the
+// bytes it read. The packet framing is go-crypto's; the few bytes of the
+// passphrase packet (RFC 9580 5.3) are read here because go-crypto keeps its
+// parsed S2K parameters unexported.
+func pgpKDF(r io.Reader) (maxMemExp, passphrases int, head *bytes.Buffer) {
+	head = &bytes.Buffer{}
+	packets := packet.NewOpaqueReader(io.TeeReader(io.LimitReader(r, pgpScanLimit), head))
+	for {
 		p, err := packets.Next()
 		if err != nil || (p.Tag != 1 && p.Tag != 3 && p.Tag != 10) { // public-key and passphrase session keys, marker
-			break
+			return maxMemExp, passphrases, head
 		}
 		if p.Tag != 3 {
 			continue
 		}
-		if n++; n > maxPassphrasePackets {
-			return nil, fmt.Errorf("%w: gpg: more than %d passphrase packets", ErrCorrupt, maxPassphrasePackets)
-		}
+		passphrases++
 		c := p.Contents
 		i := 2 // S2K after version and cipher; v5 adds the AEAD mode, v6 two lengths more
 		if len(c) > 0 && c[0] >= 5 {
@@ -270,11 +282,42 @@ func checkPGPKDF(r io.Reader, maxMemExp byte) (io.Reader, error) {
 			i += 2
 		}
 		// Argon2 (mode 4): 16 bytes of salt, passes, parallelism, memory exponent.
-		if len(c) > i+19 && c[i] == 4 && c[i+19] > maxMemExp {
-			return nil, fmt.Errorf("%w: gpg: the passphrase packet asks for Argon2 with 2^%d KiB of memory; at most 2^%d KiB is accepted", ErrCorrupt, c[i+19], maxMemExp)
+		if len(c) > i+19 && c[i] == 4 {
+			maxMemExp = max(maxMemExp, int(c[i+19]))
 		}
 	}
-	return io.MultiReader(&head, r), nil
+}
+
+// Work is the key derivation an encrypted file asks for before it can be
+// opened, each as a power of two: age's scrypt work factor (2^AgeScrypt)
+// and gpg's Argon2 memory (2^GPGArgon2 KiB); 0 when it asks for none.
+// NewReader refuses more than MaxAgeWorkFactor and MaxArgon2MemoryExp.
+type Work struct{ AgeScrypt, GPGArgon2 int }
+
+// Limits of Work that NewReader accepts.
+const (
+	MaxAgeWorkFactor   = maxAgeWorkFactor
+	MaxArgon2MemoryExp = maxArgon2MemoryExp
+)
+
+// KDFWork reads the key derivation the file starting with head asks for
+// (fuzz tests skip what is accepted but slow).
+func KDFWork(head []byte) Work {
+	var w Work
+	if bytes.HasPrefix(head, []byte(ageMagic)) {
+		for _, line := range strings.Split(string(head), "\n") {
+			if strings.HasPrefix(line, "---") {
+				break
+			}
+			if f := strings.Fields(line); len(f) >= 4 && f[0] == "->" && f[1] == "scrypt" {
+				if n, err := strconv.Atoi(f[3]); err == nil {
+					w.AgeScrypt = max(w.AgeScrypt, n)
+				}
+			}
+		}
+	}
+	w.GPGArgon2, _, _ = pgpKDF(bytes.NewReader(head))
+	return w
 }
 
 // pgpBody reads the literal data and, at its end, reports a failed integrity

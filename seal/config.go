@@ -1,4 +1,4 @@
-package snapshot
+package seal
 
 import (
 	"bytes"
@@ -13,40 +13,21 @@ import (
 	"filippo.io/age"
 
 	"snapvisor/config"
-	"snapvisor/rotation"
 )
-
-// Encryption algorithms accepted in Encryption.Algorithm (SNAPVISOR_ENCRYPTION).
-const (
-	EncryptionNone   = "none"
-	EncryptionAESGCM = "aes256-gcm"
-	EncryptionAge    = "age"
-	EncryptionGPG    = "gpg"
-	EncryptionAESCBC = "aes256-cbc"
-)
-
-// encryptionSuffixes maps each algorithm to the file name suffix that follows
-// the compression suffix (snapshot-<time>.tar.gz.aes256gcm).
-var encryptionSuffixes = map[string]string{
-	EncryptionAESGCM: ".aes256gcm",
-	EncryptionAge:    ".age",
-	EncryptionGPG:    ".gpg",
-	EncryptionAESCBC: ".aes256cbc",
-}
 
 // DefaultPBKDF2Iter is the default of SNAPVISOR_PBKDF2_ITER (OWASP's 2023
 // figure for PBKDF2-HMAC-SHA256).
 const DefaultPBKDF2Iter = 600000
 
-// Encryption is the encryption configuration (loaded by config.Load with the
-// other specs; it is the Encryption field of Config). Algorithm selects how
+// Config is the encryption configuration (loaded by config.Load with the
+// other specs; it is the Encryption field of snapshot.Config). Algorithm selects how
 // new snapshots are written; every credential configured here is also used to
 // decrypt existing snapshots, whatever algorithm their suffix names. The zero
 // value is "no encryption".
 //
 // Key material lives in config.Secret fields (never printed) and in the
 // keyring file, which is read afresh at every snapshot and restore.
-type Encryption struct {
+type Config struct {
 	Algorithm string `envconfig:"SNAPVISOR_ENCRYPTION" default:"none" desc:"none, aes256-gcm (recommended), age, gpg or aes256-cbc; the file gets .aes256gcm, .age, .gpg or .aes256cbc after the compression suffix and restore detects the algorithm of each file"`
 	// Key is one aes256-gcm key (base64 of 32 bytes; its key id is
 	// key-<8 hex digits of its hash>) or the aes256-cbc passphrase.
@@ -55,7 +36,7 @@ type Encryption struct {
 	Keys config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEYS" desc:"aes256-gcm keyring, one key a line: id:base64key or id:base64key:created (RFC 3339); the last line encrypts, every line (and ENCRYPTION_KEY) decrypts"`
 	// KeysFile is the path of the keyring (SNAPVISOR_ENCRYPTION_KEYS_FILE), re-read at each use.
 	KeysFile string `envconfig:"SNAPVISOR_ENCRYPTION_KEYS_FILE" desc:"path of the keyring file, re-read at every snapshot and restore; with KEY_ROTATION the entrypoint rewrites it (temporary file and rename, mode 0600)"`
-	// Rotation is SNAPVISOR_KEY_ROTATION as written (rotation.ParseAge syntax); empty: off.
+	// Rotation is SNAPVISOR_KEY_ROTATION as written (config.ParseAge syntax); empty: off.
 	Rotation string `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
 	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION as written.
 	OldKeysRetention string `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
@@ -80,16 +61,22 @@ type Encryption struct {
 	scryptLogN int
 }
 
-// algorithm returns the effective algorithm ("" means none).
-func (e Encryption) algorithm() string {
+// Effective returns the algorithm new files are written with: Algorithm,
+// None when it is empty.
+func (e Config) Effective() string {
 	if e.Algorithm == "" {
-		return EncryptionNone
+		return None
 	}
 	return e.Algorithm
 }
 
-// suffix returns the file name suffix of the configured algorithm ("" for none).
-func (e Encryption) suffix() string { return encryptionSuffixes[e.algorithm()] }
+// WithAgeWorkFactor returns e with age's scrypt work factor for passphrase
+// encryption set to 2^logN (age's default, used when logN is 0, is 2^18,
+// about a second); tests use small values to run fast.
+func (e Config) WithAgeWorkFactor(logN int) Config {
+	e.scryptLogN = logN
+	return e
+}
 
 const (
 	acceptedAlgorithm = "none, aes256-gcm, age, gpg or aes256-cbc"
@@ -105,12 +92,12 @@ func secretInvalid(name, accepted string, err error) *config.Error {
 // Validate checks the encryption settings: the algorithm, that it has what it
 // needs to encrypt, and the syntax of every credential given. Errors are
 // *config.Error values naming the variable; secret values are never shown.
-func (e Encryption) Validate() error {
-	alg := e.algorithm()
-	if alg != EncryptionNone && encryptionSuffixes[alg] == "" {
+func (e Config) Validate() error {
+	alg := e.Effective()
+	if alg != None && suffixes[alg] == "" {
 		return config.Invalid("ENCRYPTION", e.Algorithm, acceptedAlgorithm)
 	}
-	if e.Key != "" && alg == EncryptionAESGCM {
+	if e.Key != "" && alg == AESGCM {
 		if _, err := decodeKey(e.Key.Reveal()); err != nil {
 			return secretInvalid("ENCRYPTION_KEY", acceptedKey, err)
 		}
@@ -127,7 +114,7 @@ func (e Encryption) Validate() error {
 		return err
 	}
 	if interval > 0 {
-		if alg != EncryptionAESGCM {
+		if alg != AESGCM {
 			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION=aes256-gcm (only its files carry a key id)")
 		}
 		if e.KeysFile == "" {
@@ -152,22 +139,22 @@ func (e Encryption) Validate() error {
 		return err
 	}
 	switch alg {
-	case EncryptionAESGCM:
+	case AESGCM:
 		if e.Key == "" && len(ring) == 0 && interval == 0 {
 			return config.Invalid("ENCRYPTION", alg, "aes256-gcm with a key: SNAPVISOR_ENCRYPTION_KEY, SNAPVISOR_ENCRYPTION_KEYS (or _FILE), or SNAPVISOR_KEY_ROTATION with SNAPVISOR_ENCRYPTION_KEYS_FILE")
 		}
-	case EncryptionAESCBC:
+	case AESCBC:
 		if e.Key == "" {
 			return config.Invalid("ENCRYPTION", alg, "aes256-cbc with a passphrase in SNAPVISOR_ENCRYPTION_KEY (or _FILE)")
 		}
-	case EncryptionAge:
+	case Age:
 		switch {
 		case len(recipients) == 0 && e.AgePassphrase == "":
 			return config.Invalid("ENCRYPTION", alg, "age with SNAPVISOR_AGE_RECIPIENTS, SNAPVISOR_AGE_RECIPIENTS_FILE or SNAPVISOR_AGE_PASSPHRASE")
 		case len(recipients) > 0 && e.AgePassphrase != "":
 			return config.Invalid("AGE_RECIPIENTS", strings.Join(e.AgeRecipients, ","), "recipients or SNAPVISOR_AGE_PASSPHRASE, not both (age cannot mix a passphrase with recipients)")
 		}
-	case EncryptionGPG:
+	case GPG:
 		if len(pub) == 0 && e.GPGPassphrase == "" {
 			return config.Invalid("ENCRYPTION", alg, "gpg with SNAPVISOR_GPG_PASSPHRASE (or _FILE) or SNAPVISOR_GPG_PUBLIC_KEYRING")
 		}
@@ -175,12 +162,12 @@ func (e Encryption) Validate() error {
 	return nil
 }
 
-// parseDuration parses a duration variable in rotation.ParseAge syntax; empty is 0.
+// parseDuration parses a duration variable in config.ParseAge syntax; empty is 0.
 func parseDuration(name, v string) (time.Duration, error) {
 	if strings.TrimSpace(v) == "" {
 		return 0, nil
 	}
-	d, err := rotation.ParseAge(strings.TrimSpace(v))
+	d, err := config.ParseAge(strings.TrimSpace(v))
 	if err != nil {
 		e := config.Invalid(name, v, acceptedDuration)
 		e.Err = err
@@ -190,17 +177,17 @@ func parseDuration(name, v string) (time.Duration, error) {
 }
 
 // rotationInterval and retention return the parsed durations (Validate has checked them).
-func (e Encryption) rotationInterval() time.Duration {
+func (e Config) rotationInterval() time.Duration {
 	d, _ := parseDuration("KEY_ROTATION", e.Rotation)
 	return d
 }
 
-func (e Encryption) retention() time.Duration {
+func (e Config) retention() time.Duration {
 	d, _ := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention)
 	return d
 }
 
-func (e Encryption) pbkdf2Iter() int {
+func (e Config) pbkdf2Iter() int {
 	if e.PBKDF2Iter <= 0 {
 		return DefaultPBKDF2Iter
 	}
@@ -224,7 +211,7 @@ func decodeKey(s string) ([]byte, error) {
 
 // keyring returns the configured keyring: the file when KeysFile is set (read
 // now, so that a rotation by another process is seen), else Keys.
-func (e Encryption) keyring() (Keyring, error) {
+func (e Config) keyring() (Keyring, error) {
 	text := e.Keys.Reveal()
 	name := "ENCRYPTION_KEYS"
 	if e.KeysFile != "" {
@@ -247,7 +234,7 @@ func (e Encryption) keyring() (Keyring, error) {
 }
 
 // gcmKeys returns every aes256-gcm key that decrypts: the keyring and ENCRYPTION_KEY.
-func (e Encryption) gcmKeys() (Keyring, error) {
+func (e Config) gcmKeys() (Keyring, error) {
 	ring, err := e.keyring()
 	if err != nil {
 		return nil, err
@@ -265,7 +252,7 @@ func (e Encryption) gcmKeys() (Keyring, error) {
 
 // currentGCMKey returns the key new aes256-gcm snapshots are encrypted with:
 // the keyring's last key, or ENCRYPTION_KEY when the keyring is empty.
-func (e Encryption) currentGCMKey() (Key, error) {
+func (e Config) currentGCMKey() (Key, error) {
 	ring, err := e.keyring()
 	if err != nil {
 		return Key{}, err
@@ -284,7 +271,7 @@ func (e Encryption) currentGCMKey() (Key, error) {
 }
 
 // ageRecipients parses AgeRecipients and AgeRecipientsFile.
-func (e Encryption) ageRecipients() ([]age.Recipient, error) {
+func (e Config) ageRecipients() ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, s := range e.AgeRecipients {
 		s = strings.TrimSpace(s)
@@ -335,7 +322,7 @@ func parseAgeRecipientLines(b []byte) ([]age.Recipient, error) {
 }
 
 // ageIdentities parses AgeIdentity (age identity lines or one OpenSSH private key).
-func (e Encryption) ageIdentities() ([]age.Identity, error) {
+func (e Config) ageIdentities() ([]age.Identity, error) {
 	if e.AgeIdentity == "" {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package snapshot
+package seal
 
 import (
 	"crypto/rand"
@@ -13,12 +13,13 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // keySize is the size of aes256-gcm keys.
 const keySize = 32
+
+// keyTimeLayout is the UTC time stamp in the ids of generated keys.
+const keyTimeLayout = "20060102T150405Z"
 
 // keyIDRE is the syntax of key ids (they are stored in file headers, at most 64 bytes).
 var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -234,7 +235,7 @@ func (p RotationPlan) apply(ring Keyring, now time.Time, newKey Key) Keyring {
 // newKeyID returns an id for a key generated at now that is not in ring:
 // key-<UTC YYYYMMDDTHHMMSSZ>, with -2, -3... when taken.
 func newKeyID(ring Keyring, now time.Time) string {
-	base := "key-" + now.UTC().Format(TimeLayout)
+	base := "key-" + now.UTC().Format(keyTimeLayout)
 	id := base
 	for n := 2; ; n++ {
 		if _, taken := ring.Lookup(id); !taken {
@@ -253,60 +254,60 @@ func generateKey(ring Keyring, now time.Time) (Key, error) {
 	return Key{ID: newKeyID(ring, now), Created: now.UTC(), material: b}, nil
 }
 
-// rotateKeys applies key rotation to the keyring file at now when
-// SNAPVISOR_KEY_ROTATION is set: stamps keys without a creation time,
-// generates a new key when the newest is too old, and, when usedFrom is a
-// snapshot directory, drops replaced keys past their retention that no
-// snapshot there uses ("" never drops: the caller cannot tell which keys are
-// needed). The file is replaced atomically (mode 0600) before a new key is
-// used. Logs ids only.
-func (e Encryption) rotateKeys(usedFrom string, now time.Time, log *zap.Logger) error {
-	interval := e.rotationInterval()
-	if interval <= 0 || e.KeysFile == "" || e.algorithm() != EncryptionAESGCM {
-		return nil
+// Rotates reports whether key rotation is on: SNAPVISOR_KEY_ROTATION set,
+// with aes256-gcm and a keyring file to rewrite.
+func (e Config) Rotates() bool {
+	return e.rotationInterval() > 0 && e.KeysFile != "" && e.Effective() == AESGCM
+}
+
+// Rotation is what Rotate did to the keyring file.
+type Rotation struct {
+	RotationPlan
+	File     string // the keyring file rewritten
+	NewKey   string // the id of the generated key, "" when none
+	Replaced string // the id of the key the new one replaces, "" when none
+}
+
+// Changed reports whether Rotate rewrote the keyring file.
+func (r Rotation) Changed() bool { return !r.Empty() }
+
+// Rotate applies key rotation to the keyring file at now when Rotates: stamps
+// keys without a creation time, generates a new key when the newest is too
+// old, and drops replaced keys past their retention that no snapshot uses.
+// used holds the key ids the retained snapshots use, computed by the caller
+// from its listing; nil means unknown, and then no key is dropped. The file
+// is replaced atomically (mode 0600) before a new key is used. The result
+// names key ids only.
+func (e Config) Rotate(now time.Time, used map[string]bool) (Rotation, error) {
+	if !e.Rotates() {
+		return Rotation{}, nil
 	}
 	ring, err := e.keyring()
 	if err != nil {
-		return err
+		return Rotation{}, err
 	}
-	var used map[string]bool
-	if usedFrom != "" {
-		u, err := keyIDsInUse(usedFrom)
-		if err != nil {
-			log.Warn("key rotation: cannot tell which keys snapshots use; dropping no key", zap.Error(err))
-			usedFrom = ""
-		} else {
-			used = u
-		}
-	}
-	plan := PlanRotation(ring, now, interval, e.retention(), used)
-	if usedFrom == "" {
+	plan := PlanRotation(ring, now, e.rotationInterval(), e.retention(), used)
+	if used == nil {
 		plan.Drop = nil
 	}
 	if plan.Empty() {
-		return nil
+		return Rotation{}, nil
 	}
+	r := Rotation{RotationPlan: plan, File: e.KeysFile}
 	var newKey Key
 	if plan.Generate {
 		if newKey, err = generateKey(ring, now); err != nil {
-			return err
+			return Rotation{}, err
 		}
-	}
-	next := plan.apply(ring, now, newKey)
-	if err := writeKeyringFile(e.KeysFile, next); err != nil {
-		return err
-	}
-	fields := []zap.Field{zap.String("keyring", e.KeysFile), zap.Strings("dropped", plan.Drop), zap.Strings("stamped", plan.Stamp)}
-	if plan.Generate {
-		fields = append(fields, zap.String("new_key_id", newKey.ID))
+		r.NewKey = newKey.ID
 		if old, ok := ring.Newest(); ok {
-			fields = append(fields, zap.String("replaced_key_id", old.ID))
+			r.Replaced = old.ID
 		}
-		log.Info("encryption key rotated: new snapshots use the new key", fields...)
-	} else {
-		log.Info("encryption keyring updated", fields...)
 	}
-	return nil
+	if err := writeKeyringFile(e.KeysFile, plan.apply(ring, now, newKey)); err != nil {
+		return Rotation{}, err
+	}
+	return r, nil
 }
 
 // writeKeyringFile replaces path with the keyring, atomically: a 0600
@@ -345,108 +346,62 @@ func writeKeyringFile(path string, ring Keyring) error {
 	return syncDir(dir)
 }
 
-// keyIDsInUse returns the key ids of the aes256-gcm snapshots in dir (every name).
-func keyIDsInUse(dir string) (map[string]bool, error) {
-	list, err := List(dir, "")
+// syncDir fsyncs the directory dir, so that a rename in it is durable: the
+// same as snapshot's until both use the shared helper (issue 12, step 7).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("sync directory: %w", err)
 	}
-	used := map[string]bool{}
-	for _, s := range list {
-		if s.Encryption != EncryptionAESGCM {
-			continue
-		}
-		id, err := gcmKeyIDOf(s.Path)
-		if err != nil {
-			return nil, err
-		}
-		used[id] = true
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
-	return used, nil
+	return nil
 }
 
-// gcmKeyIDOf reads the key id from the header of an aes256-gcm file.
-func gcmKeyIDOf(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h, err := readGCMHeader(f)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return h.keyID, nil
-}
-
-// KeyUse describes one key id: the keyring's keys (never their material) and
-// the ids that snapshots name but the keyring lacks.
-type KeyUse struct {
-	ID      string    `json:"id"`
-	Created time.Time `json:"created,omitzero"` // zero when unknown
-	Current bool      `json:"current"`          // new snapshots are encrypted with it
-	Missing bool      `json:"missing"`          // snapshots use it but no configured key has this id
+// KeyState describes one configured aes256-gcm key (never its material).
+type KeyState struct {
+	ID      string
+	Created time.Time // zero when unknown
+	Current bool      // new files are encrypted with it
 	// RotateAt is, for the current key with SNAPVISOR_KEY_ROTATION, when a new key replaces it (zero: unknown or off).
-	RotateAt time.Time `json:"rotate_at,omitzero"`
+	RotateAt time.Time
 	// DropAfter is, for a replaced keyring key with SNAPVISOR_KEY_ROTATION, the
 	// earliest time it is dropped; it stays while a snapshot uses it.
-	DropAfter time.Time `json:"drop_after,omitzero"`
-	Snapshots []string  `json:"snapshots"` // snapshot names in dir encrypted with it, newest first
+	DropAfter time.Time
 }
 
-// KeyUsage lists every aes256-gcm key configured in enc (the keyring, then
-// SNAPVISOR_ENCRYPTION_KEY) with the snapshots in dir (every name) that use
-// it, followed by the key ids snapshots use that no configured key has.
-func KeyUsage(enc Encryption, dir string) ([]KeyUse, error) {
-	ring, err := enc.gcmKeys()
+// KeyStates lists every aes256-gcm key configured: the keyring, then
+// SNAPVISOR_ENCRYPTION_KEY.
+func (e Config) KeyStates() ([]KeyState, error) {
+	ring, err := e.gcmKeys()
 	if err != nil {
 		return nil, err
 	}
 	current := ""
-	if k, err := enc.currentGCMKey(); err == nil && enc.algorithm() == EncryptionAESGCM {
+	if k, err := e.currentGCMKey(); err == nil && e.Effective() == AESGCM {
 		current = k.ID
 	}
-	list, err := List(dir, "")
-	if err != nil {
-		return nil, err
+	keyring, _ := e.keyring()
+	interval := time.Duration(0)
+	if e.Rotates() {
+		interval = e.rotationInterval()
 	}
-	keyring, _ := enc.keyring()
-	interval := enc.rotationInterval()
-	if enc.KeysFile == "" || enc.algorithm() != EncryptionAESGCM {
-		interval = 0
-	}
-	var out []KeyUse
-	index := map[string]int{}
+	out := make([]KeyState, 0, len(ring))
 	for _, k := range ring {
-		u := KeyUse{ID: k.ID, Created: k.Created, Current: k.ID == current, Snapshots: []string{}}
+		u := KeyState{ID: k.ID, Created: k.Created, Current: k.ID == current}
 		if interval > 0 {
 			if u.Current && !k.Created.IsZero() {
 				u.RotateAt = k.Created.Add(interval)
 			}
 			for i, rk := range keyring {
 				if rk.ID == k.ID && i+1 < len(keyring) && !keyring[i+1].Created.IsZero() {
-					u.DropAfter = keyring[i+1].Created.Add(enc.retention())
+					u.DropAfter = keyring[i+1].Created.Add(e.retention())
 				}
 			}
 		}
-		index[k.ID] = len(out)
 		out = append(out, u)
-	}
-	for _, s := range list {
-		if s.Encryption != EncryptionAESGCM {
-			continue
-		}
-		id, err := gcmKeyIDOf(s.Path)
-		if err != nil {
-			id = "(unreadable header)"
-		}
-		i, ok := index[id]
-		if !ok {
-			i = len(out)
-			index[id] = i
-			out = append(out, KeyUse{ID: id, Missing: true})
-		}
-		out[i].Snapshots = append(out[i].Snapshots, s.Name)
 	}
 	return out, nil
 }

@@ -1,45 +1,6 @@
-package snapshot
-
-// Encryption at rest. The snapshot pipeline is
-//
-//	tar -> compressor -> bufio -> encrypter -> sha256 + destination
-//
-// so the .sha256 covers the stored, encrypted bytes, and reading is the
-// reverse: the checksum of the file, then decryption, then decompression.
-//
-// # aes256-gcm file format (suffix .aes256gcm)
-//
-//	magic    19 bytes "SNAPVISOR-AES256GCM"
-//	version   1 byte  1
-//	idlen     1 byte  length of the key id (1-64)
-//	keyid    idlen bytes, the id of the keyring key (ASCII)
-//	salt     32 bytes, random per file
-//	mac      32 bytes, HMAC-SHA256 over everything above, keyed with
-//	         HKDF-SHA256(key, salt, "snapvisor aes256-gcm v1 header")
-//	payload  a DARE 2.0 stream (github.com/minio/sio), AES-256-GCM, keyed with
-//	         HKDF-SHA256(key, salt, "snapvisor aes256-gcm v1 payload")
-//
-// DARE 2.0 cuts the stream into packages of 64 KiB of plaintext, each sealed
-// with a nonce made of a per-stream random value, the package's sequence
-// number and a final-package flag (also in the authenticated package
-// header): a modified, reordered, dropped, truncated or extended stream
-// fails authentication. Memory is one package. The header MAC tells a wrong
-// key (or a modified header) apart from damage in the payload.
-//
-// # aes256-cbc (suffix .aes256cbc)
-//
-// Exactly what `openssl enc -aes-256-cbc -pbkdf2 -iter N -pass ...` writes:
-// "Salted__", 8 random bytes of salt, then AES-256-CBC with PKCS#7 padding,
-// key and IV the 48 bytes of PBKDF2-HMAC-SHA256(passphrase, salt, N). It has
-// no integrity of its own: only the .sha256 detects changes.
-//
-// # age (.age) and gpg (.gpg)
-//
-// The standard formats, written by filippo.io/age and ProtonMail/go-crypto
-// (OpenPGP: AES-256, SEIPD with MDC, no compression packet).
+package seal
 
 import (
-	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -60,6 +21,30 @@ import (
 // id unknown, or the key, identity or passphrase wrong.
 var ErrKey = errors.New("wrong or missing decryption key")
 
+// ErrDamaged is wrapped by errors reporting an encrypted file that does not
+// decrypt: a bad header, failed authentication, truncation, a foreign file.
+// Its words are snapshot.ErrDamaged's, which wraps it, so that messages read
+// the same through either.
+var ErrDamaged = errors.New("corrupt, truncated or foreign archive")
+
+// Algorithms accepted in Config.Algorithm (SNAPVISOR_ENCRYPTION).
+const (
+	None   = "none"
+	AESGCM = "aes256-gcm"
+	Age    = "age"
+	GPG    = "gpg"
+	AESCBC = "aes256-cbc"
+)
+
+// suffixes maps each algorithm to the file name suffix that follows the
+// compression suffix (snapshot-<time>.tar.gz.aes256gcm).
+var suffixes = map[string]string{
+	AESGCM: ".aes256gcm",
+	Age:    ".age",
+	GPG:    ".gpg",
+	AESCBC: ".aes256cbc",
+}
+
 const (
 	gcmMagic        = "SNAPVISOR-AES256GCM"
 	gcmVersion      = 1
@@ -74,28 +59,35 @@ const (
 	maxGCMHeaderLen = len(gcmMagic) + 2 + 64 + gcmSaltSize + gcmMACSize
 )
 
-// suffixEncryption returns the algorithm whose suffix ends base, "" for none.
-func suffixEncryption(base string) string {
-	for alg, suf := range encryptionSuffixes {
+// Suffix returns the file name suffix of algorithm (".aes256gcm", ".age",
+// ".gpg", ".aes256cbc"); "" for none, "" and any other value.
+func Suffix(algorithm string) string { return suffixes[algorithm] }
+
+// FromSuffix returns the algorithm whose suffix ends the file name base,
+// None when no suffix does.
+func FromSuffix(base string) string {
+	for alg, suf := range suffixes {
 		if strings.HasSuffix(base, suf) {
 			return alg
 		}
 	}
-	return ""
+	return None
 }
 
-// sniffEncryption names the encryption whose magic starts head, "" when none matches.
-func sniffEncryption(head []byte) string {
+// Sniff names the algorithm whose magic starts head, "" when none matches
+// (an OpenPGP file is recognised by its first packet, so a few other byte
+// values match gpg too: callers check compression magics first).
+func Sniff(head []byte) string {
 	s := string(head)
 	switch {
 	case strings.HasPrefix(s, gcmMagic):
-		return EncryptionAESGCM
+		return AESGCM
 	case strings.HasPrefix(s, ageMagic):
-		return EncryptionAge
+		return Age
 	case strings.HasPrefix(s, cbcMagic):
-		return EncryptionAESCBC
+		return AESCBC
 	case len(head) > 0 && isPGPEncryptedStart(head[0]):
-		return EncryptionGPG
+		return GPG
 	}
 	return ""
 }
@@ -118,66 +110,77 @@ func isPGPEncryptedStart(b byte) bool {
 // nopCloseWriter hides a Close method of the destination from library writers that would call it.
 type nopCloseWriter struct{ io.Writer }
 
-// encryptTo returns the writer that encrypts into w with the configured
-// algorithm (w itself for none) and finish, which completes the stream
-// (last chunk, padding, MDC) and must be called after the last write.
+func (nopCloseWriter) Close() error { return nil }
+
+// NewWriter returns the writer that encrypts into w with c's algorithm (a
+// pass-through for none). Its Close completes the stream (last chunk,
+// padding, MDC) and must be called after the last write; it never closes w.
 // Encryption runs on the goroutine that writes (the compressor's output
 // goroutine): a separate stage measured no faster on two cores and costs
 // memory.
-func (e Encryption) encryptTo(w io.Writer) (io.Writer, func() error, error) {
-	w = nopCloseWriter{w}
+func NewWriter(w io.Writer, c Config) (io.WriteCloser, error) {
+	nw := nopCloseWriter{w}
 	var wc io.WriteCloser
 	var err error
-	switch e.algorithm() {
-	case EncryptionNone:
-		return w, func() error { return nil }, nil
-	case EncryptionAESGCM:
+	switch c.Effective() {
+	case None:
+		return nw, nil
+	case AESGCM:
 		var k Key
-		if k, err = e.currentGCMKey(); err == nil {
-			wc, err = encryptGCM(w, k)
+		if k, err = c.currentGCMKey(); err == nil {
+			wc, err = encryptGCM(nw, k)
 		}
-	case EncryptionAESCBC:
-		if e.Key == "" {
-			return nil, nil, fmt.Errorf("%w: aes256-cbc needs a passphrase in SNAPVISOR_ENCRYPTION_KEY", ErrKey)
+	case AESCBC:
+		if c.Key == "" {
+			return nil, fmt.Errorf("%w: aes256-cbc needs a passphrase in SNAPVISOR_ENCRYPTION_KEY", ErrKey)
 		}
-		wc, err = encryptCBC(w, e.Key.Reveal(), e.pbkdf2Iter())
-	case EncryptionAge:
-		wc, err = e.encryptAge(w)
-	case EncryptionGPG:
-		wc, err = e.encryptGPG(w)
+		wc, err = encryptCBC(nw, c.Key.Reveal(), c.pbkdf2Iter())
+	case Age:
+		wc, err = c.encryptAge(nw)
+	case GPG:
+		wc, err = c.encryptGPG(nw)
 	default:
-		return nil, nil, fmt.Errorf("unknown encryption %q", e.Algorithm)
+		return nil, fmt.Errorf("unknown encryption %q", c.Algorithm)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("encrypt (%s): %w", e.algorithm(), err)
+		return nil, fmt.Errorf("encrypt (%s): %w", c.Effective(), err)
 	}
-	return wc, func() error {
-		if err := wc.Close(); err != nil {
-			return fmt.Errorf("encrypt (%s): %w", e.algorithm(), err)
-		}
-		return nil
-	}, nil
+	return &finishWriter{WriteCloser: wc, alg: c.Effective()}, nil
 }
 
-// decrypt returns the plaintext of r, a file encrypted with algorithm.
-// Errors reading the header or finding the key are returned here (wrapping
-// ErrKey or ErrCorrupt); damage found later surfaces from Read as an error
-// wrapping ErrCorrupt.
-func (e Encryption) decrypt(r io.Reader, algorithm string) (io.Reader, error) {
+// finishWriter names the algorithm in the error of Close.
+type finishWriter struct {
+	io.WriteCloser
+	alg string
+}
+
+func (f *finishWriter) Close() error {
+	if err := f.WriteCloser.Close(); err != nil {
+		return fmt.Errorf("encrypt (%s): %w", f.alg, err)
+	}
+	return nil
+}
+
+// NewReader returns the plaintext of r, a file encrypted with algorithm,
+// decrypted with every credential of c (whatever c.Algorithm says). Errors
+// reading the header or finding the key are returned here (wrapping ErrKey
+// or ErrDamaged); damage found later surfaces from Read as an error wrapping
+// ErrDamaged.
+func NewReader(r io.Reader, algorithm string, c Config) (io.Reader, error) {
 	var pr io.Reader
 	var err error
 	switch algorithm {
-	case EncryptionAESGCM:
-		pr, err = e.decryptGCM(r)
-	case EncryptionAESCBC:
-		if e.Key == "" {
+	case AESGCM:
+		pr, err = c.decryptGCM(r)
+	case AESCBC:
+		if c.Key == "" {
 			return nil, fmt.Errorf("%w: the snapshot is aes256-cbc encrypted and SNAPVISOR_ENCRYPTION_KEY (its passphrase) is not set", ErrKey)
 		}
-		pr, err = decryptCBC(r, e.Key.Reveal(), e.pbkdf2Iter())
-	case EncryptionAge:
-		pr, err = e.decryptAge(r)
-	case EncryptionGPG:
-		pr, err = e.decryptGPG(r)
+		pr, err = decryptCBC(r, c.Key.Reveal(), c.pbkdf2Iter())
+	case Age:
+		pr, err = c.decryptAge(r)
+	case GPG:
+		pr, err = c.decryptGPG(r)
 	default:
 		return nil, fmt.Errorf("unknown encryption %q", algorithm)
 	}
@@ -187,7 +190,7 @@ func (e Encryption) decrypt(r io.Reader, algorithm string) (io.Reader, error) {
 	return &decryptErrReader{alg: algorithm, r: pr}, nil
 }
 
-// decryptErrReader marks errors of the decrypting reader as corruption (authentication failures, truncation).
+// decryptErrReader marks errors of the decrypting reader as damage (authentication failures, truncation).
 type decryptErrReader struct {
 	alg string
 	r   io.Reader
@@ -195,8 +198,8 @@ type decryptErrReader struct {
 
 func (d *decryptErrReader) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
-	if err != nil && err != io.EOF && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrKey) {
-		err = fmt.Errorf("%w: %s decryption: %v (the file was modified, truncated or reordered)", ErrCorrupt, d.alg, err)
+	if err != nil && err != io.EOF && !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrKey) {
+		err = fmt.Errorf("%w: %s decryption: %v (the file was modified, truncated or reordered)", ErrDamaged, d.alg, err)
 	}
 	return n, err
 }
@@ -252,33 +255,44 @@ func encryptGCM(w io.Writer, k Key) (io.WriteCloser, error) {
 func readGCMHeader(r io.Reader) (gcmHeader, error) {
 	fixed := make([]byte, len(gcmMagic)+2)
 	if _, err := io.ReadFull(r, fixed); err != nil || string(fixed[:len(gcmMagic)]) != gcmMagic {
-		return gcmHeader{}, fmt.Errorf("%w: not a snapvisor aes256-gcm file (bad magic)", ErrCorrupt)
+		return gcmHeader{}, fmt.Errorf("%w: not a snapvisor aes256-gcm file (bad magic)", ErrDamaged)
 	}
 	if v := fixed[len(gcmMagic)]; v != gcmVersion {
-		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm format version %d is not supported (this snapvisor reads version %d)", ErrCorrupt, v, gcmVersion)
+		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm format version %d is not supported (this snapvisor reads version %d)", ErrDamaged, v, gcmVersion)
 	}
 	idLen := int(fixed[len(gcmMagic)+1])
 	if idLen == 0 || idLen > 64 {
-		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header: bad key id length %d", ErrCorrupt, idLen)
+		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header: bad key id length %d", ErrDamaged, idLen)
 	}
 	rest := make([]byte, idLen+gcmSaltSize+gcmMACSize)
 	if _, err := io.ReadFull(r, rest); err != nil {
-		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header truncated", ErrCorrupt)
+		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header truncated", ErrDamaged)
 	}
 	id := string(rest[:idLen])
 	if !keyIDRE.MatchString(id) {
-		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header: malformed key id", ErrCorrupt)
+		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header: malformed key id", ErrDamaged)
 	}
 	signed := append(fixed, rest[:idLen+gcmSaltSize]...)
 	return gcmHeader{keyID: id, salt: rest[idLen : idLen+gcmSaltSize], mac: rest[idLen+gcmSaltSize:], signed: signed}, nil
 }
 
-func (e Encryption) decryptGCM(r io.Reader) (io.Reader, error) {
+// KeyID returns the key id in the header of the aes256-gcm file r starts
+// with (reading only the header); an error wrapping ErrDamaged when r does
+// not start with one.
+func KeyID(r io.Reader) (string, error) {
+	h, err := readGCMHeader(r)
+	if err != nil {
+		return "", err
+	}
+	return h.keyID, nil
+}
+
+func (c Config) decryptGCM(r io.Reader) (io.Reader, error) {
 	h, err := readGCMHeader(r)
 	if err != nil {
 		return nil, err
 	}
-	ring, err := e.gcmKeys()
+	ring, err := c.gcmKeys()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
@@ -388,7 +402,7 @@ type cbcReader struct {
 func decryptCBC(r io.Reader, pass string, iter int) (io.Reader, error) {
 	head := make([]byte, len(cbcMagic)+cbcSaltSize)
 	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(cbcMagic)]) != cbcMagic {
-		return nil, fmt.Errorf("%w: not an openssl enc file (no Salted__ header)", ErrCorrupt)
+		return nil, fmt.Errorf("%w: not an openssl enc file (no Salted__ header)", ErrDamaged)
 	}
 	key, iv, err := cbcKeyIV(pass, head[len(cbcMagic):], iter)
 	if err != nil {
@@ -429,7 +443,7 @@ func (c *cbcReader) fill() {
 		c.held = keep
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		if total == 0 || total%aes.BlockSize != 0 {
-			c.err = fmt.Errorf("%w: aes256-cbc: the file is truncated (%d bytes, not whole blocks)", ErrCorrupt, total)
+			c.err = fmt.Errorf("%w: aes256-cbc: the file is truncated (%d bytes, not whole blocks)", ErrDamaged, total)
 			return
 		}
 		c.mode.CryptBlocks(c.buf[:total], c.buf[:total])
@@ -450,40 +464,4 @@ func (c *cbcReader) fill() {
 	default:
 		c.err = err
 	}
-}
-
-// peekPlain checks, for algorithms without authentication (aes256-cbc), that
-// the decrypted stream starts like the compression the name announces; a
-// mismatch means a wrong passphrase far more often than damage.
-func peekPlain(br *bufio.Reader, algorithm, compression string) error {
-	head, err := br.Peek(512)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	if algorithm != EncryptionAESCBC {
-		return nil
-	}
-	ok := false
-	switch compression {
-	case CompressionGzip:
-		ok = strings.HasPrefix(string(head), gzipMagic)
-	case CompressionZstd:
-		ok = strings.HasPrefix(string(head), zstdMagic)
-	default:
-		ok = len(head) >= 512 && string(head[257:262]) == "ustar"
-	}
-	if !ok {
-		return fmt.Errorf("%w: aes256-cbc: the decrypted data is not %s: wrong passphrase (SNAPVISOR_ENCRYPTION_KEY) or iteration count (SNAPVISOR_PBKDF2_ITER)", ErrKey, compressionWord(compression))
-	}
-	return nil
-}
-
-func compressionWord(c string) string {
-	switch c {
-	case CompressionGzip:
-		return "a gzip stream"
-	case CompressionZstd:
-		return "a zstd stream"
-	}
-	return "a tar archive"
 }
