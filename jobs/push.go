@@ -171,8 +171,9 @@ func nameTime(ctx context.Context, last time.Time) (time.Time, error) {
 // last good one when no local snapshot was found at start (streaming mode,
 // or a fresh volume on a new node): health and the last-success metric then
 // count the snapshots taken before a restart instead of failing until the
-// next one. Each remote's listing is bounded by SNAPVISOR_REMOTE_TIMEOUT; one
-// that cannot be listed is logged and skipped.
+// next one. The remotes are listed at once, each bounded by its own
+// SNAPVISOR_REMOTE_TIMEOUT (listRemotes); one that cannot be listed is
+// logged and skipped.
 func (r *Runner) seedFromRemotes(ctx context.Context) {
 	r.mu.Lock()
 	found := !r.lastGood.Started.IsZero()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -242,28 +243,37 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 	return store.RemoteSnapshot{}, errors.Join(errs...) // not reached: the last candidate returns
 }
 
-// vanished reports a snapshot that was listed but is gone (deleted meanwhile).
-// listRemotes lists the complete snapshots named name on every store, each
-// listing bounded by SNAPVISOR_REMOTE_TIMEOUT: lists[i] is stores[i]'s,
-// newest first (nil when it failed). Every failure is logged with msg and
-// returned in errs.
+// listRemotes lists the complete snapshots named name on every store at
+// once, each listing bounded by its own SNAPVISOR_REMOTE_TIMEOUT, so that a
+// hung remote delays no other: lists[i] is stores[i]'s, newest first (nil
+// when it failed). Every failure is logged with msg and returned in errs, in
+// the stores' order.
 func listRemotes(ctx context.Context, stores []store.Store, name, msg string, log *zap.Logger) (lists [][]store.RemoteSnapshot, errs []error) {
 	lists = make([][]store.RemoteSnapshot, len(stores))
+	failed := make([]error, len(stores))
+	var wg sync.WaitGroup
 	for i, s := range stores {
-		lctx, cancel := store.WithTimeout(ctx, s)
-		list, err := store.ListSnapshots(lctx, s, name)
-		err = store.TimeoutError(lctx, err)
-		cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx, cancel := store.WithTimeout(ctx, s)
+			defer cancel()
+			lists[i], failed[i] = store.ListSnapshots(lctx, s, name)
+			failed[i] = store.TimeoutError(lctx, failed[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range failed {
 		if err != nil {
+			lists[i] = nil
 			errs = append(errs, err)
-			log.Warn(msg, zap.String("remote", s.Name()), zap.Error(err))
-			continue
+			log.Warn(msg, zap.String("remote", stores[i].Name()), zap.Error(err))
 		}
-		lists[i] = list
 	}
 	return lists, errs
 }
 
+// vanished reports a snapshot that was listed but is gone (deleted meanwhile).
 func vanished(err error) bool { return errors.Is(err, fs.ErrNotExist) && isStoreError(err) }
 
 // remoteFault reports a failure of the remote side (after its retries): the

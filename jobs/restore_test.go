@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"snapvisor/snapshot"
 	"snapvisor/store"
+	"snapvisor/store/storetest"
 )
 
 // remoteFixture: a source to restore into, snapshots of known contents on
@@ -215,6 +217,30 @@ func TestRestoreIfEmpty_Remotes(t *testing.T) {
 			t.Fatalf("RestoreIfEmpty = %q, %v; want v1 from the readable remote", name, err)
 		}
 	})
+	t.Run("a hung remote delays neither the others' listing nor the restore beyond its own limit", func(t *testing.T) {
+		f := newRemoteFixture(t, 1, "")
+		f.push(t, 0, f.snap(t, "v1", 1))
+		const limit = 3 * time.Second
+		hung, err := store.Open(ctx, "s3://bucket/app?endpoint="+storetest.HungAddr(t)+"&tls=false&region=us-east-1",
+			store.Config{S3AccessKey: "minio", S3SecretKey: "minio-secret"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hung.Close()
+		good := &listTimed{Store: f.stores[0]}
+		start := time.Now()
+		name, err := RestoreIfEmpty(ctx, f.cfg, []store.Store{store.WithRetry(hung, store.Policy{Timeout: limit}, nil), good}, zaptest.NewLogger(t))
+		elapsed := time.Since(start)
+		if err != nil || f.restored(t) != "v1" {
+			t.Fatalf("RestoreIfEmpty = %q, %v; want v1 from the remote that answers", name, err)
+		}
+		if d := good.listed().Sub(start); d <= 0 || d > limit/2 {
+			t.Errorf("the second remote was listed %s after the start: it waited for the hung first one (limit %s)", d, limit)
+		}
+		if elapsed > limit+2*time.Second {
+			t.Errorf("auto-restore took %s with one hung remote limited to %s", elapsed, limit)
+		}
+	})
 	t.Run("reachable remotes without snapshots: start with empty data", func(t *testing.T) {
 		f := newRemoteFixture(t, 2, "")
 		name, err := RestoreIfEmpty(ctx, f.cfg, f.stores, zaptest.NewLogger(t))
@@ -326,4 +352,25 @@ func TestRestoreIfEmpty_Empty(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listTimed is a store that notes when its last List returned.
+type listTimed struct {
+	store.Store
+	mu sync.Mutex
+	at time.Time
+}
+
+func (l *listTimed) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	objs, err := l.Store.List(ctx, prefix)
+	l.mu.Lock()
+	l.at = time.Now()
+	l.mu.Unlock()
+	return objs, err
+}
+
+func (l *listTimed) listed() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
 }
