@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap/zaptest"
 
 	"snapvisor/snapshot"
@@ -25,7 +27,7 @@ import (
 type remoteFixture struct {
 	root   string
 	cfg    snapshot.Config // Sources: root/data (missing: a new volume)
-	stores []store.Store
+	stores []remote.Remote
 	t0     time.Time
 }
 
@@ -39,7 +41,7 @@ func newRemoteFixture(t *testing.T, nStores int, dir string) *remoteFixture {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.stores = append(f.stores, s)
+		f.stores = append(f.stores, remote.Remote{Store: s})
 	}
 	return f
 }
@@ -85,7 +87,7 @@ func writeSum(t *testing.T, p string) {
 
 func (f *remoteFixture) push(t *testing.T, i int, p string) {
 	t.Helper()
-	if _, err := store.Push(context.Background(), f.stores[i], p); err != nil {
+	if _, err := remote.Push(context.Background(), f.stores[i], p); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -200,7 +202,7 @@ func TestRestoreIfEmpty_Remotes(t *testing.T) {
 		if err := os.WriteFile(blocker, []byte("not mounted"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		all, oerr := store.OpenAll(ctx, store.Config{Retries: 1, Backoff: time.Millisecond, Timeout: time.Minute,
+		all, oerr := remote.OpenAll(ctx, store.Config{Retries: 1, Backoff: time.Millisecond, Timeout: time.Minute,
 			Remotes: []string{"file://" + filepath.Join(f.root, "remotea"), "file://" + blocker + "/backups"}}, nil, nil)
 		if oerr == nil || len(all) != 2 {
 			t.Fatalf("OpenAll = %d, %v", len(all), oerr)
@@ -227,9 +229,9 @@ func TestRestoreIfEmpty_Remotes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer hung.Close()
-		good := &listTimed{Store: f.stores[0]}
+		good := &listTimed{Store: f.stores[0].Store}
 		start := time.Now()
-		name, err := RestoreIfEmpty(ctx, f.cfg, []store.Store{store.WithRetry(hung, store.Policy{Timeout: limit}, nil), good}, zaptest.NewLogger(t))
+		name, err := RestoreIfEmpty(ctx, f.cfg, []remote.Remote{{Store: hung, Timeout: limit}, {Store: good}}, zaptest.NewLogger(t))
 		elapsed := time.Since(start)
 		if err != nil || f.restored(t) != "v1" {
 			t.Fatalf("RestoreIfEmpty = %q, %v; want v1 from the remote that answers", name, err)
