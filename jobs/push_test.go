@@ -2,9 +2,6 @@ package jobs
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,7 +12,6 @@ import (
 	"snapvisor/remote"
 
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/crypto/ssh"
 
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -23,19 +19,8 @@ import (
 )
 
 func sshKeyFile(t *testing.T) string {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	storetest.WriteKey(t, p)
 	return p
 }
 

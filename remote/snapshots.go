@@ -175,7 +175,6 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 	if err != nil {
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
 	}
-	sb := sumFile(digest, base)
 	f, err := os.Open(localPath)
 	if err != nil {
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
@@ -235,17 +234,23 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 			return rs, fmt.Errorf("%s: push %s: %w: stored archive hashes to %s, local .sha256 says %s", s.Name(), base, ErrChecksum, got, digest)
 		}
 	}
-	if err := s.Put(ctx, base+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
-		return rs, err
+	return rs, putSum(ctx, s, base, digest)
+}
+
+// putSum uploads key's .sha256 naming digest, last, and reads it back.
+func putSum(ctx context.Context, s store.Store, key, digest string) error {
+	sb := sumFile(digest, key)
+	if err := s.Put(ctx, key+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
+		return err
 	}
-	got, err := readSum(ctx, s, base)
+	got, err := readSum(ctx, s, key)
 	if err != nil {
-		return rs, err
+		return err
 	}
 	if got != digest {
-		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), base, ErrChecksum, got, digest)
+		return fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), key, ErrChecksum, got, digest)
 	}
-	return rs, nil
+	return nil
 }
 
 // ErrExists is wrapped by the error of a push whose key already holds a
@@ -353,19 +358,7 @@ func PushStream(ctx context.Context, s store.Store, key string, r io.Reader, dig
 	if err := confirmSize(ctx, s, key, cr.n, &rs); err != nil {
 		return rs, err
 	}
-	sum := digest()
-	sb := sumFile(sum, key)
-	if err := s.Put(ctx, key+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
-		return rs, err
-	}
-	got, err := readSum(ctx, s, key)
-	if err != nil {
-		return rs, err
-	}
-	if got != sum {
-		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), key, ErrChecksum, got, sum)
-	}
-	return rs, nil
+	return rs, putSum(ctx, s, key, digest())
 }
 
 // countingReader counts the bytes read.
