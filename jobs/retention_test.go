@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -30,7 +32,7 @@ type retentionFixture struct {
 	remote store.Store
 }
 
-func newRetentionFixture(t *testing.T, dir string, p rotation.Policy, remote bool) *retentionFixture {
+func newRetentionFixture(t *testing.T, dir string, p rotation.Policy, withRemote bool) *retentionFixture {
 	t.Helper()
 	root := t.TempDir()
 	if dir == "" {
@@ -43,14 +45,14 @@ func newRetentionFixture(t *testing.T, dir string, p rotation.Policy, remote boo
 	f.snap = snapshot.Config{Sources: []string{f.src}, Dir: dir, Name: "snapshot", Compression: snapshot.CompressionGzip}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	f.runner = NewRunner(Config{}, f.snap, p, nil, nil, log, nil)
-	if remote {
+	if withRemote {
 		s, err := store.Open(context.Background(), "file://"+filepath.Join(root, "remote"), store.Config{}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		f.remote = s
-		f.runner.SetStores([]store.Store{s})
+		f.runner.SetRemotes([]remote.Remote{{Store: s}})
 	}
 	return f
 }
@@ -106,7 +108,7 @@ func (f *retentionFixture) local(t *testing.T) []string {
 // remote lists the remote's snapshots, newest first.
 func (f *retentionFixture) remoteList(t *testing.T) []string {
 	t.Helper()
-	list, err := store.ListSnapshots(context.Background(), f.remote, f.snap.Name)
+	list, err := remote.ListSnapshots(context.Background(), f.remote, f.snap.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -223,14 +225,14 @@ func TestRunner_Status(t *testing.T) {
 		log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
 
 		// The container before the restart streamed one snapshot.
-		info, results, err := StreamToRemotes(ctx, snap, []store.Store{good}, log)
+		info, results, err := remote.Stream(ctx, snap, []remote.Remote{{Store: good}}, time.Now(), log)
 		if err != nil || results[0].Error != "" {
-			t.Fatalf("StreamToRemotes: %v %+v", err, results)
+			t.Fatalf("remote.Stream: %v %+v", err, results)
 		}
 
 		// The restarted one knows it once it has listed its remotes.
 		r := NewRunner(Config{}, snap, rotation.Policy{}, f.sup, nil, log, nil)
-		r.SetStores([]store.Store{broken, good})
+		r.SetRemotes([]remote.Remote{{Store: broken}, {Store: good}})
 		if st := r.status(time.Time{}, time.Hour); st.Healthy {
 			t.Fatalf("before listing the remotes: %+v, want unhealthy", st)
 		}

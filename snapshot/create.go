@@ -155,16 +155,17 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	return info, nil
 }
 
-// Stream writes one snapshot of cfg.Sources to w (a remote upload, say) and
-// returns its Info with an empty Path: the name it should be stored under,
+// Stream writes one snapshot of cfg.Sources, named for at (the caller has
+// chosen its name, FileName(cfg, at), before the upload starts), to w (a
+// remote upload, say) and returns its Info with an empty Path: that name,
 // its size and the sha256 of the bytes written. It needs no snapshot
 // directory and takes no lock; w sees exactly the bytes Create would have
 // put in the file. On error, what was written to w is not a snapshot.
-func Stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger) (Info, error) {
-	return stream(ctx, cfg, w, log, hooks{})
+func Stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger) (Info, error) {
+	return stream(ctx, cfg, at, w, log, hooks{})
 }
 
-func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
+func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
 	if err := cfg.Validate(); err != nil {
 		return Info{}, err
 	}
@@ -174,7 +175,7 @@ func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hoo
 	if err != nil {
 		return Info{}, err
 	}
-	start := h.now().UTC()
+	start := at.UTC()
 	// No snapshot directory tells which keys the (remote) snapshots use: rotation drops none here.
 	if err := rotateKeys(cfg.Encryption, "", start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"snapvisor/config"
 	"snapvisor/internal/sealtest"
@@ -164,7 +165,7 @@ func TestEncryption_Stream(t *testing.T) {
 	cfg.Dir = ""
 	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}
 	var buf bytes.Buffer
-	info, err := Stream(context.Background(), cfg, &buf, testLogger(t))
+	info, err := Stream(context.Background(), cfg, time.Now(), &buf, testLogger(t))
 	must(t, err)
 	if !strings.HasSuffix(info.Name, ".tar.zst.aes256gcm") || info.Size != int64(buf.Len()) {
 		t.Fatalf("Stream = %+v (%d bytes written)", info, buf.Len())

@@ -78,7 +78,7 @@ func (u *unopened) Delete(ctx context.Context, key string) error {
 	return s.Delete(ctx, key)
 }
 
-// Unwrap returns the backend once it is open, nil before (Push finds the
+// Unwrap returns the backend once it is open, nil before (remote.Push finds
 // backend's cheap re-hash through it).
 func (u *unopened) Unwrap() Store {
 	u.mu.Lock()

@@ -19,8 +19,8 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/jobs"
+	"snapvisor/remote"
 	"snapvisor/snapshot"
-	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -192,11 +192,11 @@ func runService(ctx context.Context, a *app, argv []string) error {
 
 	jc := a.cfg.Jobs
 	metrics := jobs.NewMetrics()
-	var remotes []store.Store
-	defer func() { _ = store.CloseAll(remotes) }()
+	var remotes []remote.Remote
+	defer func() { _ = remote.CloseAll(remotes) }()
 	err = sup.Before(ctx, func(ctx context.Context) error {
 		var err error
-		remotes, err = store.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
+		remotes, err = remote.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
 		if err != nil {
 			// One bad remote never blocks the others or the local snapshots.
 			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
@@ -218,7 +218,7 @@ func runService(ctx context.Context, a *app, argv []string) error {
 		return notStarted(a.log, err)
 	}
 	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, metrics)
-	runner.SetStores(remotes)
+	runner.SetRemotes(remotes)
 	// The control socket and metrics port are opened before the service
 	// starts: a busy one fails the start, not a snapshot hours later.
 	listeners, err := runner.Listen()

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"snapvisor/jobs"
 	"snapvisor/store"
 	"snapvisor/store/storetest"
@@ -43,13 +45,13 @@ func entrypoint(t *testing.T, env []string, args ...string) (int, string, string
 }
 
 // remoteList is `entrypoint list --remote URL --json`.
-func remoteList(t *testing.T, env []string, url string) []store.RemoteSnapshot {
+func remoteList(t *testing.T, env []string, url string) []remote.Snapshot {
 	t.Helper()
 	code, out, errOut := entrypoint(t, env, "list", "--remote", url, "--json")
 	if code != 0 {
 		t.Fatalf("list --remote: exit %d: %s", code, errOut)
 	}
-	var list []store.RemoteSnapshot
+	var list []remote.Snapshot
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("list --remote --json: %v: %q", err, out)
 	}

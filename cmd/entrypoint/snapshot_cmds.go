@@ -16,6 +16,7 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/jobs"
+	"snapvisor/remote"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 )
@@ -243,17 +244,17 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 // openRemote opens one remote for a subcommand, with the retry policy and
 // time limit of the configuration. Its errors are configuration errors (exit
 // 78) when the URL or the settings are wrong.
-func openRemote(ctx context.Context, a *app, rawURL string) (store.Store, error) {
+func openRemote(ctx context.Context, a *app, rawURL string) (remote.Remote, error) {
 	cfg := a.cfg.Store
 	cfg.Remotes = []string{rawURL}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return remote.Remote{}, err
 	}
 	s, err := store.Open(ctx, rawURL, cfg, a.log)
 	if err != nil {
-		return nil, err
+		return remote.Remote{}, err
 	}
-	return store.WithRetry(s, cfg.Policy(), a.log), nil
+	return remote.Remote{Store: store.WithRetry(s, cfg.Policy(), a.log), Timeout: cfg.Timeout, LeaseTTL: cfg.LeaseTTL}, nil
 }
 
 func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
@@ -262,13 +263,13 @@ func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
 		return err
 	}
 	defer s.Close()
-	lctx, cancel := store.WithTimeout(ctx, s)
+	lctx, cancel := s.WithTimeout(ctx)
 	defer cancel()
-	list, err := store.ListSnapshots(lctx, s, a.snap.Name)
+	list, err := remote.ListSnapshots(lctx, s, a.snap.Name)
 	if err != nil {
-		return store.TimeoutError(lctx, err)
+		return remote.TimeoutError(lctx, err)
 	}
-	return printList(a, asJSON, list, func(r store.RemoteSnapshot) snapshotRow {
+	return printList(a, asJSON, list, func(r remote.Snapshot) snapshotRow {
 		return snapshotRow{r.Key, r.Time, r.Size, r.Compression, snapshot.EncryptionOf(r.Key)}
 	})
 }
@@ -287,7 +288,7 @@ func restoreFrom(ctx context.Context, a *app, rawURL string, pos []string, opts 
 		return err
 	}
 	defer s.Close()
-	rs, err := jobs.RestoreFromRemotes(ctx, a.snap, []store.Store{s}, key, "", opts, a.log)
+	rs, err := jobs.RestoreFromRemotes(ctx, a.snap, []remote.Remote{s}, key, "", opts, a.log)
 	if err != nil {
 		return fmt.Errorf("restore --from %s: %w", s.Name(), err)
 	}
@@ -314,14 +315,14 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 	if a.snap.Dir == "" && len(a.cfg.Store.URLs()) == 0 {
 		return config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode)")
 	}
-	var stores []store.Store
+	var stores []remote.Remote
 	if len(a.cfg.Store.URLs()) > 0 {
 		if err := a.cfg.Store.Validate(); err != nil {
 			return err
 		}
 		var err error
-		stores, err = store.OpenAll(ctx, a.cfg.Store, nil, a.log)
-		defer func() { _ = store.CloseAll(stores) }()
+		stores, err = remote.OpenAll(ctx, a.cfg.Store, nil, a.log)
+		defer func() { _ = remote.CloseAll(stores) }()
 		var ce *config.Error
 		if errors.As(err, &ce) {
 			return err
@@ -337,7 +338,7 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 	c.Backup = true
 	env := serviceEnv(os.Environ(), c.serviceSecrets())
 	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, nil, env, a.log, nil)
-	runner.SetStores(stores)
+	runner.SetRemotes(stores)
 	// The remotes' leases are renewed while the run lasts (a push may
 	// outlast SNAPVISOR_LEASE_TTL) and released after it: a CronJob's next
 	// pod is another writer, which must not wait for the TTL.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"snapvisor/jobs"
-	"snapvisor/store"
+	"snapvisor/remote"
 )
 
 // TestCmdSnapshot_Standalone is item 17: `entrypoint snapshot` with no
@@ -38,7 +38,7 @@ func TestCmdSnapshot_Standalone(t *testing.T) {
 	}
 
 	t.Run("PushRotateHooks", func(t *testing.T) {
-		env, _, backups, remote, hooks := setup(t)
+		env, _, backups, remoteDir, hooks := setup(t)
 		var paths []string
 		for range 3 {
 			code, out, errOut := entrypoint(t, env, "snapshot")
@@ -51,7 +51,7 @@ func TestCmdSnapshot_Standalone(t *testing.T) {
 			}
 			paths = append(paths, filepath.Base(p))
 		}
-		local, remoteSnaps := snapshotsNamed(backups, "snapshot"), snapshotsNamed(remote, "snapshot")
+		local, remoteSnaps := snapshotsNamed(backups, "snapshot"), snapshotsNamed(remoteDir, "snapshot")
 		want := paths[1:] // KEEP=2: the newest two
 		if strings.Join(local, " ") != strings.Join(want, " ") {
 			t.Errorf("local snapshots %v, want %v (rotated to SNAPVISOR_KEEP)", local, want)
@@ -61,7 +61,7 @@ func TestCmdSnapshot_Standalone(t *testing.T) {
 		}
 		// A CronJob's next pod is another writer: a finished standalone run
 		// leaves no lease that would refuse it for SNAPVISOR_LEASE_TTL.
-		if _, ok, err := store.ReadLease(t.Context(), mustOpenFile(t, "file://"+remote), "snapshot"); ok || err != nil {
+		if _, ok, err := remote.ReadLease(t.Context(), mustOpenFile(t, "file://"+remoteDir), "snapshot"); ok || err != nil {
 			t.Errorf("lease left on the remote after a standalone snapshot (err %v)", err)
 		}
 		if b, _ := os.ReadFile(hooks); string(b) != strings.Repeat("pre\npost\n", 3) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 	"snapvisor/store/storetest"
@@ -113,8 +114,8 @@ func metric(addr, prefix string) string {
 func TestEntrypoint_TwoWriters(t *testing.T) {
 	requireRoot(t)
 	root := t.TempDir()
-	remote := filepath.Join(root, "remote")
-	url := "file://" + remote
+	remoteDir := filepath.Join(root, "remote")
+	url := "file://" + remoteDir
 	writer := func(name string) ([]string, string) {
 		data := filepath.Join(root, name, "data")
 		if err := os.MkdirAll(data, 0o755); err != nil {
@@ -133,7 +134,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	envB, addrB := writer("writer-b")
 	onlyFrom := func(host string) func() bool {
 		return func() bool {
-			w := remoteWriters(t, remote)
+			w := remoteWriters(t, remoteDir)
 			for k, h := range w {
 				if h != host {
 					t.Fatalf("the remote holds %s from %s while %s holds the lease: %v", k, h, host, w)
@@ -168,7 +169,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	_ = syscall.Kill(a.pid1(t), syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
 	eventually(t, 30*time.Second, "writer B takes over", func() bool {
-		for _, h := range remoteWriters(t, remote) {
+		for _, h := range remoteWriters(t, remoteDir) {
 			if h == "writer-b" {
 				return true
 			}
@@ -198,7 +199,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 		ok, out := health(t, envB)
 		return !ok && strings.Contains(out, "writer-a")
 	})
-	l, ok, err := store.ReadLease(t.Context(), mustOpenFile(t, url), "db")
+	l, ok, err := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db")
 	if err != nil || !ok || l.Host != "writer-a" {
 		t.Fatalf("lease after the takeover: %+v, %v, %v", l, ok, err)
 	}
@@ -209,12 +210,12 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 		t.Errorf("writer A exit %d", code)
 	}
 	eventually(t, 10*time.Second, "writer B holds the lease again", func() bool {
-		l, ok, _ := store.ReadLease(t.Context(), mustOpenFile(t, url), "db")
+		l, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db")
 		return ok && l.Host == "writer-b"
 	})
 	_ = syscall.Kill(b.pid1(t), syscall.SIGTERM)
 	b.wait(t, 30*time.Second)
-	if _, ok, _ := store.ReadLease(t.Context(), mustOpenFile(t, url), "db"); ok {
+	if _, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db"); ok {
 		t.Errorf("lease left on the remote after the last writer's clean exit")
 	}
 }
@@ -227,8 +228,8 @@ func TestCmdTakeover_Standalone(t *testing.T) {
 	r1, r2 := filepath.Join(root, "r1"), filepath.Join(root, "r2")
 	env := []string{"SNAPVISOR_NAME=db", "SNAPVISOR_REMOTES=file://" + r1 + ",file://" + r2,
 		"SNAPVISOR_CONTROL_SOCKET=" + sockPath(t), "SNAPVISOR_SOURCE=" + filepath.Join(root, "data"), "SNAPVISOR_DIR=" + filepath.Join(root, "b")}
-	holder := store.Writer{Host: "old-node", Instance: "0123456789abcdef"}
-	if _, err := store.AcquireLease(t.Context(), mustOpenFile(t, "file://"+r1), "db", holder, time.Hour, time.Now()); err != nil {
+	holder := remote.Writer{Host: "old-node", Instance: "0123456789abcdef"}
+	if _, err := remote.AcquireLease(t.Context(), mustOpenFile(t, "file://"+r1), "db", holder, time.Hour, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut := entrypoint(t, env, "takeover")
@@ -240,7 +241,7 @@ func TestCmdTakeover_Standalone(t *testing.T) {
 		!strings.HasPrefix(lines[1], "file://"+r2+": no lease to break") {
 		t.Errorf("takeover printed %q", out)
 	}
-	if _, ok, _ := store.ReadLease(t.Context(), mustOpenFile(t, "file://"+r1), "db"); ok {
+	if _, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, "file://"+r1), "db"); ok {
 		t.Errorf("lease still there")
 	}
 	code, out, _ = entrypoint(t, env, "takeover", "--json")

@@ -10,7 +10,8 @@
 // it skips, saying how to install. A server that is installed but does not
 // start always fails the test.
 //
-// It is imported by tests only.
+// Backends (backends.go) opens each store kind on its server for suites
+// that run against all of them (store, remote). It is imported by tests only.
 package storetest
 
 import (
