@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -271,12 +272,7 @@ func TestRunner_OnDemand(t *testing.T) {
 // mountTmpfs mounts a tmpfs of size bytes at a new directory (as root).
 func mountTmpfs(t *testing.T, size int) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mounting a tmpfs needs root; CI must run the tests as root")
-		}
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testutil.RequireRoot(t, "mounting a tmpfs")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)

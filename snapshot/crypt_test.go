@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
 )
 
 // secretMarker is in the test data; no encrypted file may contain it.
@@ -54,8 +55,8 @@ type creds struct {
 
 func newCreds(t *testing.T) creds {
 	t.Helper()
-	needTool(t, "age-keygen")
-	needTool(t, "gpg")
+	testutil.RequireTool(t, "age-keygen")
+	testutil.RequireTool(t, "gpg")
 	dir := t.TempDir()
 	var c creds
 	c.ageKeyFile = filepath.Join(dir, "age.key")
@@ -204,8 +205,8 @@ func cliArchive(t *testing.T, src, dir, name, script string, env ...string) stri
 // tools: snapvisor's files decrypt with age, gpg and openssl, and their files
 // restore with snapvisor.
 func TestEncryption_CLIInterop(t *testing.T) {
-	needTool(t, "age")
-	needTool(t, "openssl")
+	testutil.RequireTool(t, "age")
+	testutil.RequireTool(t, "openssl")
 	c := newCreds(t)
 	passFile := filepath.Join(t.TempDir(), "pass")
 	must(t, os.WriteFile(passFile, []byte("interop passphrase\n"), 0o600))

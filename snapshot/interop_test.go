@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"snapvisor/internal/testutil"
 )
 
 // TestCreate_GNUToolsRestore checks that a snapshot restores without snapvisor:
 // sha256sum -c, then tar -xzf (gzip) or zstd -dc | tar -x (zstd) or tar -xf.
 func TestCreate_GNUToolsRestore(t *testing.T) {
-	needTool(t, "tar")
-	needTool(t, "sha256sum")
+	testutil.RequireTool(t, "tar")
+	testutil.RequireTool(t, "sha256sum")
 	cases := []struct {
 		comp, tool, script string
 	}{
@@ -22,7 +24,7 @@ func TestCreate_GNUToolsRestore(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.comp, func(t *testing.T) {
-			needTool(t, tc.tool)
+			testutil.RequireTool(t, tc.tool)
 			src := filepath.Join(t.TempDir(), "data")
 			makeTree(t, src)
 			want := model(t, src)
@@ -46,8 +48,8 @@ func TestCreate_GNUToolsRestore(t *testing.T) {
 // TestRestore_GNUTarArchive checks the other direction: an archive made by GNU
 // tar and sha256sum, named like a snapshot, is listed, verified and restored.
 func TestRestore_GNUTarArchive(t *testing.T) {
-	needTool(t, "tar")
-	needTool(t, "sha256sum")
+	testutil.RequireTool(t, "tar")
+	testutil.RequireTool(t, "sha256sum")
 	cases := []struct{ ext, flags string }{
 		{".tar.gz", "-czf"},
 		{".tar", "-cf"},
@@ -56,7 +58,7 @@ func TestRestore_GNUTarArchive(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.TrimPrefix(tc.ext, "."), func(t *testing.T) {
 			if tc.ext == ".tar.zst" {
-				needTool(t, "zstd")
+				testutil.RequireTool(t, "zstd")
 			}
 			ctx := context.Background()
 			parent := t.TempDir()

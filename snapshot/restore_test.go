@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"snapvisor/internal/testutil"
 )
 
 // restoreFixture is a source directory with a known tree and its snapshot directory.
@@ -173,10 +175,7 @@ func mountTmpfs(t *testing.T, dir, size string) {
 	t.Helper()
 	must(t, os.MkdirAll(dir, 0o755))
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs (needs root): %v", err)
-		}
-		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+		testutil.Unavailable(t, "cannot mount a tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
 )
 
 func TestStatus_String(t *testing.T) {
@@ -236,7 +237,7 @@ func TestSupervisor_Before(t *testing.T) {
 		if err := unix.Kill(os.Getpid(), unix.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "SIGINT queued for Run", func() bool { return len(s.sig.fwd) > 0 })
+		testutil.Eventually(t, 5*time.Second, "SIGINT queued for Run", func() bool { return len(s.sig.fwd) > 0 })
 		_, err := s.Run(context.Background())
 		var se *StoppedError
 		if !errors.As(err, &se) || se.Signal != unix.SIGINT || se.Code() != 130 {
@@ -258,7 +259,7 @@ func TestSupervisor_Before(t *testing.T) {
 				return err
 			}
 			// Sent during the work, it must be dropped, not queued for the service.
-			eventually(t, 5*time.Second, "SIGUSR1 dropped", func() bool {
+			testutil.Eventually(t, 5*time.Second, "SIGUSR1 dropped", func() bool {
 				return logs.FilterField(zap.String("signal", "SIGUSR1")).Len() > 0
 			})
 			return nil

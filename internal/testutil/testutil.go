@@ -5,6 +5,7 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -35,10 +36,11 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 // privilege): it fails with CI=true and skips elsewhere.
 func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
+	msg := fmt.Sprintf(format, args...)
 	if InCI() {
-		t.Fatalf(format, args...)
+		t.Fatalf("CI=true and %s", msg)
 	}
-	t.Skipf(format, args...)
+	t.Skipf("%s (with CI=true this fails)", msg)
 }
 
 // RequireTool returns the path of the command-line tool name, or ends the
