@@ -242,7 +242,6 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 	return store.RemoteSnapshot{}, errors.Join(errs...) // not reached: the last candidate returns
 }
 
-// vanished reports a snapshot that was listed but is gone (deleted meanwhile).
 // listRemotes lists the complete snapshots named name on every store, each
 // listing bounded by SNAPVISOR_REMOTE_TIMEOUT: lists[i] is stores[i]'s,
 // newest first (nil when it failed). Every failure is logged with msg and
@@ -264,6 +263,7 @@ func listRemotes(ctx context.Context, stores []store.Store, name, msg string, lo
 	return lists, errs
 }
 
+// vanished reports a snapshot that was listed but is gone (deleted meanwhile).
 func vanished(err error) bool { return errors.Is(err, fs.ErrNotExist) && isStoreError(err) }
 
 // remoteFault reports a failure of the remote side (after its retries): the

@@ -104,7 +104,7 @@ func (f *retentionFixture) local(t *testing.T) []string {
 	return out
 }
 
-// remote lists the remote's snapshots, newest first.
+// remoteList lists the remote's snapshots, newest first.
 func (f *retentionFixture) remoteList(t *testing.T) []string {
 	t.Helper()
 	list, err := store.ListSnapshots(context.Background(), f.remote, f.snap.Name)

@@ -175,7 +175,7 @@ func TestEncryption_Stream(t *testing.T) {
 	}
 }
 
-// cliRoundTrip restores the tree from an archive with a shell pipeline and compares it.
+// cliExtract restores the tree from an archive with a shell pipeline and compares it.
 func cliExtract(t *testing.T, want map[string]node, script string, env ...string) {
 	t.Helper()
 	out := t.TempDir()
