@@ -99,11 +99,11 @@ func TestConfig_ValidateName(t *testing.T) {
 		}
 	}
 	c := Config{Sources: []string{"/data"}, Dir: "/backups", Compression: CompressionZstd}
-	c.Name = strings.Repeat("n", MaxNameLen)
+	c.Name = strings.Repeat("n", maxNameLen)
 	must(t, c.Validate())
 	longest := "." + c.Name + "-20060102T150405Z.tar.zst.aes256gcm.sha256.tmp-" + strings.Repeat("f", 12)
 	if len(longest) != 255 {
-		t.Errorf("longest temporary name with NAME of %d bytes is %d bytes, want 255", MaxNameLen, len(longest))
+		t.Errorf("longest temporary name with NAME of %d bytes is %d bytes, want 255", maxNameLen, len(longest))
 	}
 	c.Name += "n"
 	wantConfigError(t, c.Validate(), "SNAPVISOR_NAME")

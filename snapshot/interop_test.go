@@ -38,7 +38,7 @@ func TestCreate_GNUToolsRestore(t *testing.T) {
 			run(t, cfg.Dir, "bash", "-c", "ARCHIVE="+shellQuote(info.Path)+" OUT="+shellQuote(out)+"; "+cmd)
 			sameTree(t, want, model(t, filepath.Join(out, "data")), false)
 			got := entriesOf(t, out)
-			if strings.Join(got, ",") != ManifestName+","+SummaryName+",data" {
+			if strings.Join(got, ",") != ManifestName+","+summaryName+",data" {
 				t.Fatalf("tar extracted %v, want the data directory, manifest and summary", got)
 			}
 		})

@@ -135,7 +135,7 @@ func scanTar(ctx context.Context, r io.Reader, fn func(hdr *tar.Header, name str
 			}
 			s.manifest = m
 			continue
-		case name == SummaryName && hdr.Typeflag == tar.TypeReg:
+		case name == summaryName && hdr.Typeflag == tar.TypeReg:
 			sm := &Summary{}
 			if err := decodeJSON(tr, sm); err != nil {
 				return s, fmt.Errorf("%w: summary: %v", ErrCorrupt, err)

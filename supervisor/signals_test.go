@@ -56,9 +56,9 @@ func TestParseSignal(t *testing.T) {
 		{in: "", bad: true},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSignal(tc.in)
+			got, err := parseSignal(tc.in)
 			if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
-				t.Errorf("ParseSignal(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
+				t.Errorf("parseSignal(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
 			}
 		})
 	}
@@ -86,15 +86,15 @@ func TestParseSignalRewrite(t *testing.T) {
 		{in: "15:3,TERM:2", bad: "twice"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSignalRewrite(tc.in)
+			got, err := parseSignalRewrite(tc.in)
 			if tc.bad != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.bad) {
-					t.Fatalf("ParseSignalRewrite(%q) error %v, want one saying %q", tc.in, err, tc.bad)
+					t.Fatalf("parseSignalRewrite(%q) error %v, want one saying %q", tc.in, err, tc.bad)
 				}
 				return
 			}
 			if err != nil || len(got) != len(tc.want) {
-				t.Fatalf("ParseSignalRewrite(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+				t.Fatalf("parseSignalRewrite(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 			}
 			for k, v := range tc.want {
 				if got[k] != v {
@@ -121,9 +121,9 @@ func TestParseSuccessCodes(t *testing.T) {
 		{in: "1.5", bad: true},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSuccessCodes(tc.in)
+			got, err := parseSuccessCodes(tc.in)
 			if (err != nil) != tc.bad || len(got) != len(tc.want) {
-				t.Fatalf("ParseSuccessCodes(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
+				t.Fatalf("parseSuccessCodes(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
 			}
 			for _, c := range tc.want {
 				if !got[c] {
