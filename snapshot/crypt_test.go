@@ -140,7 +140,7 @@ func TestEncryption_RoundTrip(t *testing.T) {
 					t.Fatalf("List = %+v, want %s", list, info.Name)
 				}
 				must(t, VerifyWith(ctx, info.Path, cc.enc))
-				if err := Verify(ctx, info.Path); !errors.Is(err, ErrKey) {
+				if err := VerifyWith(ctx, info.Path, Encryption{}); !errors.Is(err, ErrKey) {
 					t.Fatalf("Verify without credentials = %v, want ErrKey", err)
 				}
 				writeFile(t, filepath.Join(src, "a.txt"), []byte("changed"), 0o644)

@@ -75,7 +75,7 @@ func TestRestore_GNUTarArchive(t *testing.T) {
 			if len(list) != 1 || list[0].Name != name {
 				t.Fatalf("List = %+v, want %s", list, name)
 			}
-			must(t, Verify(ctx, list[0].Path))
+			must(t, VerifyWith(ctx, list[0].Path, Encryption{}))
 			must(t, os.RemoveAll(src))
 			cfg := Config{Sources: []string{src}, Dir: dir, Name: "snapshot", Compression: CompressionGzip}
 			must(t, Restore(ctx, cfg, list[0].Path, RestoreOptions{}, testLogger(t)))

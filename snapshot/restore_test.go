@@ -157,7 +157,7 @@ func TestRestore_RefusesDamagedArchives(t *testing.T) {
 			f.want = model(t, f.src)
 			tc.damage(t, info.Path)
 
-			err = Verify(ctx, info.Path)
+			err = VerifyWith(ctx, info.Path, Encryption{})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), info.Path) || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("Verify = %v, want %v naming the file and %q", err, tc.want, tc.message)
 			}

@@ -52,7 +52,7 @@ func TestCreate_RoundTrip(t *testing.T) {
 			if len(list) != 1 || list[0].Path != info.Path || list[0].Size != info.Size || list[0].SHA256 != info.SHA256 {
 				t.Fatalf("List = %+v, want the one snapshot %+v", list, info)
 			}
-			must(t, Verify(ctx, info.Path))
+			must(t, VerifyWith(ctx, info.Path, Encryption{}))
 
 			// Change the source, then restore: the old tree comes back, the changed one is kept aside.
 			must(t, os.WriteFile(filepath.Join(src, "text.txt"), []byte("changed"), 0o644))
@@ -143,7 +143,7 @@ func TestCreate_SkipsSpecialFiles(t *testing.T) {
 	if info.Skipped != 1 || info.Files != 1 {
 		t.Fatalf("info = %+v, want 1 file and 1 skipped", info)
 	}
-	must(t, Verify(context.Background(), info.Path))
+	must(t, VerifyWith(context.Background(), info.Path, Encryption{}))
 }
 
 func TestCreate_FileChangesWhileRead(t *testing.T) {
@@ -171,7 +171,7 @@ func TestCreate_FileChangesWhileRead(t *testing.T) {
 	if info.Changed != 2 {
 		t.Fatalf("Changed = %d, want 2", info.Changed)
 	}
-	must(t, Verify(ctx, info.Path))
+	must(t, VerifyWith(ctx, info.Path, Encryption{}))
 	must(t, Restore(ctx, cfg, info.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
 	for name, want := range map[string][]byte{
 		"grows":   orig,
@@ -249,7 +249,7 @@ func TestCreate_DiskFull(t *testing.T) {
 	if got := entriesOf(t, dir); len(got) != 2 {
 		t.Fatalf("snapshot dir holds %v, want only the first snapshot and its checksum", got)
 	}
-	must(t, Verify(ctx, first.Path))
+	must(t, VerifyWith(ctx, first.Path, Encryption{}))
 }
 
 func TestList(t *testing.T) {

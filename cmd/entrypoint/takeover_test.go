@@ -41,7 +41,7 @@ func remoteWriters(t *testing.T, dir string) map[string]string {
 		if _, err := os.Stat(p + ".sha256"); err != nil {
 			continue
 		}
-		if err := snapshot.Verify(t.Context(), p); err != nil {
+		if err := snapshot.VerifyWith(t.Context(), p, snapshot.Encryption{}); err != nil {
 			if _, serr := os.Stat(p); os.IsNotExist(serr) {
 				continue // rotated away meanwhile
 			}
