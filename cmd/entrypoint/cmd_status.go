@@ -2,33 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"snapvisor/jobs"
 )
-
-// printJSON writes v as indented JSON: the --json output of every subcommand.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func newTabWriter(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-}
-
-// errUnhealthy is `entrypoint health`'s failure: exit 1 with the reason.
-type errUnhealthy string
-
-func (e errUnhealthy) Error() string { return "unhealthy: " + string(e) }
 
 func cmdStatus(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
@@ -79,63 +59,4 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	}
 	fmt.Fprintf(w, "health\t%s (max age %s)\n", health, st.HealthMaxAge)
 	return w.Flush()
-}
-
-func cmdHealth(ctx context.Context, a *app, args []string) error {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintln(a.stdout, "Usage: entrypoint health\n\nExits 0 when the service runs and the last good snapshot is younger than\nSNAPVISOR_HEALTH_MAX_AGE; 1 otherwise. For HEALTHCHECK and Kubernetes probes.")
-		return nil
-	}
-	if !a.cfg.Backup {
-		fmt.Fprintln(a.stdout, "healthy: snapshots are off (SNAPVISOR_BACKUP); the entrypoint exits with the service, so a running container has a running service")
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Status(ctx)
-	if err != nil {
-		return errUnhealthy(err.Error())
-	}
-	if !st.Healthy {
-		return errUnhealthy(st.Problem)
-	}
-	last := "none"
-	if st.LastGood != nil {
-		last = st.LastGood.Snapshot + " at " + st.LastGood.Started.Format(time.RFC3339)
-	}
-	fmt.Fprintf(a.stdout, "healthy: service %s, last good snapshot %s\n", st.Service, last)
-	return nil
-}
-
-// snapshotViaSupervisor asks the entrypoint running in this container (over
-// its control socket) for a snapshot and waits for the result; handled is
-// false when no supervisor answers, so the caller snapshots standalone.
-func snapshotViaSupervisor(ctx context.Context, a *app, asJSON bool) (handled bool, err error) {
-	res, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Snapshot(ctx)
-	if errors.Is(err, jobs.ErrNoSupervisor) {
-		return false, nil
-	}
-	if err != nil {
-		return true, err
-	}
-	if asJSON {
-		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
-			return true, err
-		}
-	} else if res.OK() {
-		note := ""
-		switch {
-		case res.Note != "": // within SNAPVISOR_MIN_INTERVAL
-			note = " (" + res.Note + ")"
-		case res.Coalesced:
-			note = " (joined the run in progress)"
-		}
-		fmt.Fprintf(a.stdout, "%s%s\n", filepath.Join(a.snap.Dir, res.Snapshot), note)
-	}
-	if err := resultError(res); err != nil && res.Note != "" {
-		return true, fmt.Errorf("%w (%s)", err, res.Note)
-	} else if err != nil {
-		return true, err
-	}
-	return true, nil
 }
