@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -168,7 +169,7 @@ func TestRunner_ServeFutureSnapshot(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ctx, l, time.Minute) }()
 	defer cancel()
-	eventually(t, 10*time.Second, "two scheduled runs", func() bool {
+	testutil.Eventually(t, 10*time.Second, "two scheduled runs", func() bool {
 		st := r.status(time.Time{}, time.Hour)
 		return st.Runs >= 2 && st.Last != nil && st.Last.OK()
 	})

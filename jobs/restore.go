@@ -85,7 +85,7 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []remote.R
 			return s.Name, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
-		if !Unusable(err) {
+		if !unusable(err) {
 			return "", fmt.Errorf("%w: restoring %s (the service was not started; older snapshots were not tried: the fault is not the snapshot's): %w",
 				ErrRestoreFailed, s.Path, err)
 		}
@@ -124,9 +124,9 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []remote.R
 	return rs.Key, nil
 }
 
-// Unusable reports whether err says that a snapshot itself is bad (checksum
+// unusable reports whether err says that a snapshot itself is bad (checksum
 // mismatch, corrupt or truncated archive): another snapshot may do.
-func Unusable(err error) bool {
+func unusable(err error) bool {
 	return errors.Is(err, snapshot.ErrChecksum) || errors.Is(err, snapshot.ErrCorrupt)
 }
 
@@ -219,7 +219,7 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []remot
 				log.Info("restore: done", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key))
 				return c.rs, nil
 			}
-			if Unusable(err) || keepDir == "" {
+			if unusable(err) || keepDir == "" {
 				// A bad copy must not stay to shadow the remotes next time.
 				os.Remove(p)
 				os.Remove(p + ".sha256")
@@ -230,11 +230,11 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []remot
 		next := i+1 < len(cands)
 		sameNext := next && cands[i+1].rs.Key == c.rs.Key
 		switch {
-		case next && (Unusable(err) || vanished(err)):
+		case next && (unusable(err) || vanished(err)):
 			log.Warn("restore: remote snapshot unusable, trying the next", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key), zap.Error(err))
 		case sameNext && remoteFault(err):
 			log.Warn("restore: download failed, trying the same snapshot on the next remote", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key), zap.Error(err))
-		case !next && (Unusable(err) || vanished(err)):
+		case !next && (unusable(err) || vanished(err)):
 			return remote.Snapshot{}, fmt.Errorf("none of the %d remote snapshots verifies: %w", len(cands), errors.Join(errs...))
 		case remoteFault(err):
 			return remote.Snapshot{}, fmt.Errorf("the newest remote snapshot could not be downloaded, and older ones are not tried "+

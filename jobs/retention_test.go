@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -105,7 +106,7 @@ func (f *retentionFixture) local(t *testing.T) []string {
 	return out
 }
 
-// remote lists the remote's snapshots, newest first.
+// remoteList lists the remote's snapshots, newest first.
 func (f *retentionFixture) remoteList(t *testing.T) []string {
 	t.Helper()
 	list, err := remote.ListSnapshots(context.Background(), f.remote, f.snap.Name)
@@ -273,12 +274,7 @@ func TestRunner_OnDemand(t *testing.T) {
 // mountTmpfs mounts a tmpfs of size bytes at a new directory (as root).
 func mountTmpfs(t *testing.T, size int) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mounting a tmpfs needs root; CI must run the tests as root")
-		}
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testutil.RequireRoot(t, "mounting a tmpfs")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 )
@@ -186,12 +187,8 @@ func writeLease(ctx context.Context, s store.Store, l Lease, fresh bool) error {
 		return err
 	}
 	if fresh {
-		t := time.NewTimer(leaseSettle)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := fsx.Sleep(ctx, leaseSettle); err != nil {
+			return err
 		}
 	}
 	got, ok, err := ReadLease(ctx, s, l.Name)

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/seal"
 )
 
@@ -117,37 +118,26 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	}
 	log = log.With(zap.String("snapshot", final))
 
-	tmp, err := os.CreateTemp(dir, "."+final+".tmp-*")
+	tmp, err := fsx.CreateTemp(finalPath)
 	if err != nil {
 		return Info{}, fmt.Errorf("create temporary snapshot file: %w", err)
 	}
-	tmpPath := tmp.Name()
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmpPath)
-		}
-	}()
+	defer tmp.Discard()
 
 	var skip devIno
 	if fi, err := os.Stat(dir); err == nil {
 		skip = statKey(fi)
 	}
-	info, err := write(ctx, cfg, sources, &writeback{f: tmp}, start, skip, log, h)
+	info, err := write(ctx, cfg, sources, &writeback{f: tmp.File}, start, skip, log, h)
 	if err == nil {
 		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = cerr
 	}
 	if err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
 	}
-	if err := commit(dir, final, tmpPath, info.SHA256, h.syncDir, log); err != nil {
+	if err := commit(dir, final, tmp, info.SHA256, h.syncDir, log); err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
 	}
-	committed = true
 	info.Path = finalPath
 	log.Info("snapshot written", zap.String("path", finalPath), zap.Int64("size", info.Size), zap.Int64("files", info.Files),
 		zap.Int64("bytes", info.Bytes), zap.Int64("changed", info.Changed), zap.Int64("skipped", info.Skipped),
@@ -205,7 +195,7 @@ func (h hooks) withDefaults() hooks {
 		h.progressEvery = progressEvery
 	}
 	if h.syncDir == nil {
-		h.syncDir = syncDir
+		h.syncDir = fsx.SyncDir
 	}
 	return h
 }
@@ -235,7 +225,7 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	log.Info("snapshot started", zap.Strings("sources", sources), zap.String("compression", cfg.Compression), zap.Int("level", cfg.level()))
 	w := &walker{cfg: cfg, log: log, hooks: h, ctx: ctx, links: map[devIno]string{}, buf: make([]byte, copyBufSize), skipDir: skip}
 	hasher := sha256.New()
-	out := &countingWriter{w: io.MultiWriter(dst, hasher)}
+	out := &fsx.CountingWriter{W: io.MultiWriter(dst, hasher)}
 	sink, err := seal.NewWriter(out, cfg.Encryption) // passes through to out when not encrypted
 	if err != nil {
 		return Info{}, err
@@ -245,13 +235,13 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	if err != nil {
 		return Info{}, err
 	}
-	in := &countingWriter{w: comp}
+	in := &fsx.CountingWriter{W: comp}
 	w.tw = tar.NewWriter(in)
 	if bwr, ok := comp.(*blockWriter); ok {
 		w.space = bwr.space // tar passes content through to comp unchanged
 	}
 
-	stopProgress := startProgress(log, "snapshot progress", h.progressEvery, &in.n, &out.n, start)
+	stopProgress := startProgress(log, "snapshot progress", h.progressEvery, &in.N, &out.N, start)
 	err = w.run(sources, start)
 	stopProgress()
 	if err == nil {
@@ -270,35 +260,28 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 		return Info{}, err
 	}
 	s := w.sum
-	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
+	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.N.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
 		SHA256: hex.EncodeToString(hasher.Sum(nil)), Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}, nil
 }
 
-// commit writes <final>.sha256, then renames the archive into place and
+// commit writes <final>.sha256, then renames the archive tmp into place and
 // fsyncs the directory. Once the archive has its name the snapshot is
 // complete: a failing directory fsync is only warned about.
-func commit(dir, final, tmpPath, sum string, sync func(dir string) error, log *zap.Logger) error {
-	sumTmp, err := os.CreateTemp(dir, "."+final+".sha256.tmp-*")
+func commit(dir, final string, tmp *fsx.File, sum string, sync func(dir string) error, log *zap.Logger) error {
+	finalPath := filepath.Join(dir, final)
+	sumTmp, err := fsx.CreateTemp(finalPath + ".sha256")
 	if err != nil {
 		return fmt.Errorf("create checksum file: %w", err)
 	}
-	sumTmpPath := sumTmp.Name()
+	defer sumTmp.Discard()
 	_, err = fmt.Fprintf(sumTmp, "%s  %s\n", sum, final)
 	if err == nil {
-		err = sumTmp.Sync()
-	}
-	if cerr := sumTmp.Close(); err == nil {
-		err = cerr
-	}
-	finalPath := filepath.Join(dir, final)
-	if err == nil {
-		err = renameNoReplace(sumTmpPath, finalPath+".sha256")
+		err = sumTmp.CommitNoReplace()
 	}
 	if err != nil {
-		os.Remove(sumTmpPath)
 		return fmt.Errorf("write checksum file: %w", err)
 	}
-	if err := renameNoReplace(tmpPath, finalPath); err != nil {
+	if err := tmp.CommitNoReplace(); err != nil {
 		os.Remove(finalPath + ".sha256")
 		return fmt.Errorf("rename into place: %w", err)
 	}
@@ -455,18 +438,6 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// countingWriter counts bytes written through it; n is read by the progress logger.
-type countingWriter struct {
-	w io.Writer
-	n atomic.Int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 func rate(n int64, d time.Duration) float64 {
 	if d <= 0 {
 		return 0
@@ -509,19 +480,6 @@ func statKey(fi fs.FileInfo) devIno {
 	return devIno{}
 }
 
-// renameNoReplace renames old to new, failing if new exists.
-func renameNoReplace(oldPath, newPath string) error {
-	return hooks{}.renameNoReplace(oldPath, newPath)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
+// syncDir is fsx.SyncDir under the name keyring.go calls; it goes when
+// keyring.go moves to package seal.
+func syncDir(dir string) error { return fsx.SyncDir(dir) }

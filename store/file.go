@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"snapvisor/internal/fsx"
 )
 
 // fileStore is a directory on any mounted file system (NFS, CIFS, hostPath):
@@ -49,7 +51,7 @@ func (s *fileStore) fail(op, key string, err error) error {
 
 func (s *fileStore) path(key string) string { return filepath.Join(s.root, filepath.FromSlash(key)) }
 
-func (s *fileStore) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
+func (s *fileStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
@@ -58,16 +60,11 @@ func (s *fileStore) Put(ctx context.Context, key string, r io.Reader, size int64
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return s.fail("put", key, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
+	f, err := fsx.CreateTemp(final)
 	if err != nil {
 		return s.fail("put", key, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Discard()
 	n, err := io.Copy(f, ctxReader{ctx, r})
 	if err != nil {
 		return s.fail("put", key, err)
@@ -75,22 +72,13 @@ func (s *fileStore) Put(ctx context.Context, key string, r io.Reader, size int64
 	if size >= 0 && n != size {
 		return s.fail("put", key, errShort(n, size))
 	}
-	if err = f.Sync(); err != nil {
+	if err := f.Commit(); err != nil {
 		return s.fail("put", key, err)
 	}
-	if err = f.Close(); err != nil {
+	// Best effort where the directory cannot be opened (a write-only drop
+	// box, say) or the file system cannot sync directories (EINVAL).
+	if err := fsx.SyncDir(dir); err != nil && !errors.Is(err, os.ErrInvalid) && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 		return s.fail("put", key, err)
-	}
-	if err = os.Rename(f.Name(), final); err != nil {
-		return s.fail("put", key, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil && !errors.Is(err, os.ErrInvalid) { // some file systems cannot sync directories
-			return s.fail("put", key, err)
-		}
-		err = nil
 	}
 	return nil
 }

@@ -464,8 +464,9 @@ func scrubber(secrets ...string) func(string) string {
 // sigRE finds signature-like query parameters in error texts (SAS tokens, presigned URLs).
 var sigRE = regexp.MustCompile(`(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token)=)[^&\s"']+`)
 
-// tempPrefix marks upload temporaries of the directory-like stores (file, sftp):
-// ".<base>.tmp-<random>", the pattern the snapshot package also skips.
+// isTemp reports whether base names an upload temporary of the directory-like
+// stores (file, sftp): ".<base>.tmp-<random>", the pattern the snapshot
+// package also skips.
 func isTemp(base string) bool {
 	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
 }

@@ -40,12 +40,12 @@ func (c Config) Validate() error {
 	if c.StopTimeout <= 0 {
 		return config.Invalid("STOP_TIMEOUT", c.StopTimeout.String(), "a positive duration such as 10s")
 	}
-	if _, err := ParseSignalRewrite(c.SignalRewrite); err != nil {
+	if _, err := parseSignalRewrite(c.SignalRewrite); err != nil {
 		e := config.Invalid("SIGNAL_REWRITE", c.SignalRewrite, "comma-separated FROM:TO pairs of signal numbers (1-64) or names, e.g. 15:3,2:3 or TERM:QUIT; TO 0 means do not forward")
 		e.Err = err
 		return e
 	}
-	if _, err := ParseSuccessCodes(c.SuccessCodes); err != nil {
+	if _, err := parseSuccessCodes(c.SuccessCodes); err != nil {
 		e := config.Invalid("SUCCESS_CODES", c.SuccessCodes, "comma-separated exit codes from 0 to 255, e.g. 143 or 130,143")
 		e.Err = err
 		return e
@@ -147,8 +147,8 @@ func New(cfg Config, argv, env []string, log *zap.Logger) (*Supervisor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	rewrite, _ := ParseSignalRewrite(cfg.SignalRewrite)
-	success, _ := ParseSuccessCodes(cfg.SuccessCodes)
+	rewrite, _ := parseSignalRewrite(cfg.SignalRewrite)
+	success, _ := parseSuccessCodes(cfg.SuccessCodes)
 	return &Supervisor{
 		cfg: cfg, log: log, argv: argv, env: env,
 		rewrite: rewrite, success: success,
@@ -289,7 +289,7 @@ func (s *Supervisor) Listen() {
 	s.sig = c
 	if in := s.cfg.Inherited; !in.Default() {
 		s.log.Info("started with signals ignored or blocked: the service inherits them, and ignored ones are not forwarded",
-			zap.Strings("ignored", Signals(in.Ignored)), zap.Strings("blocked", Signals(in.Blocked)))
+			zap.Strings("ignored", signalNames(in.Ignored)), zap.Strings("blocked", signalNames(in.Blocked)))
 	}
 }
 

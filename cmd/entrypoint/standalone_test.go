@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/jobs"
 	"snapvisor/remote"
 )
@@ -178,7 +179,7 @@ func TestEntrypoint_FutureSnapshot(t *testing.T) {
 	env = append(env, "SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@every 2s", "SNAPVISOR_MIN_INTERVAL=0")
 	p := startPID1(t, env, "--", "sleep", "1000")
 	pid1 := p.pid1(t)
-	eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	code, out, errOut = entrypointWithin(t, 15*time.Second, env, "snapshot", "--json")
 	var res jobs.Result
 	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || !res.OK() || res.Snapshot == future {
@@ -219,7 +220,7 @@ func TestEntrypoint_MinInterval(t *testing.T) {
 		"SNAPVISOR_SOURCE=" + data, "SNAPVISOR_DIR=" + backups, "SNAPVISOR_CONTROL_SOCKET=" + sock}
 	p := startPID1(t, env, "--", "sh", "-c", `echo started >> `+starts+`; trap "exit 0" TERM; while :; do sleep 0.1; done`)
 	pid1 := p.pid1(t)
-	eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	var outs []string
 	for i := range 8 {
 		code, out, errOut := entrypointWithin(t, 30*time.Second, env, "snapshot")

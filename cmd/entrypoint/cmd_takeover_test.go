@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/remote"
+	"snapvisor/seal"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 	"snapvisor/store/storetest"
@@ -41,7 +43,7 @@ func remoteWriters(t *testing.T, dir string) map[string]string {
 		if _, err := os.Stat(p + ".sha256"); err != nil {
 			continue
 		}
-		if err := snapshot.Verify(t.Context(), p); err != nil {
+		if err := snapshot.VerifyWith(t.Context(), p, seal.Config{}); err != nil {
 			if _, serr := os.Stat(p); os.IsNotExist(serr) {
 				continue // rotated away meanwhile
 			}
@@ -145,9 +147,9 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	}
 
 	a := startPID1As(t, "writer-a", envA, "sleep", "1000")
-	eventually(t, 30*time.Second, "writer A's snapshots reach the remote", onlyFrom("writer-a"))
+	testutil.Eventually(t, 30*time.Second, "writer A's snapshots reach the remote", onlyFrom("writer-a"))
 	b := startPID1As(t, "writer-b", envB, "sleep", "1000")
-	eventually(t, 30*time.Second, "writer B unhealthy, naming the lease holder", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer B unhealthy, naming the lease holder", func() bool {
 		ok, out := health(t, envB)
 		return !ok && strings.Contains(out, "writer-a") && strings.Contains(out, "entrypoint takeover")
 	})
@@ -156,7 +158,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 		t.Errorf("writer B's metrics: %q, want %s 1", got, conflict)
 	}
 	// B snapshots locally all the while; the remote gets A's only, none replaced.
-	eventually(t, 30*time.Second, "writer B's local snapshots go on", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer B's local snapshots go on", func() bool {
 		list, _ := snapshot.List(filepath.Join(root, "writer-b", "backups"), "db")
 		return len(list) >= 3
 	})
@@ -168,7 +170,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	killed := time.Now()
 	_ = syscall.Kill(a.pid1(t), syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
-	eventually(t, 30*time.Second, "writer B takes over", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer B takes over", func() bool {
 		for _, h := range remoteWriters(t, remoteDir) {
 			if h == "writer-b" {
 				return true
@@ -179,14 +181,14 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	if d := time.Since(killed); d < 2*time.Second {
 		t.Errorf("writer B took over %s after the kill, before the 3s lease could expire", d)
 	}
-	eventually(t, 10*time.Second, "writer B healthy", func() bool { ok, _ := health(t, envB); return ok })
+	testutil.Eventually(t, 10*time.Second, "writer B healthy", func() bool { ok, _ := health(t, envB); return ok })
 	if got := metric(addrB, conflict); got != conflict+" 0" {
 		t.Errorf("writer B's metrics after the takeover: %q", got)
 	}
 
 	// A comes back (a new instance): refused while B lives; takeover at once.
 	a = startPID1As(t, "writer-a", envA, "sleep", "1000")
-	eventually(t, 30*time.Second, "writer A refused", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer A refused", func() bool {
 		ok, out := health(t, envA)
 		return !ok && strings.Contains(out, "writer-b")
 	})
@@ -194,8 +196,8 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	if code != 0 || !strings.Contains(out, url+": lease taken by the running entrypoint") || !strings.Contains(out, "writer-b") {
 		t.Fatalf("takeover: exit %d: %s %s", code, out, errOut)
 	}
-	eventually(t, 10*time.Second, "writer A healthy after the takeover", func() bool { ok, _ := health(t, envA); return ok })
-	eventually(t, 10*time.Second, "writer B refused after the takeover", func() bool {
+	testutil.Eventually(t, 10*time.Second, "writer A healthy after the takeover", func() bool { ok, _ := health(t, envA); return ok })
+	testutil.Eventually(t, 10*time.Second, "writer B refused after the takeover", func() bool {
 		ok, out := health(t, envB)
 		return !ok && strings.Contains(out, "writer-a")
 	})
@@ -209,7 +211,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	if code := a.wait(t, 30*time.Second); code != 143 && code != 0 {
 		t.Errorf("writer A exit %d", code)
 	}
-	eventually(t, 10*time.Second, "writer B holds the lease again", func() bool {
+	testutil.Eventually(t, 10*time.Second, "writer B holds the lease again", func() bool {
 		l, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db")
 		return ok && l.Host == "writer-b"
 	})
