@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/remote"
 )
 
@@ -131,12 +132,8 @@ func (r *Runner) KeepLeases(ctx context.Context) {
 				r.log.Warn("remote lease renewal failed; the next push tries again", zap.String("remote", s.Name()), zap.Error(err))
 			}
 		})
-		t := time.NewTimer(period)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if fsx.Sleep(ctx, period) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/remote"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
@@ -526,15 +527,7 @@ func (r *Runner) nextSecond(ctx context.Context, log *zap.Logger) {
 		ahead = append(ahead, names[i])
 	}
 	warnFuture(log, ahead, now)
-	if wait <= 0 {
-		return
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	_ = fsx.Sleep(ctx, wait)
 }
 
 // sameSecondWait is how long a snapshot to be named at now must wait so that
@@ -708,13 +701,7 @@ func jitter(ctx context.Context, max time.Duration) {
 	if max <= 0 {
 		return
 	}
-	d := rand.N(max)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	_ = fsx.Sleep(ctx, rand.N(max))
 }
 
 // Final takes the cold snapshot after the service has exited: no hooks (the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 )
@@ -176,9 +177,9 @@ func testPushSameSecond(t *testing.T, s store.Store) {
 	if _, err := Push(ctx, s, mine); err != nil {
 		t.Errorf("pushing the same snapshot again: %v", err)
 	}
-	read := &countingReader{r: strings.NewReader(strings.Repeat("D", 4096))}
-	if _, err := PushStream(ctx, s, key, read, nil); !errors.Is(err, ErrExists) || read.n != 0 {
-		t.Errorf("PushStream over a complete snapshot: %v (read %d bytes), want ErrExists before the upload", err, read.n)
+	read := &fsx.CountingReader{R: strings.NewReader(strings.Repeat("D", 4096))}
+	if _, err := PushStream(ctx, s, key, read, nil); !errors.Is(err, ErrExists) || read.N.Load() != 0 {
+		t.Errorf("PushStream over a complete snapshot: %v (read %d bytes), want ErrExists before the upload", err, read.N.Load())
 	}
 	if got := fetched(t, ctx, s, key); !bytes.Equal(got, bytes.Repeat([]byte("A"), 4096)) {
 		t.Errorf("the first writer's snapshot was replaced: %.10q...", got)

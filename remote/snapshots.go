@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -31,18 +32,6 @@ const sumSuffix = ".sha256"
 
 // maxSumFile bounds what is read of a remote .sha256 file.
 const maxSumFile = 4096
-
-// limitedReadAll reads at most n bytes of r; more is an error.
-func limitedReadAll(r io.Reader, n int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, n+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > n {
-		return nil, fmt.Errorf("larger than %d bytes", n)
-	}
-	return b, nil
-}
 
 // ParseSnapshotName splits a snapshot archive name as snapshot.ParseName does;
 // ok is false for any other base name.
@@ -309,7 +298,7 @@ func readSum(ctx context.Context, s store.Store, key string) (string, error) {
 			return err
 		}
 		defer rc.Close()
-		b, err := limitedReadAll(rc, maxSumFile)
+		b, err := fsx.ReadAtMost(rc, maxSumFile)
 		if err != nil {
 			return fmt.Errorf("%s: get %s%s: %w", s.Name(), key, sumSuffix, err)
 		}
@@ -350,27 +339,15 @@ func PushStream(ctx context.Context, s store.Store, key string, r io.Reader, dig
 		r = io.TeeReader(r, h)
 		digest = func() string { return hex.EncodeToString(h.Sum(nil)) }
 	}
-	cr := &countingReader{r: r}
+	cr := &fsx.CountingReader{R: r}
 	if err := s.Put(ctx, key, cr, -1); err != nil {
 		return rs, err
 	}
-	rs = Snapshot{Key: key, Name: n, Time: t, Size: cr.n, Compression: comp, Remote: s.Name()}
-	if err := confirmSize(ctx, s, key, cr.n, &rs); err != nil {
+	rs = Snapshot{Key: key, Name: n, Time: t, Size: cr.N.Load(), Compression: comp, Remote: s.Name()}
+	if err := confirmSize(ctx, s, key, rs.Size, &rs); err != nil {
 		return rs, err
 	}
 	return rs, putSum(ctx, s, key, digest())
-}
-
-// countingReader counts the bytes read.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Fetch downloads the snapshot key and its .sha256 from s into dstDir and
@@ -409,21 +386,11 @@ func fetch(ctx context.Context, s store.Store, key, dstDir, final string) (err e
 		return err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(dstDir, "."+key+".tmp-*")
+	tmp, err := fsx.CreateTemp(final)
 	if err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", key, s.Name(), err)
 	}
-	var sumTmp *os.File
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			if sumTmp != nil {
-				sumTmp.Close()
-				os.Remove(sumTmp.Name())
-			}
-		}
-	}()
+	defer tmp.Discard()
 	h := sha256.New()
 	// A plain writer and a large buffer: one big read per request (SFTP).
 	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), store.ContextReader(ctx, rc), make([]byte, 1<<20)); err != nil {
@@ -440,35 +407,22 @@ func fetch(ctx context.Context, s store.Store, key, dstDir, final string) (err e
 		return &store.Error{Store: s.Name(), Op: "fetch", Key: key, Permanent: true,
 			Err: fmt.Errorf("%w: downloaded archive hashes to %s, its .sha256 says %s", ErrChecksum, got, digest)}
 	}
-	if err = tmp.Sync(); err != nil {
+	sum, err := fsx.CreateTemp(final + sumSuffix)
+	if err != nil {
 		return fmt.Errorf("fetch %s: %w", key, err)
 	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("fetch %s: %w", key, err)
-	}
-	if sumTmp, err = os.CreateTemp(dstDir, "."+key+sumSuffix+".tmp-*"); err != nil {
-		return fmt.Errorf("fetch %s: %w", key, err)
-	}
-	if _, err = sumTmp.Write(sumFile(digest, key)); err == nil {
-		err = sumTmp.Sync()
+	defer sum.Discard()
+	if _, err = sum.Write(sumFile(digest, key)); err == nil {
+		err = sum.Commit()
 	}
 	if err == nil {
-		err = sumTmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(sumTmp.Name(), final+sumSuffix)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), final)
+		err = tmp.Commit()
 	}
 	if err != nil {
 		os.Remove(final + sumSuffix)
 		return fmt.Errorf("fetch %s: %w", key, err)
 	}
-	if d, derr := os.Open(dstDir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
+	_ = fsx.SyncDir(dstDir) // best effort: the files are complete and synced
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -88,7 +89,7 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 		return Info{}, fmt.Errorf("snapshot: no snapshot directory (SNAPVISOR_DIR is empty): use Stream to write to a remote")
 	}
 	h = h.withDefaults()
-	defer limitMemory()()
+	defer limitMemory(0)()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
@@ -151,6 +152,8 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 // its size and the sha256 of the bytes written. It needs no snapshot
 // directory and takes no lock; w sees exactly the bytes Create would have
 // put in the file. On error, what was written to w is not a snapshot.
+// When w has a MemoryNeeded() int64 method (upload buffers), the memory
+// limit set for the run makes room for that much on top.
 func Stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger) (Info, error) {
 	return stream(ctx, cfg, at, w, log, hooks{})
 }
@@ -160,7 +163,11 @@ func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap
 		return Info{}, err
 	}
 	h = h.withDefaults()
-	defer limitMemory()()
+	var extra int64
+	if m, ok := w.(interface{ MemoryNeeded() int64 }); ok {
+		extra = m.MemoryNeeded()
+	}
+	defer limitMemory(extra)()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
@@ -200,13 +207,19 @@ func (h hooks) withDefaults() hooks {
 	return h
 }
 
-// limitMemory lowers the Go memory limit to heapLimit and the GC percentage
-// to gcPercent for the length of a run unless they are already lower; the
-// returned func restores them.
-func limitMemory() (restore func()) {
+// limitMemory sets, for the length of a run, the Go memory limit to
+// heapLimit (or the lower limit already set) plus extra, the memory of the
+// writer's own buffers, and the GC percentage to gcPercent unless it is
+// already lower; the returned func restores both. It is the one place that
+// sets the process's memory limit.
+func limitMemory(extra int64) (restore func()) {
 	oldLimit := debug.SetMemoryLimit(-1)
-	if oldLimit > heapLimit {
-		debug.SetMemoryLimit(heapLimit)
+	limit := min(oldLimit, heapLimit)
+	if limit < math.MaxInt64-extra {
+		limit += extra
+	}
+	if limit != oldLimit {
+		debug.SetMemoryLimit(limit)
 	}
 	oldPercent := debug.SetGCPercent(gcPercent)
 	if oldPercent >= 0 && oldPercent < gcPercent {
@@ -479,7 +492,3 @@ func statKey(fi fs.FileInfo) devIno {
 	}
 	return devIno{}
 }
-
-// syncDir is fsx.SyncDir under the name keyring.go calls; it goes when
-// keyring.go moves to package seal.
-func syncDir(dir string) error { return fsx.SyncDir(dir) }

@@ -550,7 +550,7 @@ func OpenAll(ctx context.Context, cfg Config, set *metrics.Set, log *zap.Logger)
 			if errors.As(err, &ce) {
 				continue
 			}
-			s = &unopened{rawURL: u, name: Redact(u), cfg: cfg, log: log, err: err}
+			s = &unopened{rawURL: u, name: Redact(u), cfg: cfg, log: log}
 		}
 		if set != nil {
 			s = WithMetrics(s, set, log)

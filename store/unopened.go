@@ -20,9 +20,8 @@ type unopened struct {
 	cfg    Config
 	log    *zap.Logger
 
-	mu  sync.Mutex
-	s   Store
-	err error // the last open error
+	mu sync.Mutex
+	s  Store
 }
 
 var _ Store = (*unopened)(nil)
@@ -38,7 +37,6 @@ func (u *unopened) store(ctx context.Context) (Store, error) {
 	}
 	s, err := Open(ctx, u.rawURL, u.cfg, u.log)
 	if err != nil {
-		u.err = err
 		return nil, err
 	}
 	u.log.Info("remote opened after an earlier failure", zap.String("remote", u.name))

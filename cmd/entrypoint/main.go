@@ -32,7 +32,6 @@ const (
 	exitOK       = 0
 	exitFailure  = 1
 	exitUsage    = 64  // EX_USAGE: bad command line
-	exitSoftware = 70  // EX_SOFTWARE: internal error
 	exitConfig   = 78  // EX_CONFIG: invalid configuration
 	exitNoExec   = 126 // service not executable
 	exitNotFound = 127 // service not found

@@ -175,6 +175,20 @@ func (c *CountingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadAtMost reads all of r when it holds at most n bytes; more is an error
+// ("larger than n bytes"). A small file of known purpose (a checksum, a
+// lease) never fills memory, whatever is found in its place.
+func ReadAtMost(r io.Reader, n int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, n+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > n {
+		return nil, fmt.Errorf("larger than %d bytes", n)
+	}
+	return b, nil
+}
+
 // Sleep waits for d or until ctx ends, whichever comes first. It returns
 // nil after d, ctx.Err() when ctx ended first (at once when d <= 0 and ctx
 // has already ended).
