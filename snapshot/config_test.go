@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"snapvisor/config"
-	"snapvisor/seal"
 )
 
 // bindMount binds from onto to until the test ends; it skips (fails when CI=true) without root.
@@ -96,7 +95,7 @@ func TestConfig_InsideSource(t *testing.T) {
 func TestConfig_ValidateName(t *testing.T) {
 	for _, comp := range []string{CompressionGzip, CompressionZstd, CompressionNone} {
 		for _, alg := range algorithms {
-			if ext := extensionFor(comp) + seal.Suffix(alg); len(ext) > len(longestExtension) {
+			if ext := extension(comp, alg); len(ext) > len(longestExtension) {
 				t.Errorf("extension %s is longer than longestExtension %s", ext, longestExtension)
 			}
 		}
