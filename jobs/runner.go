@@ -615,7 +615,7 @@ func (r *Runner) rotate(log *zap.Logger, p rotation.Policy) []string {
 			log.Warn("rotation: delete", zap.String("snapshot", s.Name), zap.Error(err))
 			continue
 		}
-		_ = os.Remove(info.Path + ".sha256")
+		_ = os.Remove(info.Path + snapshot.SumSuffix)
 		deleted = append(deleted, s.Name)
 	}
 	if len(deleted) > 0 {
