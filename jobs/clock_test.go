@@ -32,7 +32,7 @@ func copySnapshotAs(t *testing.T, from, dir string, cfg snapshot.Config, at time
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := snapshot.FileName(cfg, at)
+	name := cfg.NameAt(at).String()
 	sum := sha256.Sum256(b)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)

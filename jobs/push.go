@@ -88,9 +88,9 @@ func (r *Runner) lastStreamed(ctx context.Context, now time.Time, log *zap.Logge
 		return last
 	}
 	if !last.IsZero() {
-		warnFuture(log, []string{snapshot.FileName(r.snap, last)}, now)
+		warnFuture(log, []string{r.snap.NameAt(last).String()}, now)
 	}
-	if remote.Taken(ctx, r.remotes, snapshot.FileName(r.snap, now)) {
+	if remote.Taken(ctx, r.remotes, r.snap.NameAt(now).String()) {
 		return now
 	}
 	return time.Time{}

@@ -222,7 +222,7 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []remot
 			if unusable(err) || keepDir == "" {
 				// A bad copy must not stay to shadow the remotes next time.
 				os.Remove(p)
-				os.Remove(p + ".sha256")
+				os.Remove(p + snapshot.SumSuffix)
 			}
 		}
 		err = fmt.Errorf("%s %s: %w", c.s.Name(), c.rs.Key, err)

@@ -64,7 +64,7 @@ func (f *remoteFixture) snap(t *testing.T, content string, hours int) string {
 		t.Fatal(err)
 	}
 	// Rename to the wanted time (a fresh .sha256 naming it).
-	name := snapshot.FileName(cfg, f.t0.Add(time.Duration(hours)*time.Hour))
+	name := cfg.NameAt(f.t0.Add(time.Duration(hours) * time.Hour)).String()
 	p := filepath.Join(filepath.Dir(info.Path), name)
 	if err := os.Rename(info.Path, p); err != nil {
 		t.Fatal(err)

@@ -224,7 +224,7 @@ func copyAs(t *testing.T, p, dir string, cfg snapshot.Config, at time.Time) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(dir, snapshot.FileName(cfg, at))
+	dst := filepath.Join(dir, cfg.NameAt(at).String())
 	if err := os.WriteFile(dst, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -510,7 +510,7 @@ func (r *Runner) nextSecond(ctx context.Context, log *zap.Logger) {
 	var names []string
 	if r.streaming() {
 		if last := r.lastStreamed(ctx, now, log); !last.IsZero() {
-			times, names = []time.Time{last}, []string{snapshot.FileName(r.snap, last)}
+			times, names = []time.Time{last}, []string{r.snap.NameAt(last).String()}
 		}
 	} else {
 		list, err := snapshot.List(r.snap.Dir, r.snap.Name)
@@ -618,7 +618,7 @@ func (r *Runner) rotate(log *zap.Logger, p rotation.Policy) []string {
 			log.Warn("rotation: delete", zap.String("snapshot", s.Name), zap.Error(err))
 			continue
 		}
-		_ = os.Remove(info.Path + ".sha256")
+		_ = os.Remove(info.Path + snapshot.SumSuffix)
 		deleted = append(deleted, s.Name)
 	}
 	if len(deleted) > 0 {

@@ -68,7 +68,7 @@ func testSnapshots(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	orphan := fmt.Sprintf("app-%s.tar.gz", t0.Add(21*time.Hour).Format(snapshot.TimeLayout))
-	sb := sumFile(strings.Repeat("0", 64), orphan)
+	sb := snapshot.FormatSum(strings.Repeat("0", 64), orphan)
 	if err := s.Put(ctx, orphan+".sha256", bytes.NewReader(sb), int64(len(sb))); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func testRestore(t *testing.T, s store.Store) {
 	t.Run("streamed", func(t *testing.T) {
 		cfg := snapshot.Config{Sources: []string{src}, Name: "streamed", Compression: snapshot.CompressionGzip} // no Dir
 		at := time.Now()
-		key := snapshot.FileName(cfg, at)
+		key := cfg.NameAt(at).String()
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		var rs Snapshot

@@ -12,6 +12,7 @@ import (
 	"snapvisor/store"
 
 	"snapvisor/internal/fuzzseed"
+	"snapvisor/snapshot"
 )
 
 // sumSeeds are .sha256 file contents (named for archive "snap-20240101T000000Z.tar.gz").
@@ -59,22 +60,22 @@ func FuzzParseSumFile(f *testing.F) {
 		if len(b) > maxSumFile {
 			return
 		}
-		digest, err := parseSumFile(b, base)
+		digest, err := snapshot.ParseSum(b, base)
 		if err != nil {
 			return
 		}
 		if len(digest) != 64 || strings.ToLower(digest) != digest {
-			t.Fatalf("parseSumFile(%q) = %q, not 64 lowercase hex digits", b, digest)
+			t.Fatalf("snapshot.ParseSum(%q) = %q, not 64 lowercase hex digits", b, digest)
 		}
 		if _, err := hex.DecodeString(digest); err != nil {
-			t.Fatalf("parseSumFile(%q) = %q: %v", b, digest, err)
+			t.Fatalf("snapshot.ParseSum(%q) = %q: %v", b, digest, err)
 		}
 		norm := bytes.Replace(bytes.ToLower(b), []byte(" *"), []byte("  "), 1)
-		if !bytes.Equal(norm, bytes.ToLower(sumFile(digest, base))) {
-			t.Fatalf("parseSumFile accepted %q, which is not the line %q", b, sumFile(digest, base))
+		if !bytes.Equal(norm, bytes.ToLower(snapshot.FormatSum(digest, base))) {
+			t.Fatalf("parseSumFile accepted %q, which is not the line %q", b, snapshot.FormatSum(digest, base))
 		}
-		if back, err := parseSumFile(sumFile(digest, base), base); err != nil || back != digest {
-			t.Fatalf("parseSumFile(sumFile(%q)) = %q, %v", digest, back, err)
+		if back, err := snapshot.ParseSum(snapshot.FormatSum(digest, base), base); err != nil || back != digest {
+			t.Fatalf("snapshot.ParseSum(snapshot.FormatSum(%q)) = %q, %v", digest, back, err)
 		}
 	})
 }
@@ -109,12 +110,13 @@ func FuzzSnapshotsIn(f *testing.F) {
 		snaps := snapshotsIn(objs, "fuzz://", name)
 		complete := map[string]bool{}
 		for i, s := range snaps {
-			n, ts, comp, ok := ParseSnapshotName(s.Key)
+			pn, ok := snapshot.ParseFileName(s.Key)
+			n, ts, comp := pn.Prefix, pn.Time, pn.Compression
 			if !ok || n != s.Name || !ts.Equal(s.Time) || comp != s.Compression || (name != "" && n != name) {
-				t.Fatalf("snapshotsIn returned %+v, which ParseSnapshotName reads as %q %v %q %v", s, n, ts, comp, ok)
+				t.Fatalf("snapshotsIn returned %+v, which snapshot.ParseFileName reads as %q %v %q %v", s, n, ts, comp, ok)
 			}
-			if sizes[s.Key+sumSuffix] <= 0 {
-				t.Fatalf("snapshotsIn returned %q without a non-empty %s", s.Key, sumSuffix)
+			if sizes[s.Key+snapshot.SumSuffix] <= 0 {
+				t.Fatalf("snapshotsIn returned %q without a non-empty %s", s.Key, snapshot.SumSuffix)
 			}
 			if i > 0 && newer(s, snaps[i-1]) {
 				t.Fatalf("snapshotsIn: %q listed after the older %q", s.Key, snaps[i-1].Key)
@@ -122,8 +124,9 @@ func FuzzSnapshotsIn(f *testing.F) {
 			complete[s.Key] = true
 		}
 		for _, o := range objs {
-			n, _, _, ok := ParseSnapshotName(o.Key)
-			if ok && (name == "" || n == name) && sizes[o.Key+sumSuffix] > 0 && !complete[o.Key] {
+			pn, ok := snapshot.ParseFileName(o.Key)
+			n := pn.Prefix
+			if ok && (name == "" || n == name) && sizes[o.Key+snapshot.SumSuffix] > 0 && !complete[o.Key] {
 				t.Fatalf("snapshotsIn left out the complete snapshot %q", o.Key)
 			}
 		}
@@ -131,14 +134,15 @@ func FuzzSnapshotsIn(f *testing.F) {
 			return // orphansIn is called with the configured name only
 		}
 		for _, k := range orphansIn(objs, snaps, name) {
-			archive := strings.TrimSuffix(k, sumSuffix)
+			archive := strings.TrimSuffix(k, snapshot.SumSuffix)
 			if complete[archive] {
 				t.Fatalf("orphansIn returned %q, part of the complete snapshot %q", k, archive)
 			}
 			if _, ok := sizes[k]; !ok {
 				t.Fatalf("orphansIn returned %q, not in the listing", k)
 			}
-			n, ts, _, ok := ParseSnapshotName(archive)
+			pn, ok := snapshot.ParseFileName(archive)
+			n, ts := pn.Prefix, pn.Time
 			if !ok || n != name || !ts.Before(snaps[0].Time) {
 				t.Fatalf("orphansIn returned %q: not an older snapshot named %q (newest complete %v)", k, name, snaps[0].Time)
 			}

@@ -139,7 +139,7 @@ func writeSnapshot(t *testing.T, dir, key string, content []byte) string {
 	p := filepath.Join(dir, key)
 	storetest.MustWrite(t, p, content)
 	sum := sha256.Sum256(content)
-	storetest.MustWrite(t, p+".sha256", sumFile(hex.EncodeToString(sum[:]), key))
+	storetest.MustWrite(t, p+".sha256", snapshot.FormatSum(hex.EncodeToString(sum[:]), key))
 	return p
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"snapvisor/internal/fsx"
 	"snapvisor/rotation"
+	"snapvisor/seal"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 )
@@ -27,17 +28,8 @@ import (
 // snapshot wherever it was detected (download or restore).
 var ErrChecksum = snapshot.ErrChecksum
 
-// sumSuffix is the suffix of checksum files.
-const sumSuffix = ".sha256"
-
 // maxSumFile bounds what is read of a remote .sha256 file.
 const maxSumFile = 4096
-
-// ParseSnapshotName splits a snapshot archive name as snapshot.ParseName does;
-// ok is false for any other base name.
-func ParseSnapshotName(base string) (name string, t time.Time, compression string, ok bool) {
-	return snapshot.ParseName(base)
-}
 
 // Snapshot is one complete snapshot on a store: the archive and its .sha256.
 type Snapshot struct {
@@ -70,13 +62,14 @@ func ListSnapshots(ctx context.Context, s store.Store, name string) ([]Snapshot,
 func snapshotsIn(objs []store.Object, remote, name string) []Snapshot {
 	sums := make(map[string]bool)
 	for _, o := range objs {
-		if strings.HasSuffix(o.Key, sumSuffix) && o.Size > 0 {
-			sums[strings.TrimSuffix(o.Key, sumSuffix)] = true
+		if strings.HasSuffix(o.Key, snapshot.SumSuffix) && o.Size > 0 {
+			sums[strings.TrimSuffix(o.Key, snapshot.SumSuffix)] = true
 		}
 	}
 	var out []Snapshot
 	for _, o := range objs {
-		n, t, comp, ok := ParseSnapshotName(o.Key)
+		pn, ok := snapshot.ParseFileName(o.Key)
+		n, t, comp := pn.Prefix, pn.Time, pn.Compression
 		if !ok || (name != "" && n != name) || !sums[o.Key] {
 			continue
 		}
@@ -103,12 +96,13 @@ func orphansIn(objs []store.Object, complete []Snapshot, name string) []string {
 	}
 	var out []string
 	for _, o := range objs {
-		archive := strings.TrimSuffix(o.Key, sumSuffix)
-		n, t, _, ok := ParseSnapshotName(archive)
+		archive := strings.TrimSuffix(o.Key, snapshot.SumSuffix)
+		pn, ok := snapshot.ParseFileName(archive)
+		n, t := pn.Prefix, pn.Time
 		if !ok || n != name || !t.Before(newest) {
 			continue
 		}
-		if (archive == o.Key && !present[o.Key+sumSuffix]) || (archive != o.Key && !present[archive]) {
+		if (archive == o.Key && !present[o.Key+snapshot.SumSuffix]) || (archive != o.Key && !present[archive]) {
 			out = append(out, o.Key)
 		}
 	}
@@ -125,13 +119,6 @@ func newer(a, b Snapshot) bool {
 	}
 	return a.Key > b.Key
 }
-
-// parseSumFile parses a checksum file's content (snapshot.ParseChecksum).
-func parseSumFile(b []byte, base string) (digest string, err error) {
-	return snapshot.ParseChecksum(b, base)
-}
-
-func sumFile(digest, base string) []byte { return []byte(digest + "  " + base + "\n") }
 
 // Push uploads the local snapshot at localPath (an archive with its .sha256
 // beside it) to s under its base name, then confirms it: the stored size must
@@ -156,7 +143,8 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 		defer func() { m.Pushed(err) }()
 	}
 	base := filepath.Base(localPath)
-	n, t, comp, ok := ParseSnapshotName(base)
+	pn, ok := snapshot.ParseFileName(base)
+	n, t, comp := pn.Prefix, pn.Time, pn.Compression
 	if !ok {
 		return rs, fmt.Errorf("push %s to %s: not a snapshot name (<name>-<YYYYMMDDTHHMMSSZ>.tar[.gz|.zst])", localPath, s.Name())
 	}
@@ -199,7 +187,7 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 		}
 	}
 	if sum != nil {
-		if err := s.Delete(ctx, base+sumSuffix); err != nil {
+		if err := s.Delete(ctx, base+snapshot.SumSuffix); err != nil {
 			return rs, err
 		}
 	}
@@ -228,8 +216,8 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 
 // putSum uploads key's .sha256 naming digest, last, and reads it back.
 func putSum(ctx context.Context, s store.Store, key, digest string) error {
-	sb := sumFile(digest, key)
-	if err := s.Put(ctx, key+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
+	sb := snapshot.FormatSum(digest, key)
+	if err := s.Put(ctx, key+snapshot.SumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
 		return err
 	}
 	got, err := readSum(ctx, s, key)
@@ -262,7 +250,7 @@ func existing(ctx context.Context, s store.Store, key string) (archive, sum *sto
 		switch objs[i].Key {
 		case key:
 			archive = &objs[i]
-		case key + sumSuffix:
+		case key + snapshot.SumSuffix:
 			sum = &objs[i]
 		}
 	}
@@ -292,19 +280,19 @@ func confirmSize(ctx context.Context, s store.Store, key string, size int64, rs 
 // readSum reads and parses key's .sha256 on s.
 func readSum(ctx context.Context, s store.Store, key string) (string, error) {
 	var digest string
-	err := store.Retry(ctx, s, "get "+key+sumSuffix, func(ctx context.Context, s store.Store) error {
-		rc, err := s.Get(ctx, key+sumSuffix)
+	err := store.Retry(ctx, s, "get "+key+snapshot.SumSuffix, func(ctx context.Context, s store.Store) error {
+		rc, err := s.Get(ctx, key+snapshot.SumSuffix)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
 		b, err := fsx.ReadAtMost(rc, maxSumFile)
 		if err != nil {
-			return fmt.Errorf("%s: get %s%s: %w", s.Name(), key, sumSuffix, err)
+			return fmt.Errorf("%s: get %s%s: %w", s.Name(), key, snapshot.SumSuffix, err)
 		}
-		digest, err = parseSumFile(b, path.Base(key))
+		digest, err = snapshot.ParseSum(b, path.Base(key))
 		if err != nil {
-			return &store.Error{Store: s.Name(), Op: "get", Key: key + sumSuffix, Err: err, Permanent: true}
+			return &store.Error{Store: s.Name(), Op: "get", Key: key + snapshot.SumSuffix, Err: err, Permanent: true}
 		}
 		return nil
 	})
@@ -325,7 +313,8 @@ func PushStream(ctx context.Context, s store.Store, key string, r io.Reader, dig
 	if m, ok := store.As[*store.Instrumented](s); ok {
 		defer func() { m.Pushed(err) }()
 	}
-	n, t, comp, ok := ParseSnapshotName(key)
+	pn, ok := snapshot.ParseFileName(key)
+	n, t, comp := pn.Prefix, pn.Time, pn.Compression
 	if !ok {
 		return rs, fmt.Errorf("push %s to %s: not a snapshot name", key, s.Name())
 	}
@@ -407,19 +396,19 @@ func fetch(ctx context.Context, s store.Store, key, dstDir, final string) (err e
 		return &store.Error{Store: s.Name(), Op: "fetch", Key: key, Permanent: true,
 			Err: fmt.Errorf("%w: downloaded archive hashes to %s, its .sha256 says %s", ErrChecksum, got, digest)}
 	}
-	sum, err := fsx.CreateTemp(final + sumSuffix)
+	sum, err := fsx.CreateTemp(final + snapshot.SumSuffix)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", key, err)
 	}
 	defer sum.Discard()
-	if _, err = sum.Write(sumFile(digest, key)); err == nil {
+	if _, err = sum.Write(snapshot.FormatSum(digest, key)); err == nil {
 		err = sum.Commit()
 	}
 	if err == nil {
 		err = tmp.Commit()
 	}
 	if err != nil {
-		os.Remove(final + sumSuffix)
+		os.Remove(final + snapshot.SumSuffix)
 		return fmt.Errorf("fetch %s: %w", key, err)
 	}
 	_ = fsx.SyncDir(dstDir) // best effort: the files are complete and synced
@@ -431,7 +420,7 @@ func DeleteSnapshot(ctx context.Context, s store.Store, key string) error {
 	if err := s.Delete(ctx, key); err != nil {
 		return err
 	}
-	return s.Delete(ctx, key+sumSuffix)
+	return s.Delete(ctx, key+snapshot.SumSuffix)
 }
 
 // Rotate applies the retention policy p to the snapshots named name on s
@@ -456,7 +445,7 @@ func Rotate(ctx context.Context, s store.Store, name string, p rotation.Policy, 
 	in := make([]rotation.Snapshot, len(snaps))
 	for i, r := range snaps {
 		in[i] = rotation.Snapshot{Name: r.Key, Time: r.Time, Size: r.Size,
-			Format: rotation.ArchiveFormat(r.Compression, snapshot.EncryptionOf(r.Key))}
+			Format: rotation.ArchiveFormat(r.Compression, seal.FromSuffix(r.Key))}
 		if mark != nil {
 			mark(&in[i])
 		}
@@ -507,7 +496,8 @@ func abortStaleUploads(ctx context.Context, s store.Store, name string, complete
 func staleUploads(ups []store.Upload, newest time.Time, name string) []store.Upload {
 	var out []store.Upload
 	for _, u := range ups {
-		n, t, _, ok := ParseSnapshotName(strings.TrimSuffix(u.Key, sumSuffix))
+		pn, ok := snapshot.ParseFileName(strings.TrimSuffix(u.Key, snapshot.SumSuffix))
+		n, t := pn.Prefix, pn.Time
 		if ok && n == name && t.Before(newest) {
 			out = append(out, u)
 		}

@@ -61,7 +61,7 @@ func Stream(ctx context.Context, cfg snapshot.Config, remotes []Remote, at time.
 	if len(remotes) == 0 {
 		return snapshot.Info{}, nil, ErrNoRemote
 	}
-	key := snapshot.FileName(cfg, at)
+	key := cfg.NameAt(at).String()
 	start := time.Now()
 	// The snapshot's sha256, computed once by snapshot.Stream and known
 	// before the pipes end (fan.close): every upload's .sha256 comes from it.

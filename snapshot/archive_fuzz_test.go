@@ -34,7 +34,7 @@ var restoreKinds = func() []string {
 	var out []string
 	for _, c := range compressions {
 		for _, a := range algorithms {
-			out = append(out, extensionFor(c)+seal.Suffix(a))
+			out = append(out, extension(c, a))
 		}
 	}
 	return out
@@ -42,7 +42,7 @@ var restoreKinds = func() []string {
 
 // kindOf returns the index in restoreKinds of a compression and an algorithm.
 func kindOf(compression, algorithm string) uint8 {
-	return uint8(slices.Index(restoreKinds, extensionFor(compression)+seal.Suffix(algorithm)))
+	return uint8(slices.Index(restoreKinds, extension(compression, algorithm)))
 }
 
 // restoreBound bounds what one FuzzRestore execution may extract (bytes of
@@ -224,9 +224,9 @@ func FuzzRestore(f *testing.F) {
 		src := filepath.Join(parent, "data")
 		archive := filepath.Join(dir, "snapshot-20240101T000000Z"+ext)
 		var plain []byte
-		if alg := EncryptionOf(archive); alg == seal.None {
+		if af := formatOf(archive, enc); af.encryption == seal.None {
 			var ok bool
-			if plain, ok = plainTar(compressionOf(archive), data); !ok {
+			if plain, ok = plainTar(af.compression, data); !ok {
 				return
 			}
 		} else if sealtest.CostlyKDF(data) {

@@ -80,10 +80,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -119,8 +119,6 @@ type Config struct {
 	Encryption seal.Config `ignored:"true"`
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
 // Validate checks the configuration and returns a *config.Error naming the faulty variable.
 func (c Config) Validate() error {
 	if len(c.Sources) == 0 {
@@ -154,13 +152,13 @@ func (c Config) Validate() error {
 		// Empty is streaming mode (snapshots go straight to the remotes); blanks are a mistake.
 		return config.Invalid("DIR", c.Dir, "a directory path, or empty for streaming mode (SNAPVISOR_REMOTES only)")
 	}
-	if !nameRE.MatchString(c.Name) {
+	if !validPrefix(c.Name) {
 		return config.Invalid("NAME", c.Name, "letters, digits, '.', '_' and '-', starting with a letter or digit")
 	}
 	if len(c.Name) > maxNameLen {
 		e := config.Invalid("NAME", c.Name, fmt.Sprintf("at most %d bytes", maxNameLen))
 		e.Err = fmt.Errorf("%d bytes: the longest file name written for a snapshot, %q, would exceed %d bytes",
-			len(c.Name), "."+c.Name+"-"+TimeLayout+longestExtension+".sha256.tmp-<random>", nameMax)
+			len(c.Name), "."+c.Name+"-"+TimeLayout+longestExtension+SumSuffix+tempInfix+"<random>", nameMax)
 		return e
 	}
 	switch c.Compression {
@@ -202,7 +200,7 @@ const (
 // written for a snapshot, the temporary name of the checksum file of the
 // longest extension, ".<NAME>-<stamp>.tar.zst.aes256gcm.sha256.tmp-<random>",
 // is 255 bytes.
-const maxNameLen = nameMax - len(".-"+TimeLayout+longestExtension+".sha256.tmp-") - maxTempRandom
+const maxNameLen = nameMax - len(".-"+TimeLayout+longestExtension+SumSuffix+tempInfix) - maxTempRandom
 
 // InsideSource returns the source that the directory p is inside of (or is),
 // "" when none. Device and inode of p's ancestors, with the symlinks of its
@@ -448,20 +446,9 @@ func (c Config) level() int {
 	return 0
 }
 
-// extension returns the archive file extension for the configured compression
-// and encryption: .tar[.gz|.zst][.aes256gcm|.age|.gpg|.aes256cbc].
-func (c Config) extension() string {
-	return extensionFor(c.Compression) + seal.Suffix(c.Encryption.Effective())
-}
-
-func extensionFor(compression string) string {
-	switch compression {
-	case CompressionGzip:
-		return ".tar.gz"
-	case CompressionZstd:
-		return ".tar.zst"
-	}
-	return ".tar"
+// NameAt returns the name of the snapshot cfg takes at time t.
+func (c Config) NameAt(t time.Time) Name {
+	return Name{Prefix: c.Name, Time: t, Compression: c.Compression, Encryption: c.Encryption.Effective()}
 }
 
 // sourceBase returns the top-level archive directory of a source path, "" when it has none.

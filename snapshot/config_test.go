@@ -10,7 +10,6 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/internal/testutil"
-	"snapvisor/seal"
 )
 
 // bindMount binds from onto to until the test ends; it skips (fails when CI=true) without root.
@@ -94,7 +93,7 @@ func TestConfig_InsideSource(t *testing.T) {
 func TestConfig_ValidateName(t *testing.T) {
 	for _, comp := range []string{CompressionGzip, CompressionZstd, CompressionNone} {
 		for _, alg := range algorithms {
-			if ext := extensionFor(comp) + seal.Suffix(alg); len(ext) > len(longestExtension) {
+			if ext := extension(comp, alg); len(ext) > len(longestExtension) {
 				t.Errorf("extension %s is longer than longestExtension %s", ext, longestExtension)
 			}
 		}

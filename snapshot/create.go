@@ -112,7 +112,7 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	if err := rotateKeys(cfg.Encryption, dir, start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
 	}
-	final := FileName(cfg, start)
+	final := cfg.NameAt(start).String()
 	finalPath := filepath.Join(dir, final)
 	if _, err := os.Lstat(finalPath); err == nil {
 		return Info{}, fmt.Errorf("snapshot %s already exists (one snapshot per second and name)", finalPath)
@@ -177,21 +177,15 @@ func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap
 	if err := rotateKeys(cfg.Encryption, "", start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
 	}
-	log = log.With(zap.String("snapshot", FileName(cfg, start)))
+	log = log.With(zap.String("snapshot", cfg.NameAt(start).String()))
 	info, err := write(ctx, cfg, sources, w, start, devIno{}, log, h)
 	if err != nil {
-		return Info{}, fmt.Errorf("snapshot %s: %w", FileName(cfg, start), err)
+		return Info{}, fmt.Errorf("snapshot %s: %w", cfg.NameAt(start), err)
 	}
 	log.Info("snapshot streamed", zap.Int64("size", info.Size), zap.Int64("files", info.Files),
 		zap.Int64("bytes", info.Bytes), zap.Int64("changed", info.Changed), zap.Int64("skipped", info.Skipped),
 		zap.Duration("elapsed", time.Since(start)), zap.Float64("mib_per_s", rate(info.Bytes, time.Since(start))))
 	return info, nil
-}
-
-// FileName is the snapshot file name for cfg at time t:
-// <name>-<UTC YYYYMMDDTHHMMSSZ><extension>.
-func FileName(cfg Config, t time.Time) string {
-	return fmt.Sprintf("%s-%s%s", cfg.Name, t.UTC().Format(TimeLayout), cfg.extension())
 }
 
 func (h hooks) withDefaults() hooks {
@@ -273,7 +267,7 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 		return Info{}, err
 	}
 	s := w.sum
-	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.N.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
+	return Info{Name: cfg.NameAt(start).String(), Time: start.Truncate(time.Second), Size: out.N.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
 		SHA256: hex.EncodeToString(hasher.Sum(nil)), Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}, nil
 }
 
@@ -282,12 +276,12 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 // complete: a failing directory fsync is only warned about.
 func commit(dir, final string, tmp *fsx.File, sum string, sync func(dir string) error, log *zap.Logger) error {
 	finalPath := filepath.Join(dir, final)
-	sumTmp, err := fsx.CreateTemp(finalPath + ".sha256")
+	sumTmp, err := fsx.CreateTemp(finalPath + SumSuffix)
 	if err != nil {
 		return fmt.Errorf("create checksum file: %w", err)
 	}
 	defer sumTmp.Discard()
-	_, err = fmt.Fprintf(sumTmp, "%s  %s\n", sum, final)
+	_, err = sumTmp.Write(FormatSum(sum, final))
 	if err == nil {
 		err = sumTmp.CommitNoReplace()
 	}
@@ -295,7 +289,7 @@ func commit(dir, final string, tmp *fsx.File, sum string, sync func(dir string) 
 		return fmt.Errorf("write checksum file: %w", err)
 	}
 	if err := tmp.CommitNoReplace(); err != nil {
-		os.Remove(finalPath + ".sha256")
+		os.Remove(finalPath + SumSuffix)
 		return fmt.Errorf("rename into place: %w", err)
 	}
 	if err := sync(dir); err != nil {
@@ -387,12 +381,12 @@ func removeLeftovers(dir string, log *zap.Logger) {
 		n := e.Name()
 		p := filepath.Join(dir, n)
 		switch {
-		case tempRE.MatchString(n):
-		case strings.HasSuffix(n, ".sha256"):
-			if _, _, _, ok := ParseName(strings.TrimSuffix(n, ".sha256")); !ok {
+		case IsTemp(n):
+		case strings.HasSuffix(n, SumSuffix):
+			if _, ok := ParseFileName(strings.TrimSuffix(n, SumSuffix)); !ok {
 				continue
 			}
-			if _, err := os.Lstat(strings.TrimSuffix(p, ".sha256")); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Lstat(strings.TrimSuffix(p, SumSuffix)); !errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 		default:

@@ -125,7 +125,7 @@ func TestEncryption_RoundTrip(t *testing.T) {
 				must(t, cfg.Validate())
 				info, err := Create(ctx, cfg, testLogger(t))
 				must(t, err)
-				suffix := extensionFor(comp) + seal.Suffix(cc.alg)
+				suffix := extension(comp, cc.alg)
 				if !strings.HasSuffix(info.Name, suffix) || info.Encryption != cc.alg || info.Compression != comp {
 					t.Fatalf("Create = %s (%s, %s), want suffix %s", info.Name, info.Compression, info.Encryption, suffix)
 				}
@@ -484,7 +484,7 @@ func TestEncryption_MisnamedFile(t *testing.T) {
 	}
 }
 
-func TestParseName_Encryption(t *testing.T) {
+func TestParseFileName_Encryption(t *testing.T) {
 	cases := []struct {
 		base, comp, enc string
 		ok              bool
@@ -500,18 +500,18 @@ func TestParseName_Encryption(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.base, func(t *testing.T) {
-			name, _, comp, ok := ParseName(tc.base)
-			if ok != tc.ok || (ok && (name != "db" || comp != tc.comp || EncryptionOf(tc.base) != tc.enc)) {
-				t.Fatalf("ParseName = %q %q %v, EncryptionOf = %q; want %q %q %v", name, comp, ok, EncryptionOf(tc.base), tc.comp, tc.enc, tc.ok)
+			n, ok := ParseFileName(tc.base)
+			if ok != tc.ok || (ok && (n.Prefix != "db" || n.Compression != tc.comp || n.Encryption != tc.enc)) {
+				t.Fatalf("ParseFileName = %+v %v; want %q %q %v", n, ok, tc.comp, tc.enc, tc.ok)
 			}
-			if ok && compressionOf(tc.base) != tc.comp {
-				t.Fatalf("compressionOf = %q, want %q", compressionOf(tc.base), tc.comp)
+			if af := formatOf(tc.base, seal.Config{}); ok && (af.compression != tc.comp || af.encryption != tc.enc) {
+				t.Fatalf("formatOf = %q %q, want %q %q", af.compression, af.encryption, tc.comp, tc.enc)
 			}
 		})
 	}
 	for _, tmp := range []string{".db-20250102T030405Z.tar.gz.aes256gcm.tmp-123", ".db-20250102T030405Z.tar.age.sha256.tmp-9"} {
-		if !tempRE.MatchString(tmp) {
-			t.Errorf("tempRE does not match %s", tmp)
+		if !IsTemp(tmp) {
+			t.Errorf("IsTemp(%s) = false", tmp)
 		}
 	}
 }

@@ -342,6 +342,8 @@ func TestFuzzSeeds(t *testing.T) {
 		"snapshot-20240101T000000Z.tgz", "snapshot-20240101T000000Z.tar.gz.sha256", ".snapshot-20240101T000000Z.tar.gz.tmp-1",
 		"snapshot-20240101T000000Z.tar.gz.age.gpg", "-20240101T000000Z.tar", "snapshot-20240101T000000z.tar", "snapshot-٢٠٢٤0101T000000Z.tar",
 		"snapshot-00000101T000000Z.tar", "snapshot.tar.gz-20240101T000000Z.tar.zst", "",
+		"x.tmp-1-20240101T000000Z.tar.gz", ".x.tmp-1-20240101T000000Z.tar.gz.sha256.tmp-2", ".db-20250102T030405Z.tar.zst.aes256gcm.tmp-x.tmp-y",
+		".snapshot-20241399T000000Z.tar.gz.tmp-1", ".snapshot-20240101T000000Z.tgz.tmp-1",
 	} {
 		names = append(names, fuzzseed.Seed{Name: fuzzseed.Name(s), Args: []any{s}})
 	}

@@ -1,26 +1,18 @@
 package snapshot
 
 import (
-	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"snapvisor/internal/fsx"
-	"snapvisor/seal"
 )
-
-// TimeLayout is the UTC time stamp in snapshot file names.
-const TimeLayout = "20060102T150405Z"
 
 // Info describes one snapshot file.
 type Info struct {
@@ -39,85 +31,25 @@ type Info struct {
 	Skipped int64 `json:"skipped,omitempty"` // FIFOs, sockets and devices left out
 }
 
-// snapshotRE matches snapshot archive names: prefix, time stamp, extension, encryption suffix.
-var snapshotRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)-(\d{8}T\d{6}Z)(\.tar(?:\.gz|\.zst)?)(\.aes256gcm|\.age|\.gpg|\.aes256cbc)?$`)
-
-// tempRE matches the temporary files Create leaves behind when it crashes.
-var tempRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]*-\d{8}T\d{6}Z\.tar(?:\.gz|\.zst)?(?:\.aes256gcm|\.age|\.gpg|\.aes256cbc)?(?:\.sha256)?\.tmp-.*$`)
-
-// ParseName splits a snapshot file name
-// "<name>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst][.aes256gcm|.age|.gpg|.aes256cbc]"
-// into its name, time and compression (gzip, zstd or none); ok is false for
-// any other base name. Every place that recognises snapshots uses it;
-// EncryptionOf gives the encryption of the same names.
-func ParseName(base string) (name string, t time.Time, compression string, ok bool) {
-	m := snapshotRE.FindStringSubmatch(base)
-	if m == nil {
-		return "", time.Time{}, "", false
-	}
-	t, err := time.Parse(TimeLayout, m[2])
-	if err != nil {
-		return "", time.Time{}, "", false
-	}
-	switch m[3] {
-	case ".tar.gz":
-		compression = CompressionGzip
-	case ".tar.zst":
-		compression = CompressionZstd
-	default:
-		compression = CompressionNone
-	}
-	return m[1], t.UTC(), compression, true
-}
-
-// EncryptionOf returns the encryption a snapshot file name announces by its
-// last suffix: aes256-gcm (.aes256gcm), age (.age), gpg (.gpg), aes256-cbc
-// (.aes256cbc), or none.
-func EncryptionOf(base string) string { return seal.FromSuffix(base) }
-
 // maxChecksumFile bounds what is read of a checksum file: one sha256sum line.
 const maxChecksumFile = 4 << 10
 
 // ReadChecksum reads "<archive>.sha256" and returns the hex digest; the file
-// must be one sha256sum line naming the archive's base name (ParseChecksum).
+// must be one sha256sum line naming the archive's base name (ParseSum).
 // It is read with readSmallFile: a FIFO, a symlink (to /dev/zero, say), a
 // directory or a file larger than 4 KiB in its place is an error, never a
 // hang or a huge read. Every reader of a local checksum file uses it.
 func ReadChecksum(archive string) (string, error) {
-	sumPath := archive + ".sha256"
+	sumPath := archive + SumSuffix
 	b, err := readSmallFile(sumPath, maxChecksumFile)
 	if err != nil {
 		return "", fmt.Errorf("checksum file: %w", err)
 	}
-	sum, err := ParseChecksum(b, filepath.Base(archive))
+	sum, err := ParseSum(b, filepath.Base(archive))
 	if err != nil {
 		return "", fmt.Errorf("checksum file %s: %w", sumPath, err)
 	}
 	return sum, nil
-}
-
-// ParseChecksum parses the content of a checksum file: exactly one complete
-// sha256sum line ("<64 hex digits>  <base>" or "... *<base>") naming base.
-// It returns the digest in lower case.
-func ParseChecksum(b []byte, base string) (string, error) {
-	line, rest, found := bytes.Cut(b, []byte("\n"))
-	if !found || len(rest) != 0 {
-		return "", errors.New("not a single complete sha256sum line")
-	}
-	sum, name, found := strings.Cut(string(line), "  ")
-	if !found {
-		sum, name, found = strings.Cut(string(line), " *")
-	}
-	if !found || len(sum) != 64 {
-		return "", errors.New("not in sha256sum format")
-	}
-	if _, err := hex.DecodeString(sum); err != nil {
-		return "", fmt.Errorf("bad digest: %w", err)
-	}
-	if name != base {
-		return "", fmt.Errorf("names %q, not %q", name, base)
-	}
-	return strings.ToLower(sum), nil
 }
 
 // readSmallFile reads the regular file p, at most limit bytes, without
@@ -163,8 +95,8 @@ func List(dir, name string) ([]Info, error) {
 	}
 	var out []Info
 	for _, e := range entries {
-		n, t, comp, ok := ParseName(e.Name())
-		if !ok || (name != "" && n != name) || !e.Type().IsRegular() {
+		n, ok := ParseFileName(e.Name())
+		if !ok || (name != "" && n.Prefix != name) || !e.Type().IsRegular() {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
@@ -176,7 +108,7 @@ func List(dir, name string) ([]Info, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Info{Name: e.Name(), Path: p, Time: t, Size: fi.Size(), Compression: comp, Encryption: EncryptionOf(e.Name()), SHA256: sum})
+		out = append(out, Info{Name: e.Name(), Path: p, Time: n.Time, Size: fi.Size(), Compression: n.Compression, Encryption: n.Encryption, SHA256: sum})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].Time.Equal(out[j].Time) {
@@ -206,9 +138,9 @@ func Archives(dir, name string) ([]string, error) {
 	}
 	var found []archive
 	for _, e := range entries {
-		n, t, _, ok := ParseName(e.Name())
-		if ok && (name == "" || n == name) && e.Type().IsRegular() {
-			found = append(found, archive{e.Name(), t})
+		n, ok := ParseFileName(e.Name())
+		if ok && (name == "" || n.Prefix == name) && e.Type().IsRegular() {
+			found = append(found, archive{e.Name(), n.Time})
 		}
 	}
 	sort.SliceStable(found, func(i, j int) bool {

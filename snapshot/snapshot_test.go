@@ -35,7 +35,7 @@ func TestCreate_RoundTrip(t *testing.T) {
 
 			info, err := Create(ctx, cfg, testLogger(t))
 			must(t, err)
-			if info.Compression != comp || !strings.HasSuffix(info.Name, cfg.extension()) || info.Changed != 0 {
+			if info.Compression != comp || !strings.HasSuffix(info.Name, extension(cfg.Compression, cfg.Encryption.Effective())) || info.Changed != 0 {
 				t.Fatalf("unexpected info %+v", info)
 			}
 			fi, err := os.Stat(info.Path)

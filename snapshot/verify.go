@@ -42,19 +42,6 @@ const (
 	zstdMagic = "\x28\xb5\x2f\xfd"
 )
 
-// compressionOf returns the compression a snapshot file name announces
-// (before any encryption suffix).
-func compressionOf(p string) string {
-	base := strings.TrimSuffix(filepath.Base(p), seal.Suffix(seal.FromSuffix(p)))
-	switch {
-	case strings.HasSuffix(base, ".tar.gz"), strings.HasSuffix(base, ".tgz"):
-		return CompressionGzip
-	case strings.HasSuffix(base, ".tar.zst"):
-		return CompressionZstd
-	}
-	return CompressionNone
-}
-
 // decompress returns the tar stream inside br, checking the magic number
 // against the compression the name announces.
 func decompress(br *bufio.Reader, compression string) (io.Reader, func(), error) {
@@ -84,6 +71,11 @@ func decompress(br *bufio.Reader, compression string) (io.Reader, func(), error)
 		return z, z.Close, nil
 	}
 	if len(head) < 512 || (string(head[257:262]) != "ustar") {
+		for _, c := range []struct{ compression, magic string }{{CompressionGzip, gzipMagic}, {CompressionZstd, zstdMagic}} {
+			if strings.HasPrefix(string(head), c.magic) {
+				return nil, nil, fmt.Errorf("%w: the file is %s but its name has no %s extension: rename it", ErrCorrupt, compressionWord(c.compression), extension(c.compression, seal.None))
+			}
+		}
 		return nil, nil, fmt.Errorf("%w: not a tar file", ErrCorrupt)
 	}
 	return br, func() {}, nil
@@ -250,9 +242,11 @@ type archiveFormat struct {
 	keys        seal.Config
 }
 
-// formatOf returns the format the name of the file at p announces, with enc's credentials.
+// formatOf returns the format the name of the file at p announces (any
+// name: the extension grammar of snapshot names), with enc's credentials.
 func formatOf(p string, enc seal.Config) archiveFormat {
-	return archiveFormat{compression: compressionOf(p), encryption: EncryptionOf(filepath.Base(p)), keys: enc}
+	_, compression, encryption, _ := splitExtension(filepath.Base(p))
+	return archiveFormat{compression: compression, encryption: encryption, keys: enc}
 }
 
 // readArchive decompresses r and scans its tar stream to the end, then

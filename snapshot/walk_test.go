@@ -24,7 +24,7 @@ func archiveEntries(t *testing.T, path string) map[string]string {
 	must(t, err)
 	defer f.Close()
 	out := map[string]string{}
-	_, err = readArchive(context.Background(), f, compressionOf(path), func(hdr *tar.Header, name string, tr *tar.Reader) error {
+	_, err = readArchive(context.Background(), f, formatOf(path, seal.Config{}).compression, func(hdr *tar.Header, name string, tr *tar.Reader) error {
 		out[name] = string(hdr.Typeflag) + hdr.Linkname
 		return nil
 	})

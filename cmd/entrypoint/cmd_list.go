@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"snapvisor/remote"
+	"snapvisor/seal"
 	"snapvisor/snapshot"
 )
 
@@ -72,6 +73,6 @@ func listRemote(ctx context.Context, a *app, rawURL string, asJSON bool) error {
 		return remote.TimeoutError(lctx, err)
 	}
 	return printList(a, asJSON, list, func(r remote.Snapshot) snapshotRow {
-		return snapshotRow{r.Key, r.Time, r.Size, r.Compression, snapshot.EncryptionOf(r.Key)}
+		return snapshotRow{r.Key, r.Time, r.Size, r.Compression, seal.FromSuffix(r.Key)}
 	})
 }
