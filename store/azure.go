@@ -1,3 +1,5 @@
+//go:build !snapvisor_no_azure
+
 package store
 
 import (
@@ -16,15 +18,56 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"go.uber.org/zap"
+
+	"snapvisor/config"
 )
 
 // Azure memory bound: a streaming upload holds azConcurrency blocks of
 // azBlockSize (32 MiB). Blocks are invisible until the block list is
 // committed at the end: a partial upload is never visible.
 const (
-	azBlockSize   = 8 << 20
-	azConcurrency = 4
+	azBlockSize    = 8 << 20
+	azConcurrency  = 4
+	azStreamBuffer = azConcurrency * azBlockSize // the blocks in flight of a streaming upload
 )
+
+func init() {
+	register(backend{
+		scheme: "azure", order: 4, example: "azure://container/prefix",
+		credentials: "AZURE_STORAGE_CONNECTION_STRING, e.g. BlobEndpoint=URL;SharedAccessSignature=TOKEN, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
+		check:       checkAzureURL, validate: validateAzure, open: openAzure, streamBuffer: azStreamBuffer,
+	})
+}
+
+// checkAzureURL checks an azure:// URL: a container, an endpoint host[:port].
+func checkAzureURL(u *url.URL) error {
+	if err := checkBucket(u); err != nil {
+		return err
+	}
+	return checkEndpointParam(u)
+}
+
+// validateAzure checks SNAPVISOR_AZURE_ENDPOINT (a URL holding no SAS
+// token) and that an account key comes with its account.
+func validateAzure(c Config, _ bool) []error {
+	var errs []error
+	if strings.ContainsAny(c.AzureEndpoint, "?@") {
+		e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL without a query or user info")
+		e.Err = errors.New("a SAS token does not belong here (the variable is not secret and reaches the service): put it in AZURE_STORAGE_CONNECTION_STRING as BlobEndpoint=URL;SharedAccessSignature=TOKEN")
+		errs = append(errs, e)
+	}
+	if c.AzureEndpoint != "" {
+		if err := CheckEndpoint(c.AzureEndpoint); err != nil {
+			e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL such as http://127.0.0.1:10000/devstoreaccount1")
+			e.Err = err
+			errs = append(errs, e)
+		}
+	}
+	if c.AzureKey != "" && c.AzureAccount == "" && c.AzureConnectionString == "" {
+		errs = append(errs, &config.Error{Var: "AZURE_STORAGE_ACCOUNT", Accepted: "set together with AZURE_STORAGE_KEY"})
+	}
+	return errs
+}
 
 // azureStore is a container (and prefix) on Azure Blob Storage or Azurite:
 // azure://container/prefix. Credentials: AZURE_STORAGE_CONNECTION_STRING, or
@@ -43,7 +86,7 @@ type azureStore struct {
 
 var _ Store = (*azureStore)(nil)
 
-func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*azureStore, error) {
+func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Store, error) {
 	s := &azureStore{
 		container: u.Host,
 		prefix:    strings.Trim(u.Path, "/"),
@@ -98,8 +141,7 @@ func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*a
 func (s *azureStore) Name() string { return s.name }
 func (s *azureStore) Close() error { return nil }
 
-// streamBuffer: the blocks in flight of a streaming upload.
-func (s *azureStore) streamBuffer() int64 { return azConcurrency * azBlockSize }
+func (s *azureStore) streamBuffer() int64 { return azStreamBuffer }
 
 func (s *azureStore) key(key string) string {
 	if s.prefix == "" {

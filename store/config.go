@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,14 +53,19 @@ func (c Config) URLs() []string {
 	return out
 }
 
-// Validate checks every remote URL (syntax and scheme) and the retry settings.
+// Validate checks every remote URL (syntax and scheme), the retry settings
+// and each backend's settings.
 // It opens no connection. Errors are *config.Error naming the variable.
 func (c Config) Validate() error {
 	var errs []error
+	used := map[string]bool{} // schemes of the valid remotes
 	for _, r := range c.URLs() {
-		if _, err := parseRemote(r); err != nil {
+		u, err := parseRemote(r)
+		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		used[u.Scheme] = true
 	}
 	if c.Retries < 0 || c.Retries > 100 {
 		errs = append(errs, config.Invalid("REMOTE_RETRIES", strconv.Itoa(c.Retries), "a whole number from 0 to 100"))
@@ -75,28 +79,10 @@ func (c Config) Validate() error {
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, config.Invalid("LEASE_TTL", c.LeaseTTL.String(), "a duration of at least 1s, such as 10m"))
 	}
-	if strings.ContainsAny(c.AzureEndpoint, "?@") {
-		e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL without a query or user info")
-		e.Err = errors.New("a SAS token does not belong here (the variable is not secret and reaches the service): put it in AZURE_STORAGE_CONNECTION_STRING as BlobEndpoint=URL;SharedAccessSignature=TOKEN")
-		errs = append(errs, e)
-	}
-	if c.AzureEndpoint != "" {
-		if err := CheckEndpoint(c.AzureEndpoint); err != nil {
-			e := config.Invalid("AZURE_ENDPOINT", Redact(c.AzureEndpoint), "a blob service URL such as http://127.0.0.1:10000/devstoreaccount1")
-			e.Err = err
-			errs = append(errs, e)
+	for _, b := range registered() {
+		if b.validate != nil {
+			errs = append(errs, b.validate(c, used[b.scheme])...)
 		}
-	}
-	if c.GCSEmulatorHost != "" && slices.ContainsFunc(c.URLs(), func(u string) bool { return strings.HasPrefix(u, "gs://") }) {
-		if err := CheckEndpoint(c.GCSEmulatorHost); err != nil {
-			errs = append(errs, &config.Error{Var: "STORAGE_EMULATOR_HOST", Value: c.GCSEmulatorHost, Accepted: "host:port of a GCS emulator, e.g. 127.0.0.1:4443", Err: err})
-		}
-	}
-	if c.S3SecretKey != "" && c.S3AccessKey == "" {
-		errs = append(errs, &config.Error{Var: "AWS_ACCESS_KEY_ID", Accepted: "set together with AWS_SECRET_ACCESS_KEY"})
-	}
-	if c.AzureKey != "" && c.AzureAccount == "" && c.AzureConnectionString == "" {
-		errs = append(errs, &config.Error{Var: "AZURE_STORAGE_ACCOUNT", Accepted: "set together with AZURE_STORAGE_KEY"})
 	}
 	return errors.Join(errs...)
 }

@@ -13,8 +13,43 @@ import (
 	"sort"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"snapvisor/internal/fsx"
 )
+
+// file:// is always built in: FilePath and the rule that a file:// remote
+// lies outside every source rely on it.
+func init() {
+	register(backend{
+		scheme: "file", order: 1, example: "file:///path",
+		check: checkFileURL, open: openFile, streamBuffer: fileStreamBuffer,
+	})
+}
+
+// fileStreamBuffer: the copy buffer of a streaming upload.
+const fileStreamBuffer = 1 << 20
+
+// checkFileURL checks a file:// URL: an absolute path other than /.
+func checkFileURL(u *url.URL) error {
+	if (u.Host != "" && u.Host != "localhost") || u.User != nil {
+		return errors.New("file URLs take an absolute path: file:///path")
+	}
+	if u.Path == "" || u.Path == "/" {
+		return errors.New("file URL without a directory")
+	}
+	return nil
+}
+
+// FilePath returns the directory of a file:// remote URL; ok is false for
+// other schemes and invalid URLs.
+func FilePath(rawURL string) (dir string, ok bool) {
+	u, err := parseRemote(rawURL)
+	if err != nil || u.Scheme != "file" {
+		return "", false
+	}
+	return filepath.Clean(u.Path), true
+}
 
 // fileStore is a directory on any mounted file system (NFS, CIFS, hostPath):
 // file:///mnt/backups. Uploads go to a temporary file in the target directory,
@@ -30,7 +65,7 @@ var (
 	_ UploadLister = (*fileStore)(nil)
 )
 
-func openFile(u *url.URL) (*fileStore, error) {
+func openFile(_ context.Context, u *url.URL, _ Config, _ *zap.Logger) (Store, error) {
 	root := filepath.Clean(u.Path)
 	s := &fileStore{root: root, name: "file://" + (&url.URL{Path: root}).EscapedPath()}
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -42,8 +77,7 @@ func openFile(u *url.URL) (*fileStore, error) {
 func (s *fileStore) Name() string { return s.name }
 func (s *fileStore) Close() error { return nil }
 
-// streamBuffer: the copy buffer.
-func (s *fileStore) streamBuffer() int64 { return 1 << 20 }
+func (s *fileStore) streamBuffer() int64 { return fileStreamBuffer }
 
 func (s *fileStore) fail(op, key string, err error) error {
 	return &Error{Store: s.name, Op: op, Key: key, Err: err, Permanent: errors.Is(err, errBadKey) || errors.Is(err, fs.ErrPermission)}

@@ -1,3 +1,5 @@
+//go:build !snapvisor_no_gs
+
 package store
 
 import (
@@ -23,12 +25,36 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
+
+	"snapvisor/config"
 )
 
 // gcsChunkSize is the GCS memory bound: a resumable upload buffers one chunk
 // (a multiple of 256 KiB). The object appears only when the last chunk
 // finalizes the upload.
 const gcsChunkSize = 16 << 20
+
+// gcsStreamBuffer: the chunk of a resumable upload, and one byte of look-ahead.
+const gcsStreamBuffer = gcsChunkSize + 1
+
+func init() {
+	register(backend{
+		scheme: "gs", order: 5, example: "gs://bucket/prefix", credentials: "GOOGLE_APPLICATION_CREDENTIALS",
+		check: checkBucket, validate: validateGCS, open: openGCS, streamBuffer: gcsStreamBuffer,
+	})
+}
+
+// validateGCS checks STORAGE_EMULATOR_HOST when a gs:// remote is set (it
+// may be the service's own otherwise).
+func validateGCS(c Config, used bool) []error {
+	if c.GCSEmulatorHost == "" || !used {
+		return nil
+	}
+	if err := CheckEndpoint(c.GCSEmulatorHost); err != nil {
+		return []error{&config.Error{Var: "STORAGE_EMULATOR_HOST", Value: c.GCSEmulatorHost, Accepted: "host:port of a GCS emulator, e.g. 127.0.0.1:4443", Err: err}}
+	}
+	return nil
+}
 
 const gcsScope = "https://www.googleapis.com/auth/devstorage.read_write"
 
@@ -55,7 +81,7 @@ type gcsStore struct {
 
 var _ Store = (*gcsStore)(nil)
 
-func openGCS(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*gcsStore, error) {
+func openGCS(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Store, error) {
 	s := &gcsStore{bucket: u.Host, prefix: strings.Trim(u.Path, "/"), name: Redact(u.String()), cfg: cfg,
 		base: "https://storage.googleapis.com", plain: &http.Client{Transport: gcsTransport()}}
 	if host := cfg.GCSEmulatorHost; host != "" {
@@ -94,8 +120,7 @@ func gcsTransport() *http.Transport {
 func (s *gcsStore) Name() string { return s.name }
 func (s *gcsStore) Close() error { return nil }
 
-// streamBuffer: the chunk of a resumable upload, and one byte of look-ahead.
-func (s *gcsStore) streamBuffer() int64 { return gcsChunkSize + 1 }
+func (s *gcsStore) streamBuffer() int64 { return gcsStreamBuffer }
 
 // http returns the authorized client, finding the credentials the first time.
 func (s *gcsStore) http(ctx context.Context) (*http.Client, error) {

@@ -1,3 +1,5 @@
+//go:build !snapvisor_no_gs
+
 package store
 
 import (

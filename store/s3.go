@@ -1,3 +1,5 @@
+//go:build !snapvisor_no_s3
+
 package store
 
 import (
@@ -19,6 +21,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"go.uber.org/zap"
+
+	"snapvisor/config"
 )
 
 // S3 memory bound: a streaming upload (size -1) holds s3StreamThreads parts of
@@ -29,7 +33,35 @@ const (
 	s3PartSize      = 16 << 20
 	s3StreamThreads = 2
 	s3FileThreads   = 4
+	s3StreamBuffer  = s3StreamThreads * s3PartSize
 )
+
+func init() {
+	register(backend{
+		scheme: "s3", order: 2, example: "s3://bucket/prefix?endpoint=host:port&region=R&tls=false",
+		credentials: "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
+		check:       checkS3URL, validate: validateS3, open: openS3, streamBuffer: s3StreamBuffer,
+	})
+}
+
+// checkS3URL checks an s3:// URL: a bucket, tls true or false, an endpoint host[:port].
+func checkS3URL(u *url.URL) error {
+	if err := checkBucket(u); err != nil {
+		return err
+	}
+	if v := u.Query().Get("tls"); v != "" && v != "true" && v != "false" {
+		return errors.New("tls must be true or false")
+	}
+	return checkEndpointParam(u)
+}
+
+// validateS3 checks that a secret key comes with its access key.
+func validateS3(c Config, _ bool) []error {
+	if c.S3SecretKey != "" && c.S3AccessKey == "" {
+		return []error{&config.Error{Var: "AWS_ACCESS_KEY_ID", Accepted: "set together with AWS_SECRET_ACCESS_KEY"}}
+	}
+	return nil
+}
 
 // s3Store is a bucket (and prefix) on AWS S3, MinIO or another S3-compatible
 // server: s3://bucket/prefix?endpoint=host:port&region=R&tls=false&storage_class=C.
@@ -46,7 +78,7 @@ type s3Store struct {
 
 var _ Store = (*s3Store)(nil)
 
-func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*s3Store, error) {
+func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Store, error) {
 	q := u.Query()
 	s := &s3Store{
 		bucket:       u.Host,
@@ -121,7 +153,7 @@ func (s *s3Store) Name() string { return s.name }
 func (s *s3Store) Close() error { return nil }
 
 // streamBuffer: the parts in flight of a streaming upload.
-func (s *s3Store) streamBuffer() int64 { return s3StreamThreads * s3PartSize }
+func (s *s3Store) streamBuffer() int64 { return s3StreamBuffer }
 
 func (s *s3Store) key(key string) string {
 	if s.prefix == "" {

@@ -1,3 +1,5 @@
+//go:build !snapvisor_no_sftp
+
 package store
 
 import (
@@ -24,6 +26,35 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
+func init() {
+	register(backend{
+		scheme: "sftp", order: 3, example: "sftp://user@host:port/path",
+		credentials: "SNAPVISOR_SFTP_KEY_FILE or SNAPVISOR_SFTP_PASSWORD",
+		check:       checkSFTPURL, open: openSFTP, streamBuffer: sftpStreamBuffer,
+	})
+}
+
+// sftpStreamBuffer: the copy buffers of a streaming upload.
+const sftpStreamBuffer = 1 << 20
+
+// checkSFTPURL checks an sftp:// URL: a host, a valid port, a path, no password.
+func checkSFTPURL(u *url.URL) error {
+	if u.Hostname() == "" {
+		return errors.New("missing host")
+	}
+	if u.Path == "" {
+		return errors.New("missing path: sftp://user@host:port/path")
+	}
+	if _, ok := u.User.Password(); ok {
+		// The URL is in SNAPVISOR_REMOTES, which the service inherits and logs may show.
+		return errors.New("a password does not belong in the URL; use SNAPVISOR_SFTP_PASSWORD (or a key, SNAPVISOR_SFTP_KEY_FILE)")
+	}
+	if u.Port() != "" {
+		return checkPort(u.Port())
+	}
+	return nil
+}
+
 // sftpStore is a directory on an SSH server: sftp://user@host:port/absolute/path.
 // Host keys are checked against a known_hosts file (SNAPVISOR_SFTP_KNOWN_HOSTS,
 // default ~/.ssh/known_hosts) unless SNAPVISOR_SFTP_INSECURE_IGNORE_HOST_KEY=true.
@@ -46,7 +77,7 @@ type sftpStore struct {
 
 var _ Store = (*sftpStore)(nil)
 
-func openSFTP(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*sftpStore, error) {
+func openSFTP(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Store, error) {
 	s := &sftpStore{
 		root: path.Clean(u.Path),
 		name: Redact(u.String()),
@@ -181,8 +212,7 @@ func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe"
 
 func (s *sftpStore) Name() string { return s.name }
 
-// streamBuffer: the copy buffers.
-func (s *sftpStore) streamBuffer() int64 { return 1 << 20 }
+func (s *sftpStore) streamBuffer() int64 { return sftpStreamBuffer }
 
 func (s *sftpStore) permanent(op string, err error) error {
 	return &Error{Store: s.name, Op: op, Err: err, Permanent: true, scrub: s.scrub}

@@ -4,7 +4,10 @@
 // snapshots (package remote keeps those on a Store).
 //
 // Every backend implements the small Store interface and registers its URL
-// scheme in its own file; retries and metrics are wrappers around any Store
+// scheme in its own file (registry.go); a build tag leaves a backend out of
+// the binary (-tags snapvisor_no_s3, snapvisor_no_sftp, snapvisor_no_azure,
+// snapvisor_no_gs; file:// is always built in), and its URLs are then refused
+// as invalid configuration. Retries and metrics are wrappers around any Store
 // (WithRetry, WithMetrics). Optional abilities of some backends (Hasher,
 // UploadLister) are found through the wrappers with As.
 //
@@ -22,7 +25,6 @@ import (
 	"net"
 	"net/url"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -61,10 +63,6 @@ type Store interface {
 	// Close releases connections; the store must not be used afterwards.
 	Close() error
 }
-
-// AcceptedURLs describes the accepted remote URLs, for configuration errors.
-const AcceptedURLs = "comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, " +
-	"sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix"
 
 // As finds the first store in s's chain of wrappers (Unwrap) that is or
 // implements T: a wrapper (*Retrying, *Instrumented) or an optional ability
@@ -115,10 +113,6 @@ type streamBufferer interface {
 	streamBuffer() int64
 }
 
-// maxStreamBuffer is the largest streaming buffer of any backend (s3's),
-// assumed for a store not open yet.
-const maxStreamBuffer = s3StreamThreads * s3PartSize
-
 // StreamBuffer is the most memory s buffers during a streaming upload (Put
 // with unknown size): its parts or blocks in flight. Callers that bound the
 // process's memory (snapshot.Stream sets a Go memory limit) add it.
@@ -126,7 +120,7 @@ func StreamBuffer(s Store) int64 {
 	if b, ok := As[streamBufferer](s); ok {
 		return b.streamBuffer()
 	}
-	return maxStreamBuffer // not open yet: assume the largest
+	return maxStreamBuffer() // not open yet: assume the largest
 }
 
 // Open opens the store for rawURL. The result is a bare backend: wrap it with
@@ -139,19 +133,11 @@ func Open(ctx context.Context, rawURL string, cfg Config, log *zap.Logger) (Stor
 	if err != nil {
 		return nil, err
 	}
-	switch u.Scheme {
-	case "file":
-		return openFile(u)
-	case "s3":
-		return openS3(ctx, u, cfg, log)
-	case "sftp":
-		return openSFTP(ctx, u, cfg, log)
-	case "azure":
-		return openAzure(ctx, u, cfg, log)
-	case "gs":
-		return openGCS(ctx, u, cfg, log)
+	s, err := backends[u.Scheme].open(ctx, u, cfg, log) // parseRemote found it
+	if err != nil {
+		return nil, err
 	}
-	return nil, invalidRemote(rawURL, fmt.Errorf("unknown scheme %q", u.Scheme))
+	return s, nil
 }
 
 // parseRemote parses and checks a remote URL; errors are *config.Error for SNAPVISOR_REMOTES.
@@ -163,51 +149,15 @@ func parseRemote(rawURL string) (*url.URL, error) {
 	if u.Opaque != "" {
 		return nil, invalidRemote(rawURL, errors.New("expected scheme://host/path"))
 	}
-	switch u.Scheme {
-	case "file":
-		if (u.Host != "" && u.Host != "localhost") || u.User != nil {
-			return nil, invalidRemote(rawURL, errors.New("file URLs take an absolute path: file:///path"))
-		}
-		if u.Path == "" || u.Path == "/" {
-			return nil, invalidRemote(rawURL, errors.New("file URL without a directory"))
-		}
-	case "s3", "gs", "azure":
-		if u.Host == "" {
-			return nil, invalidRemote(rawURL, errors.New("missing bucket or container name"))
-		}
-		if u.User != nil {
-			return nil, invalidRemote(rawURL, errors.New("credentials do not belong in the URL; use the environment"))
-		}
-	case "sftp":
-		if u.Hostname() == "" {
-			return nil, invalidRemote(rawURL, errors.New("missing host"))
-		}
-		if u.Path == "" {
-			return nil, invalidRemote(rawURL, errors.New("missing path: sftp://user@host:port/path"))
-		}
-		if _, ok := u.User.Password(); ok {
-			// The URL is in SNAPVISOR_REMOTES, which the service inherits and logs may show.
-			return nil, invalidRemote(rawURL, errors.New("a password does not belong in the URL; use SNAPVISOR_SFTP_PASSWORD (or a key, SNAPVISOR_SFTP_KEY_FILE)"))
-		}
-	case "":
+	if u.Scheme == "" {
 		return nil, invalidRemote(rawURL, errors.New("missing scheme"))
-	default:
-		return nil, invalidRemote(rawURL, fmt.Errorf("unknown scheme %q", u.Scheme))
 	}
-	if u.Scheme == "s3" {
-		if v := u.Query().Get("tls"); v != "" && v != "true" && v != "false" {
-			return nil, invalidRemote(rawURL, errors.New("tls must be true or false"))
-		}
+	b, ok := backends[u.Scheme]
+	if !ok {
+		return nil, invalidRemote(rawURL, fmt.Errorf("unknown scheme %q, or one not built into this binary", u.Scheme))
 	}
-	if u.Scheme == "sftp" && u.Port() != "" {
-		if err := checkPort(u.Port()); err != nil {
-			return nil, invalidRemote(rawURL, err)
-		}
-	}
-	if ep := u.Query().Get("endpoint"); ep != "" && (u.Scheme == "s3" || u.Scheme == "azure") {
-		if err := CheckEndpoint(ep); err != nil {
-			return nil, invalidRemote(rawURL, fmt.Errorf("endpoint %q: %w", Redact(ep), err))
-		}
+	if err := b.check(u); err != nil {
+		return nil, invalidRemote(rawURL, err)
 	}
 	// Secrets in the URL would reach the service's environment (SNAPVISOR_REMOTES
 	// is not a secret variable): a secret-looking parameter, or a parameter
@@ -229,14 +179,26 @@ func parseRemote(rawURL string) (*url.URL, error) {
 	return u, nil
 }
 
-// FilePath returns the directory of a file:// remote URL; ok is false for
-// other schemes and invalid URLs.
-func FilePath(rawURL string) (dir string, ok bool) {
-	u, err := parseRemote(rawURL)
-	if err != nil || u.Scheme != "file" {
-		return "", false
+// checkBucket checks the URL of a bucket or container: bucket://name/prefix,
+// without credentials.
+func checkBucket(u *url.URL) error {
+	if u.Host == "" {
+		return errors.New("missing bucket or container name")
 	}
-	return filepath.Clean(u.Path), true
+	if u.User != nil {
+		return errors.New("credentials do not belong in the URL; use the environment")
+	}
+	return nil
+}
+
+// checkEndpointParam checks the URL parameter endpoint, if any (CheckEndpoint).
+func checkEndpointParam(u *url.URL) error {
+	if ep := u.Query().Get("endpoint"); ep != "" {
+		if err := CheckEndpoint(ep); err != nil {
+			return fmt.Errorf("endpoint %q: %w", Redact(ep), err)
+		}
+	}
+	return nil
 }
 
 // CheckEndpoint checks a server address given as host[:port] or as a URL
@@ -276,23 +238,8 @@ func checkPort(port string) error {
 	return nil
 }
 
-// credentialVars names the variables that carry a scheme's credentials.
-func credentialVars(scheme string) string {
-	switch scheme {
-	case "s3":
-		return "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"
-	case "azure":
-		return "AZURE_STORAGE_CONNECTION_STRING, e.g. BlobEndpoint=URL;SharedAccessSignature=TOKEN, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY"
-	case "gs":
-		return "GOOGLE_APPLICATION_CREDENTIALS"
-	case "sftp":
-		return "SNAPVISOR_SFTP_KEY_FILE or SNAPVISOR_SFTP_PASSWORD"
-	}
-	return "see entrypoint env"
-}
-
 func invalidRemote(rawURL string, err error) error {
-	e := config.Invalid("REMOTES", Redact(rawURL), AcceptedURLs)
+	e := config.Invalid("REMOTES", Redact(rawURL), acceptedURLs())
 	e.Err = err
 	return e
 }
