@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"filippo.io/age"
 
@@ -36,10 +35,10 @@ type Config struct {
 	Keys config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEYS" desc:"aes256-gcm keyring, one key a line: id:base64key or id:base64key:created (RFC 3339); the last line encrypts, every line (and ENCRYPTION_KEY) decrypts"`
 	// KeysFile is the path of the keyring (SNAPVISOR_ENCRYPTION_KEYS_FILE), re-read at each use.
 	KeysFile string `envconfig:"SNAPVISOR_ENCRYPTION_KEYS_FILE" desc:"path of the keyring file, re-read at every snapshot and restore; with KEY_ROTATION the entrypoint rewrites it (temporary file and rename, mode 0600)"`
-	// Rotation is SNAPVISOR_KEY_ROTATION as written (config.ParseAge syntax); empty: off.
-	Rotation string `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
-	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION as written.
-	OldKeysRetention string `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
+	// Rotation is SNAPVISOR_KEY_ROTATION (config.ParseAge syntax); empty: off.
+	Rotation config.Age `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
+	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION (config.ParseAge syntax).
+	OldKeysRetention config.Age `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
 	// PBKDF2Iter is the aes256-cbc PBKDF2-SHA256 iteration count (openssl enc -iter).
 	PBKDF2Iter int `envconfig:"SNAPVISOR_PBKDF2_ITER" default:"600000" desc:"aes256-cbc: PBKDF2-SHA256 iterations (openssl enc -d -aes-256-cbc -pbkdf2 -iter N); restore needs the same number"`
 	// AgeRecipients are age recipients (age1..., age1pq1..., ssh-ed25519 ..., ssh-rsa ...).
@@ -106,19 +105,19 @@ func (e Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	interval, err := parseDuration("KEY_ROTATION", e.Rotation)
-	if err != nil {
+	if err := e.Rotation.Check("KEY_ROTATION", acceptedDuration); err != nil {
 		return err
 	}
-	if _, err := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention); err != nil {
+	if err := e.OldKeysRetention.Check("OLD_KEYS_RETENTION", acceptedDuration); err != nil {
 		return err
 	}
+	interval := e.Rotation.Duration()
 	if interval > 0 {
 		if alg != AESGCM {
-			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION=aes256-gcm (only its files carry a key id)")
+			return config.Invalid("KEY_ROTATION", e.Rotation.String(), "empty unless SNAPVISOR_ENCRYPTION=aes256-gcm (only its files carry a key id)")
 		}
 		if e.KeysFile == "" {
-			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION_KEYS_FILE names the keyring file the entrypoint may rewrite (create it empty, mode 0600, for a first key to be generated)")
+			return config.Invalid("KEY_ROTATION", e.Rotation.String(), "empty unless SNAPVISOR_ENCRYPTION_KEYS_FILE names the keyring file the entrypoint may rewrite (create it empty, mode 0600, for a first key to be generated)")
 		}
 	}
 	if e.PBKDF2Iter < 0 || (e.PBKDF2Iter != 0 && e.PBKDF2Iter < 1000) {
@@ -160,31 +159,6 @@ func (e Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-// parseDuration parses a duration variable in config.ParseAge syntax; empty is 0.
-func parseDuration(name, v string) (time.Duration, error) {
-	if strings.TrimSpace(v) == "" {
-		return 0, nil
-	}
-	d, err := config.ParseAge(strings.TrimSpace(v))
-	if err != nil {
-		e := config.Invalid(name, v, acceptedDuration)
-		e.Err = err
-		return 0, e
-	}
-	return d, nil
-}
-
-// rotationInterval and retention return the parsed durations (Validate has checked them).
-func (e Config) rotationInterval() time.Duration {
-	d, _ := parseDuration("KEY_ROTATION", e.Rotation)
-	return d
-}
-
-func (e Config) retention() time.Duration {
-	d, _ := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention)
-	return d
 }
 
 func (e Config) pbkdf2Iter() int {

@@ -39,7 +39,7 @@ func TestEncryption_RotationFakeClock(t *testing.T) {
 	ringPath := filepath.Join(secrets, "keyring")
 	must(t, os.WriteFile(ringPath, nil, 0o600))
 	cfg := testConfig(t, CompressionGzip, src)
-	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: "90d", OldKeysRetention: "7d"}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	must(t, cfg.Validate())
 
 	var logs bytes.Buffer
@@ -151,7 +151,7 @@ func TestEncryption_UnreadableKeyring(t *testing.T) {
 	cfg := testConfig(t, CompressionGzip, src)
 	ringPath := filepath.Join(t.TempDir(), "keyring")
 	must(t, os.WriteFile(ringPath, nil, 0o600))
-	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: "90d", OldKeysRetention: "7d"}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	must(t, cfg.Validate())
 	must(t, os.Remove(ringPath)) // gone after start-up
 	_, err := Create(context.Background(), cfg, testLogger(t))
@@ -176,7 +176,7 @@ func TestConfig_ValidateEncryption(t *testing.T) {
 		{seal.Config{Algorithm: seal.AESGCM}, "SNAPVISOR_ENCRYPTION"},
 		{seal.Config{Algorithm: seal.AESGCM, Keys: "a:short"}, "SNAPVISOR_ENCRYPTION_KEYS"},
 		{seal.Config{Algorithm: seal.AESGCM, KeysFile: "/nonexistent/ring"}, "SNAPVISOR_ENCRYPTION_KEYS_FILE"},
-		{seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t)), Rotation: "quarterly"}, "SNAPVISOR_KEY_ROTATION"},
+		{seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t)), Rotation: config.NewAge("quarterly")}, "SNAPVISOR_KEY_ROTATION"},
 		{seal.Config{Algorithm: seal.AESCBC, Key: "p", PBKDF2Iter: 10}, "SNAPVISOR_PBKDF2_ITER"},
 		{seal.Config{Algorithm: seal.Age}, "SNAPVISOR_ENCRYPTION"},
 	} {
