@@ -282,7 +282,9 @@ func (e Config) Rotate(now time.Time, used map[string]bool) (Rotation, error) {
 	if !e.Rotates() {
 		return Rotation{}, nil
 	}
-	ring, err := e.keyring()
+	// Always the file as it is now, never a keyring read earlier: what is
+	// written back must keep every key added since.
+	ring, err := e.readKeyring()
 	if err != nil {
 		return Rotation{}, err
 	}

@@ -72,6 +72,8 @@ type hooks struct {
 // .sha256 and is renamed into place. On error nothing new is listed.
 // Leftover temporary files of earlier crashed runs are removed first.
 // Runs on the same Dir are serialised by a lock; a concurrent run fails.
+// cfg must have passed Validate; the keyring file, if any, is read again
+// after key rotation (seal.Config.RereadKeyring).
 // While it runs, the process's Go memory limit (debug.SetMemoryLimit) is
 // lowered to 32 MiB and its GC percentage (debug.SetGCPercent) to 10 unless
 // they are already lower; both are restored afterwards.
@@ -80,9 +82,6 @@ func Create(ctx context.Context, cfg Config, log *zap.Logger) (Info, error) {
 }
 
 func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, error) {
-	if err := cfg.Validate(); err != nil {
-		return Info{}, err
-	}
 	if strings.TrimSpace(cfg.Dir) == "" {
 		return Info{}, fmt.Errorf("snapshot: no snapshot directory (SNAPVISOR_DIR is empty): use Stream to write to a remote")
 	}
@@ -109,6 +108,9 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	start := h.now().UTC()
 	if err := rotateKeys(cfg.Encryption, dir, start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
+	}
+	if cfg.Encryption, err = cfg.Encryption.RereadKeyring(); err != nil {
+		return Info{}, err
 	}
 	final := FileName(cfg, start)
 	finalPath := filepath.Join(dir, final)
@@ -160,14 +162,12 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 // its size and the sha256 of the bytes written. It needs no snapshot
 // directory and takes no lock; w sees exactly the bytes Create would have
 // put in the file. On error, what was written to w is not a snapshot.
+// cfg must have passed Validate, as for Create.
 func Stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger) (Info, error) {
 	return stream(ctx, cfg, w, log, hooks{})
 }
 
 func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
-	if err := cfg.Validate(); err != nil {
-		return Info{}, err
-	}
 	h = h.withDefaults()
 	defer limitMemory()()
 	sources, err := resolveSources(cfg.Sources)
@@ -178,6 +178,9 @@ func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hoo
 	// No snapshot directory tells which keys the (remote) snapshots use: rotation drops none here.
 	if err := rotateKeys(cfg.Encryption, "", start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
+	}
+	if cfg.Encryption, err = cfg.Encryption.RereadKeyring(); err != nil {
+		return Info{}, err
 	}
 	log = log.With(zap.String("snapshot", FileName(cfg, start)))
 	info, err := write(ctx, cfg, sources, w, start, devIno{}, log, h)

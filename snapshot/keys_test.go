@@ -66,9 +66,17 @@ func TestEncryption_RotationFakeClock(t *testing.T) {
 		must(t, err)
 		return id
 	}
+	// A restore or `entrypoint keys` is a later command: it loads the
+	// configuration, the keyring as rotated by the snapshots, once.
+	later := func() Config {
+		t.Helper()
+		c := cfg
+		must(t, c.Validate())
+		return c
+	}
 	restore := func(i Info) {
 		t.Helper()
-		must(t, Restore(ctx, cfg, i.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
+		must(t, Restore(ctx, later(), i.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
 		sameTree(t, want, model(t, src), false)
 	}
 
@@ -103,7 +111,7 @@ func TestEncryption_RotationFakeClock(t *testing.T) {
 	for _, s := range []Info{s1, s2, s3, s4} {
 		restore(s)
 	}
-	uses, err := KeyUsage(cfg.Encryption, cfg.Dir)
+	uses, err := KeyUsage(later().Encryption, cfg.Dir)
 	must(t, err)
 	if len(uses) != 3 || len(uses[0].Snapshots) != 2 || !uses[2].Current || uses[0].Current || uses[0].DropAfter.IsZero() {
 		t.Fatalf("KeyUsage = %+v", uses)
