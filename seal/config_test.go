@@ -60,7 +60,7 @@ func TestConfig_RotateReadsTheFile(t *testing.T) {
 	cfg := Config{Algorithm: AESGCM, KeysFile: ringPath, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	must(t, cfg.Validate())
 	must(t, os.WriteFile(ringPath, []byte("k1:"+k1+"\nk2:"+k2+"\n"), 0o600)) // added by hand since
-	r, err := cfg.Rotate(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), nil) // stamps both keys: a rewrite
+	r, err := cfg.Rotate(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), nil)   // stamps both keys: a rewrite
 	must(t, err)
 	if !r.Changed() {
 		t.Fatal("Rotate did not stamp the keys")
