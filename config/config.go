@@ -14,8 +14,8 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// Prefix is the prefix of every snapvisor environment variable.
-const Prefix = "SNAPVISOR"
+// prefix is the prefix of every snapvisor environment variable.
+const prefix = "SNAPVISOR"
 
 // Secret is a string that never prints its value: fmt, zap and JSON see "[redacted]".
 type Secret string
@@ -73,7 +73,7 @@ func Invalid(name, value, accepted string) *Error {
 }
 
 // Var returns the full environment variable name for a key without prefix.
-func Var(name string) string { return Prefix + "_" + name }
+func Var(name string) string { return prefix + "_" + name }
 
 // Lookup reads environment variables; os.LookupEnv in production, a map in tests.
 type Lookup func(key string) (string, bool)

@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -166,7 +169,7 @@ func TestRunner_ServeFutureSnapshot(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ctx, l, time.Minute) }()
 	defer cancel()
-	eventually(t, 10*time.Second, "two scheduled runs", func() bool {
+	testutil.Eventually(t, 10*time.Second, "two scheduled runs", func() bool {
 		st := r.status(time.Time{}, time.Hour)
 		return st.Runs >= 2 && st.Last != nil && st.Last.OK()
 	})
@@ -178,11 +181,13 @@ func TestRunner_ServeFutureSnapshot(t *testing.T) {
 	}
 }
 
-// TestNameTime: a streamed snapshot's name never waits for a last one in
-// the future (a clock stepped back); one in this second waits for the next.
-func TestNameTime(t *testing.T) {
+// TestRunner_NextSecondStreaming: a streamed snapshot's name never waits
+// for a last one in the future (a clock stepped back); one in this second
+// waits for the next.
+func TestRunner_NextSecondStreaming(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	snap := snapshot.Config{Sources: []string{t.TempDir()}, Name: "app"} // no Dir: streaming mode
 	for _, tc := range []struct {
 		name string
 		last time.Time
@@ -192,13 +197,13 @@ func TestNameTime(t *testing.T) {
 		{"no last", time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			r := NewRunner(Config{}, snap, rotation.Policy{}, nil, nil, zaptest.NewLogger(t), nil)
+			r.streamedAt = tc.last
 			start := time.Now()
-			at, err := nameTime(ctx, tc.last)
-			if err != nil {
-				t.Fatalf("nameTime: %v after %v", err, time.Since(start))
-			}
-			if time.Since(start) > 1100*time.Millisecond {
-				t.Errorf("waited %v, more than a second", time.Since(start))
+			r.nextSecond(ctx, zaptest.NewLogger(t))
+			at := time.Now()
+			if at.Sub(start) > 1100*time.Millisecond {
+				t.Errorf("waited %v, more than a second", at.Sub(start))
 			}
 			if at.Truncate(time.Second).Equal(tc.last.Truncate(time.Second)) {
 				t.Errorf("named %v, in the second of the last one", at)
@@ -227,7 +232,7 @@ func TestRunner_SeedFromRemotesSkipsFuture(t *testing.T) {
 	snap := f.snap
 	snap.Dir = "" // streaming mode: the remotes are all there is
 	r := NewRunner(Config{}, snap, rotation.Policy{}, f.sup, nil, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), nil)
-	r.SetStores([]store.Store{s})
+	r.SetRemotes([]remote.Remote{{Store: s}})
 	r.seedFromRemotes(ctx)
 	if st := r.status(time.Time{}, time.Hour); st.LastGood == nil || st.LastGood.Snapshot != past {
 		t.Fatalf("last good %+v, want %s (not the future-dated one)", st.LastGood, past)

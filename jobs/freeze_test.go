@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/supervisor"
 )
@@ -21,13 +22,7 @@ import (
 // requireRoot fails in CI (which runs as root) and skips elsewhere.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test mounts a filesystem: it needs root, which CI must provide")
-	}
-	t.Skip("needs root (mounts a filesystem)")
+	testutil.RequireRoot(t, "this test mounts a filesystem: it")
 }
 
 // loopExt4 mounts a fresh 64 MiB ext4 filesystem (lost+found included, as on
@@ -110,8 +105,8 @@ func TestRunner_FreezeStopHungIO(t *testing.T) {
 	start := time.Now()
 	done := make(chan Result, 1)
 	go func() { res, _ := r.Trigger(context.Background(), "test"); done <- res }()
-	eventually(t, 5*time.Second, "the service stopped for the snapshot", func() bool { return f.sup.PID() != first || f.sup.State() == supervisor.StateStopped })
-	eventually(t, timeout+5*time.Second, "the service running again while the archive is stuck", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the service stopped for the snapshot", func() bool { return f.sup.PID() != first || f.sup.State() == supervisor.StateStopped })
+	testutil.Eventually(t, timeout+5*time.Second, "the service running again while the archive is stuck", func() bool {
 		return f.sup.State() == supervisor.StateRunning && f.sup.PID() != first
 	})
 	if d := time.Since(start); d < timeout {
@@ -155,14 +150,14 @@ func TestRunner_FrozenTooLongIsUnhealthy(t *testing.T) {
 		f.snap, rotation.Policy{Keep: 10}, svc, f.env, zap.NewNop(), nil)
 	done := make(chan Result, 1)
 	go func() { res, _ := r.Trigger(context.Background(), "test"); done <- res }()
-	eventually(t, 5*time.Second, "the service stopped for the snapshot", func() bool { return f.sup.State() == supervisor.StateStopped })
-	eventually(t, timeout+5*time.Second, "unhealthy: stopped past SNAPVISOR_FREEZE_TIMEOUT", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the service stopped for the snapshot", func() bool { return f.sup.State() == supervisor.StateStopped })
+	testutil.Eventually(t, timeout+5*time.Second, "unhealthy: stopped past SNAPVISOR_FREEZE_TIMEOUT", func() bool {
 		st := r.status(time.Time{}, time.Hour)
 		return !st.Healthy && strings.Contains(st.Problem, "SNAPVISOR_FREEZE_TIMEOUT")
 	})
 	close(svc.gate)
 	<-done
-	eventually(t, 5*time.Second, "healthy once the service runs again", func() bool {
+	testutil.Eventually(t, 5*time.Second, "healthy once the service runs again", func() bool {
 		return r.status(time.Time{}, time.Hour).Healthy
 	})
 }
@@ -209,7 +204,7 @@ func TestRunner_ShuttingDown(t *testing.T) {
 	r := NewRunner(Config{Freeze: FreezeStop, FreezeTimeout: 10 * time.Second, HookTimeout: 5 * time.Second},
 		f.snap, rotation.Policy{Keep: 10}, f.sup, f.env, zap.New(core), nil)
 	f.stop()
-	eventually(t, 5*time.Second, "the supervisor shutting down", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the supervisor shutting down", func() bool {
 		// Start of a running service changes nothing; it names the shutdown first.
 		return errors.Is(f.sup.Start(), supervisor.ErrShuttingDown)
 	})

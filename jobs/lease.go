@@ -11,11 +11,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"snapvisor/store"
+	"snapvisor/internal/fsx"
+	"snapvisor/remote"
 )
 
 // Leases: a remote takes snapshots named SNAPVISOR_NAME from one writer only
-// (store.AcquireLease). The runner takes or renews its lease on a remote
+// (remote.AcquireLease). The runner takes or renews its lease on a remote
 // before every push, streamed upload and rotation there; KeepLeases renews
 // them every third of SNAPVISOR_LEASE_TTL while the entrypoint runs, so that
 // a live writer never loses its lease and a dead one's expires within the
@@ -30,41 +31,41 @@ const leaseOpTimeout = 30 * time.Second
 
 // leases is a runner's hold on its remotes' leases.
 type leases struct {
-	writer store.Writer
+	writer remote.Writer
 	now    func() time.Time // the clock the leases are written with
 
 	mu        sync.Mutex
-	conflicts map[string]*store.LeaseError // by remote: another writer holds it
-	held      map[string]bool              // by remote: ours (as far as we know)
+	conflicts map[string]*remote.LeaseError // by remote: another writer holds it
+	held      map[string]bool               // by remote: ours (as far as we know)
 }
 
 func newLeases() *leases {
-	return &leases{writer: store.ThisWriter(), now: time.Now,
-		conflicts: make(map[string]*store.LeaseError), held: make(map[string]bool)}
+	return &leases{writer: remote.ThisWriter(), now: time.Now,
+		conflicts: make(map[string]*remote.LeaseError), held: make(map[string]bool)}
 }
 
-// record notes the outcome of taking or renewing the lease on remote,
+// record notes the outcome of taking or renewing the lease on the remote named name,
 // logging changes only (a conflict is logged once, not at every run).
-func (l *leases) record(remote string, err error, log *zap.Logger) {
-	var le *store.LeaseError
+func (l *leases) record(name string, err error, log *zap.Logger) {
+	var le *remote.LeaseError
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case errors.As(err, &le):
-		if prev := l.conflicts[remote]; prev == nil || prev.Lease.Writer != le.Lease.Writer {
+		if prev := l.conflicts[name]; prev == nil || prev.Lease.Writer != le.Lease.Writer {
 			log.Error("remote lease held by another writer: no pushes or rotation there until it is ours (local snapshots go on)",
-				zap.String("remote", remote), zap.String("holder_host", le.Lease.Host), zap.String("holder_instance", le.Lease.Instance),
+				zap.String("remote", name), zap.String("holder_host", le.Lease.Host), zap.String("holder_instance", le.Lease.Instance),
 				zap.Time("expires", le.Lease.Expires), zap.Error(err))
 		}
-		l.conflicts[remote] = le
-		l.held[remote] = false
+		l.conflicts[name] = le
+		l.held[name] = false
 	case err == nil:
-		if !l.held[remote] {
-			log.Info("remote lease taken: this writer pushes and rotates there", zap.String("remote", remote),
+		if !l.held[name] {
+			log.Info("remote lease taken: this writer pushes and rotates there", zap.String("remote", name),
 				zap.String("host", l.writer.Host), zap.String("instance", l.writer.Instance))
 		}
-		delete(l.conflicts, remote)
-		l.held[remote] = true
+		delete(l.conflicts, name)
+		l.held[name] = true
 	}
 }
 
@@ -84,15 +85,15 @@ func (l *leases) problem() string {
 	return strings.Join(out, "; ")
 }
 
-// holdLease takes or renews the runner's lease on s (see store.AcquireLease).
-func (r *Runner) holdLease(ctx context.Context, s store.Store, log *zap.Logger) error {
+// holdLease takes or renews the runner's lease on s (see remote.AcquireLease).
+func (r *Runner) holdLease(ctx context.Context, s remote.Remote, log *zap.Logger) error {
 	l := r.leases
-	_, err := store.AcquireLease(ctx, s, r.snap.Name, l.writer, store.LeaseTTL(s), l.now())
+	_, err := remote.AcquireLease(ctx, s, r.snap.Name, l.writer, s.TTL(), l.now())
 	l.record(s.Name(), err, log)
 	if err != nil {
-		var le *store.LeaseError
+		var le *remote.LeaseError
 		if !errors.As(err, &le) {
-			err = fmt.Errorf("lease %s: %w", store.LeaseKey(r.snap.Name), err)
+			err = fmt.Errorf("lease %s: %w", remote.LeaseKey(r.snap.Name), err)
 		}
 	}
 	return err
@@ -103,7 +104,7 @@ func (r *Runner) holdLease(ctx context.Context, s store.Store, log *zap.Logger) 
 // logged it), or the remote failed (logged here). pushOne counts it.
 func refused(res PushResult, err error, log *zap.Logger) PushResult {
 	res.Error = err.Error()
-	var le *store.LeaseError
+	var le *remote.LeaseError
 	if errors.As(err, &le) {
 		h := le.Lease
 		res.LeaseHolder = &h
@@ -118,25 +119,21 @@ func refused(res PushResult, err error, log *zap.Logger) PushResult {
 // standalone run runs it around its Trigger (and calls ReleaseLeases after).
 // Each round is bounded (leaseOpTimeout per remote, in parallel).
 func (r *Runner) KeepLeases(ctx context.Context) {
-	if len(r.stores) == 0 {
+	if len(r.remotes) == 0 {
 		return
 	}
-	period := store.LeaseTTL(r.stores[0]) / 3
-	for _, s := range r.stores[1:] {
-		period = min(period, store.LeaseTTL(s)/3)
+	period := r.remotes[0].TTL() / 3
+	for _, s := range r.remotes[1:] {
+		period = min(period, s.TTL()/3)
 	}
 	for {
-		eachStore(ctx, r.stores, func(ctx context.Context, _ int, s store.Store) {
-			if err := r.holdLease(ctx, s, r.log); err != nil && !errors.As(err, new(*store.LeaseError)) {
+		eachStore(ctx, r.remotes, func(ctx context.Context, _ int, s remote.Remote) {
+			if err := r.holdLease(ctx, s, r.log); err != nil && !errors.As(err, new(*remote.LeaseError)) {
 				r.log.Warn("remote lease renewal failed; the next push tries again", zap.String("remote", s.Name()), zap.Error(err))
 			}
 		})
-		t := time.NewTimer(period)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if fsx.Sleep(ctx, period) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -151,8 +148,8 @@ func (r *Runner) ReleaseLeases(ctx context.Context) {
 	if r.leases == nil {
 		return
 	}
-	eachStore(ctx, r.stores, func(ctx context.Context, _ int, s store.Store) {
-		released, err := store.ReleaseLease(ctx, s, r.snap.Name, r.leases.writer)
+	eachStore(ctx, r.remotes, func(ctx context.Context, _ int, s remote.Remote) {
+		released, err := remote.ReleaseLease(ctx, s, r.snap.Name, r.leases.writer)
 		switch {
 		case err != nil:
 			r.log.Warn("remote lease not released: it expires by itself (SNAPVISOR_LEASE_TTL)", zap.String("remote", s.Name()), zap.Error(err))
@@ -167,21 +164,21 @@ func (r *Runner) ReleaseLeases(ctx context.Context) {
 
 // LeaseResult is what `entrypoint takeover` did on one remote.
 type LeaseResult struct {
-	Remote   string       `json:"remote"`
-	Action   string       `json:"action,omitempty"`   // "taken" (this entrypoint holds it now) or "broken" (deleted; the next writer takes it)
-	Previous *store.Lease `json:"previous,omitempty"` // the lease replaced or deleted; nil: there was none
-	Error    string       `json:"error,omitempty"`
+	Remote   string        `json:"remote"`
+	Action   string        `json:"action,omitempty"`   // "taken" (this entrypoint holds it now) or "broken" (deleted; the next writer takes it)
+	Previous *remote.Lease `json:"previous,omitempty"` // the lease replaced or deleted; nil: there was none
+	Error    string        `json:"error,omitempty"`
 }
 
 // TakeLeases takes the lease on every remote now, whoever holds it
 // (`entrypoint takeover` with this entrypoint running): the previous holder
 // is refused from its next renewal or push on.
 func (r *Runner) TakeLeases(ctx context.Context) []LeaseResult {
-	out := make([]LeaseResult, len(r.stores))
-	eachStore(ctx, r.stores, func(ctx context.Context, i int, s store.Store) {
+	out := make([]LeaseResult, len(r.remotes))
+	eachStore(ctx, r.remotes, func(ctx context.Context, i int, s remote.Remote) {
 		l := r.leases
 		res := LeaseResult{Remote: s.Name(), Action: "taken"}
-		prev, had, err := store.TakeLease(ctx, s, r.snap.Name, l.writer, store.LeaseTTL(s), l.now())
+		prev, had, err := remote.TakeLease(ctx, s, r.snap.Name, l.writer, s.TTL(), l.now())
 		if had {
 			res.Previous = &prev
 		}
@@ -201,11 +198,11 @@ func (r *Runner) TakeLeases(ctx context.Context) []LeaseResult {
 // whoever holds it (`entrypoint takeover` with no entrypoint running here):
 // the next writer to push takes it. A live holder takes it back at its next
 // renewal, so stop that one first.
-func BreakLeases(ctx context.Context, stores []store.Store, name string, log *zap.Logger) []LeaseResult {
+func BreakLeases(ctx context.Context, stores []remote.Remote, name string, log *zap.Logger) []LeaseResult {
 	out := make([]LeaseResult, len(stores))
-	eachStore(ctx, stores, func(ctx context.Context, i int, s store.Store) {
+	eachStore(ctx, stores, func(ctx context.Context, i int, s remote.Remote) {
 		res := LeaseResult{Remote: s.Name(), Action: "broken"}
-		prev, had, err := store.BreakLease(ctx, s, name)
+		prev, had, err := remote.BreakLease(ctx, s, name)
 		if had {
 			res.Previous = &prev
 		}
@@ -222,7 +219,7 @@ func BreakLeases(ctx context.Context, stores []store.Store, name string, log *za
 
 // eachStore runs fn on every store in parallel, each bounded by
 // leaseOpTimeout, and returns when all have returned.
-func eachStore(ctx context.Context, stores []store.Store, fn func(ctx context.Context, i int, s store.Store)) {
+func eachStore(ctx context.Context, stores []remote.Remote, fn func(ctx context.Context, i int, s remote.Remote)) {
 	var wg sync.WaitGroup
 	for i, s := range stores {
 		wg.Add(1)

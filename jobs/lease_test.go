@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -45,17 +47,17 @@ func newWriter(t *testing.T, host, compression string, streaming bool, remotes .
 	snap := snapshot.Config{Sources: []string{data}, Dir: w.dir, Name: "app", Compression: compression}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).With(zap.String("writer", host))
 	w.r = NewRunner(Config{Freeze: FreezeNone}, snap, rotation.Policy{Keep: 10}, nil, nil, log, w.m)
-	var stores []store.Store
+	var stores []remote.Remote
 	for _, u := range remotes {
 		s, err := store.Open(context.Background(), u, store.Config{}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		stores = append(stores, store.WithRetry(store.WithMetrics(s, w.m.MetricsSet(), log), store.Policy{Retries: 1, Backoff: time.Millisecond, Timeout: time.Minute}, log))
+		stores = append(stores, remote.Remote{Store: store.WithRetry(store.WithMetrics(s, w.m.MetricsSet(), log), store.Policy{Retries: 1, Backoff: time.Millisecond}, log), Timeout: time.Minute})
 	}
-	w.r.SetStores(stores)
-	w.r.leases.writer = store.Writer{Host: host, Instance: host + "-instance"}
+	w.r.SetRemotes(stores)
+	w.r.leases.writer = remote.Writer{Host: host, Instance: host + "-instance"}
 	return w
 }
 
@@ -91,7 +93,7 @@ func remoteKeys(t *testing.T, dir string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := store.ListSnapshots(context.Background(), s, "app")
+	list, err := remote.ListSnapshots(context.Background(), s, "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +115,7 @@ func TestRunner_Leases(t *testing.T) {
 	url := "file://" + remoteDir
 	a := newWriter(t, "host-a", snapshot.CompressionGzip, false, url)
 	b := newWriter(t, "host-b", snapshot.CompressionZstd, false, url)
-	name := a.r.stores[0].Name()
+	name := a.r.remotes[0].Name()
 
 	if res := a.run(t); !res.OK() || len(res.Remotes) != 1 || res.Remotes[0].Error != "" {
 		t.Fatalf("first writer: %+v", res)
@@ -146,7 +148,7 @@ func TestRunner_Leases(t *testing.T) {
 	}
 
 	t.Run("the lease expires: the second writer takes over", func(t *testing.T) {
-		b.r.leases.now = func() time.Time { return time.Now().Add(store.DefaultLeaseTTL + time.Minute) }
+		b.r.leases.now = func() time.Time { return time.Now().Add(remote.DefaultLeaseTTL + time.Minute) }
 		res := b.run(t)
 		if pr := res.Remotes[0]; pr.Error != "" || pr.LeaseHolder != nil {
 			t.Fatalf("after the expiry: %+v", pr)
@@ -189,7 +191,7 @@ func TestRunner_Leases(t *testing.T) {
 
 	t.Run("release: the next writer takes it at once", func(t *testing.T) {
 		a.r.ReleaseLeases(context.Background())
-		if _, err := os.Stat(filepath.Join(remoteDir, store.LeaseKey("app"))); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(remoteDir, remote.LeaseKey("app"))); !os.IsNotExist(err) {
 			t.Fatalf("lease still there after the release: %v", err)
 		}
 		if pr := b.run(t).Remotes[0]; pr.Error != "" {

@@ -2,9 +2,6 @@ package jobs
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/crypto/ssh"
 
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -21,19 +19,8 @@ import (
 )
 
 func sshKeyFile(t *testing.T) string {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	storetest.WriteKey(t, p)
 	return p
 }
 
@@ -55,24 +42,24 @@ func TestStreamToRemotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := snapshot.Config{Sources: []string{src}, Name: "app", Compression: snapshot.CompressionNone}
-	policy := store.Policy{Retries: 2, Backoff: 10 * time.Millisecond, Timeout: 2 * time.Second}
-	open := func(t *testing.T, u string, c store.Config) store.Store {
+	policy := store.Policy{Retries: 2, Backoff: 10 * time.Millisecond}
+	open := func(t *testing.T, u string, c store.Config) remote.Remote {
 		s, err := store.Open(ctx, u, c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		return store.WithRetry(s, policy, nil)
+		return remote.Remote{Store: store.WithRetry(s, policy, nil), Timeout: 2 * time.Second}
 	}
 	good1 := open(t, "file://"+filepath.Join(root, "r1"), store.Config{})
 	good2 := open(t, "file://"+filepath.Join(root, "r2"), store.Config{})
 	hung := open(t, "sftp://u@"+storetest.HungAddr(t)+"/backups", store.Config{SFTPKeyFile: sshKeyFile(t), SFTPInsecureNoHost: true})
 
 	start := time.Now()
-	info, results, err := StreamToRemotes(ctx, cfg, []store.Store{good1, hung, good2}, zaptest.NewLogger(t))
+	info, results, err := remote.Stream(ctx, cfg, []remote.Remote{good1, hung, good2}, time.Now(), zaptest.NewLogger(t))
 	elapsed := time.Since(start)
 	if err != nil {
-		t.Fatalf("StreamToRemotes: %v", err)
+		t.Fatalf("remote.Stream: %v", err)
 	}
 	if info.Path != "" || info.Size == 0 || !strings.HasPrefix(info.Name, "app-") {
 		t.Errorf("info %+v", info)
@@ -86,8 +73,8 @@ func TestStreamToRemotes(t *testing.T) {
 	if elapsed > 20*time.Second {
 		t.Errorf("a hung remote held the snapshot for %s with a 2s limit", elapsed)
 	}
-	for _, s := range []store.Store{good1, good2} {
-		list, err := store.ListSnapshots(ctx, s, "app")
+	for _, s := range []remote.Remote{good1, good2} {
+		list, err := remote.ListSnapshots(ctx, s, "app")
 		if err != nil || len(list) != 1 || list[0].Key != info.Name || list[0].Size != info.Size {
 			t.Errorf("%s: %+v, %v", s.Name(), list, err)
 		}
@@ -104,7 +91,7 @@ func TestStreamToRemotes(t *testing.T) {
 	if err := os.RemoveAll(src); err != nil {
 		t.Fatal(err)
 	}
-	name, err := RestoreIfEmpty(ctx, cfg, []store.Store{good2}, zaptest.NewLogger(t))
+	name, err := RestoreIfEmpty(ctx, cfg, []remote.Remote{good2}, zaptest.NewLogger(t))
 	if err != nil || name != info.Name {
 		t.Fatalf("RestoreIfEmpty = %q, %v", name, err)
 	}
@@ -117,18 +104,18 @@ func TestStreamToRemotes(t *testing.T) {
 		if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		stores, oerr := store.OpenAll(ctx, store.Config{Retries: 0, Backoff: time.Millisecond, Timeout: time.Minute,
+		stores, oerr := remote.OpenAll(ctx, store.Config{Retries: 0, Backoff: time.Millisecond, Timeout: time.Minute,
 			Remotes: []string{"file://" + blocker + "/x"}}, nil, nil)
 		if oerr == nil || len(stores) != 1 {
 			t.Fatalf("OpenAll = %d, %v", len(stores), oerr)
 		}
-		_, results, err := StreamToRemotes(ctx, cfg, stores, zaptest.NewLogger(t))
+		_, results, err := remote.Stream(ctx, cfg, stores, time.Now(), zaptest.NewLogger(t))
 		if err == nil || len(results) != 1 || results[0].Error == "" || !strings.Contains(err.Error(), blocker) {
-			t.Fatalf("StreamToRemotes to a broken remote: %v, %+v", err, results)
+			t.Fatalf("remote.Stream to a broken remote: %v, %+v", err, results)
 		}
 	})
 	t.Run("no remote", func(t *testing.T) {
-		if _, _, err := StreamToRemotes(ctx, cfg, nil, zaptest.NewLogger(t)); !errors.Is(err, errNoRemote) {
+		if _, _, err := remote.Stream(ctx, cfg, nil, time.Now(), zaptest.NewLogger(t)); !errors.Is(err, remote.ErrNoRemote) {
 			t.Errorf("got %v", err)
 		}
 	})

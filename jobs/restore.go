@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"snapvisor/remote"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 )
@@ -47,7 +48,7 @@ var ErrRemoteUnavailable = errors.New("a remote could not be listed")
 // In streaming mode (cfg.Dir empty) a remote snapshot is downloaded into a
 // temporary directory beside the first source and deleted afterwards;
 // otherwise into cfg.Dir, where it stays as a local snapshot.
-func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []store.Store, log *zap.Logger) (string, error) {
+func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []remote.Remote, log *zap.Logger) (string, error) {
 	// An interrupted restore is completed before anything is judged empty.
 	if err := snapshot.Recover(cfg, log); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrRestoreFailed, err)
@@ -84,7 +85,7 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []store.St
 			return s.Name, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
-		if !Unusable(err) {
+		if !unusable(err) {
 			return "", fmt.Errorf("%w: restoring %s (the service was not started; older snapshots were not tried: the fault is not the snapshot's): %w",
 				ErrRestoreFailed, s.Path, err)
 		}
@@ -123,16 +124,16 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []store.St
 	return rs.Key, nil
 }
 
-// Unusable reports whether err says that a snapshot itself is bad (checksum
+// unusable reports whether err says that a snapshot itself is bad (checksum
 // mismatch, corrupt or truncated archive): another snapshot may do.
-func Unusable(err error) bool {
+func unusable(err error) bool {
 	return errors.Is(err, snapshot.ErrChecksum) || errors.Is(err, snapshot.ErrCorrupt)
 }
 
 // candidate is one remote copy of a snapshot.
 type candidate struct {
-	s  store.Store
-	rs store.RemoteSnapshot
+	s  remote.Remote
+	rs remote.Snapshot
 }
 
 // RestoreFromRemotes downloads a snapshot named cfg.Name from the stores and
@@ -150,9 +151,9 @@ type candidate struct {
 // afterwards. It returns the restored snapshot, or a zero RemoteSnapshot and
 // no error when no store has one; a store that cannot be listed makes it
 // fail with ErrRemoteUnavailable when no other store has a candidate.
-func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store.Store, key, keepDir string, opts snapshot.RestoreOptions, log *zap.Logger) (store.RemoteSnapshot, error) {
+func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []remote.Remote, key, keepDir string, opts snapshot.RestoreOptions, log *zap.Logger) (remote.Snapshot, error) {
 	var cands []candidate
-	lists, listErrs := listRemotes(ctx, stores, cfg.Name, "restore: cannot list remote", log)
+	lists, listErrs := remote.ListAll(ctx, stores, cfg.Name, "restore: cannot list remote", log)
 	for i, list := range lists {
 		for _, rs := range list {
 			if key == "" || rs.Key == key {
@@ -162,13 +163,13 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 	}
 	if len(cands) == 0 {
 		if len(listErrs) > 0 {
-			return store.RemoteSnapshot{}, fmt.Errorf("%w and no other one has a snapshot named %s-*: %w",
+			return remote.Snapshot{}, fmt.Errorf("%w and no other one has a snapshot named %s-*: %w",
 				ErrRemoteUnavailable, cfg.Name, errors.Join(listErrs...))
 		}
 		if key != "" {
-			return store.RemoteSnapshot{}, fmt.Errorf("restore: no snapshot %s on %s", key, storeNames(stores))
+			return remote.Snapshot{}, fmt.Errorf("restore: no snapshot %s on %s", key, storeNames(stores))
 		}
-		return store.RemoteSnapshot{}, nil
+		return remote.Snapshot{}, nil
 	}
 	if len(listErrs) > 0 {
 		log.Warn("restore: some remotes could not be listed; restoring from the others", zap.Int("unlisted", len(listErrs)))
@@ -186,11 +187,11 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 	if dir == "" {
 		first, err := filepath.Abs(cfg.Sources[0])
 		if err != nil {
-			return store.RemoteSnapshot{}, fmt.Errorf("restore: %w", err)
+			return remote.Snapshot{}, fmt.Errorf("restore: %w", err)
 		}
 		parent := filepath.Dir(first)
 		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return store.RemoteSnapshot{}, fmt.Errorf("restore: %w", err)
+			return remote.Snapshot{}, fmt.Errorf("restore: %w", err)
 		}
 		pattern := "." + filepath.Base(first) + ".fetch-*"
 		if stale, _ := filepath.Glob(filepath.Join(parent, pattern)); len(stale) > 0 {
@@ -200,7 +201,7 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 			}
 		}
 		if dir, err = os.MkdirTemp(parent, pattern); err != nil {
-			return store.RemoteSnapshot{}, fmt.Errorf("restore: temporary download directory beside %s: %w", first, err)
+			return remote.Snapshot{}, fmt.Errorf("restore: temporary download directory beside %s: %w", first, err)
 		}
 		defer os.RemoveAll(dir)
 	}
@@ -208,14 +209,17 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 	var errs []error
 	for i, c := range cands {
 		log.Info("restore: downloading from remote", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key), zap.Int64("size", c.rs.Size))
-		p, err := store.Fetch(ctx, c.s, c.rs.Key, dir)
+		fctx, cancel := c.s.WithTimeout(ctx)
+		p, err := remote.Fetch(fctx, c.s, c.rs.Key, dir)
+		err = remote.TimeoutError(fctx, err)
+		cancel()
 		if err == nil {
 			log.Info("restore: restoring the downloaded snapshot", zap.String("key", c.rs.Key), zap.String("source", cfg.Sources[0]))
 			if err = snapshot.Restore(ctx, cfg, p, opts, log); err == nil {
 				log.Info("restore: done", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key))
 				return c.rs, nil
 			}
-			if Unusable(err) || keepDir == "" {
+			if unusable(err) || keepDir == "" {
 				// A bad copy must not stay to shadow the remotes next time.
 				os.Remove(p)
 				os.Remove(p + ".sha256")
@@ -226,56 +230,35 @@ func RestoreFromRemotes(ctx context.Context, cfg snapshot.Config, stores []store
 		next := i+1 < len(cands)
 		sameNext := next && cands[i+1].rs.Key == c.rs.Key
 		switch {
-		case next && (Unusable(err) || vanished(err)):
+		case next && (unusable(err) || vanished(err)):
 			log.Warn("restore: remote snapshot unusable, trying the next", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key), zap.Error(err))
 		case sameNext && remoteFault(err):
 			log.Warn("restore: download failed, trying the same snapshot on the next remote", zap.String("remote", c.s.Name()), zap.String("key", c.rs.Key), zap.Error(err))
-		case !next && (Unusable(err) || vanished(err)):
-			return store.RemoteSnapshot{}, fmt.Errorf("none of the %d remote snapshots verifies: %w", len(cands), errors.Join(errs...))
+		case !next && (unusable(err) || vanished(err)):
+			return remote.Snapshot{}, fmt.Errorf("none of the %d remote snapshots verifies: %w", len(cands), errors.Join(errs...))
 		case remoteFault(err):
-			return store.RemoteSnapshot{}, fmt.Errorf("the newest remote snapshot could not be downloaded, and older ones are not tried "+
+			return remote.Snapshot{}, fmt.Errorf("the newest remote snapshot could not be downloaded, and older ones are not tried "+
 				"(they would restore older data); fix the remote, or restore an older one on purpose with `entrypoint restore --from URL NAME`: %w", errors.Join(errs...))
 		default:
-			return store.RemoteSnapshot{}, fmt.Errorf("restoring a remote snapshot failed for a reason that is not the snapshot's, so older ones are not tried: %w", err)
+			return remote.Snapshot{}, fmt.Errorf("restoring a remote snapshot failed for a reason that is not the snapshot's, so older ones are not tried: %w", err)
 		}
 	}
-	return store.RemoteSnapshot{}, errors.Join(errs...) // not reached: the last candidate returns
+	return remote.Snapshot{}, errors.Join(errs...) // not reached: the last candidate returns
 }
 
 // vanished reports a snapshot that was listed but is gone (deleted meanwhile).
-// listRemotes lists the complete snapshots named name on every store, each
-// listing bounded by SNAPVISOR_REMOTE_TIMEOUT: lists[i] is stores[i]'s,
-// newest first (nil when it failed). Every failure is logged with msg and
-// returned in errs.
-func listRemotes(ctx context.Context, stores []store.Store, name, msg string, log *zap.Logger) (lists [][]store.RemoteSnapshot, errs []error) {
-	lists = make([][]store.RemoteSnapshot, len(stores))
-	for i, s := range stores {
-		lctx, cancel := store.WithTimeout(ctx, s)
-		list, err := store.ListSnapshots(lctx, s, name)
-		err = store.TimeoutError(lctx, err)
-		cancel()
-		if err != nil {
-			errs = append(errs, err)
-			log.Warn(msg, zap.String("remote", s.Name()), zap.Error(err))
-			continue
-		}
-		lists[i] = list
-	}
-	return lists, errs
-}
-
 func vanished(err error) bool { return errors.Is(err, fs.ErrNotExist) && isStoreError(err) }
 
 // remoteFault reports a failure of the remote side (after its retries): the
 // store could not deliver, as opposed to a fault of the local disk.
-func remoteFault(err error) bool { return isStoreError(err) || errors.Is(err, store.ErrTimeout) }
+func remoteFault(err error) bool { return isStoreError(err) || errors.Is(err, remote.ErrTimeout) }
 
 func isStoreError(err error) bool {
 	var se *store.Error
 	return errors.As(err, &se)
 }
 
-func storeNames(stores []store.Store) string {
+func storeNames(stores []remote.Remote) string {
 	names := make([]string, len(stores))
 	for i, s := range stores {
 		names[i] = s.Name()

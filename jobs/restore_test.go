@@ -8,14 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap/zaptest"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/snapshot"
 	"snapvisor/store"
+	"snapvisor/store/storetest"
 )
 
 // remoteFixture: a source to restore into, snapshots of known contents on
@@ -23,7 +28,7 @@ import (
 type remoteFixture struct {
 	root   string
 	cfg    snapshot.Config // Sources: root/data (missing: a new volume)
-	stores []store.Store
+	stores []remote.Remote
 	t0     time.Time
 }
 
@@ -37,7 +42,7 @@ func newRemoteFixture(t *testing.T, nStores int, dir string) *remoteFixture {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.stores = append(f.stores, s)
+		f.stores = append(f.stores, remote.Remote{Store: s})
 	}
 	return f
 }
@@ -83,7 +88,7 @@ func writeSum(t *testing.T, p string) {
 
 func (f *remoteFixture) push(t *testing.T, i int, p string) {
 	t.Helper()
-	if _, err := store.Push(context.Background(), f.stores[i], p); err != nil {
+	if _, err := remote.Push(context.Background(), f.stores[i], p); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -198,7 +203,7 @@ func TestRestoreIfEmpty_Remotes(t *testing.T) {
 		if err := os.WriteFile(blocker, []byte("not mounted"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		all, oerr := store.OpenAll(ctx, store.Config{Retries: 1, Backoff: time.Millisecond, Timeout: time.Minute,
+		all, oerr := remote.OpenAll(ctx, store.Config{Retries: 1, Backoff: time.Millisecond, Timeout: time.Minute,
 			Remotes: []string{"file://" + filepath.Join(f.root, "remotea"), "file://" + blocker + "/backups"}}, nil, nil)
 		if oerr == nil || len(all) != 2 {
 			t.Fatalf("OpenAll = %d, %v", len(all), oerr)
@@ -213,6 +218,30 @@ func TestRestoreIfEmpty_Remotes(t *testing.T) {
 		name, err := RestoreIfEmpty(ctx, f.cfg, all, zaptest.NewLogger(t))
 		if err != nil || f.restored(t) != "v1" {
 			t.Fatalf("RestoreIfEmpty = %q, %v; want v1 from the readable remote", name, err)
+		}
+	})
+	t.Run("a hung remote delays neither the others' listing nor the restore beyond its own limit", func(t *testing.T) {
+		f := newRemoteFixture(t, 1, "")
+		f.push(t, 0, f.snap(t, "v1", 1))
+		const limit = 3 * time.Second
+		hung, err := store.Open(ctx, "s3://bucket/app?endpoint="+storetest.HungAddr(t)+"&tls=false&region=us-east-1",
+			store.Config{S3AccessKey: "minio", S3SecretKey: "minio-secret"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hung.Close()
+		good := &listTimed{Store: f.stores[0].Store}
+		start := time.Now()
+		name, err := RestoreIfEmpty(ctx, f.cfg, []remote.Remote{{Store: hung, Timeout: limit}, {Store: good}}, zaptest.NewLogger(t))
+		elapsed := time.Since(start)
+		if err != nil || f.restored(t) != "v1" {
+			t.Fatalf("RestoreIfEmpty = %q, %v; want v1 from the remote that answers", name, err)
+		}
+		if d := good.listed().Sub(start); d <= 0 || d > limit/2 {
+			t.Errorf("the second remote was listed %s after the start: it waited for the hung first one (limit %s)", d, limit)
+		}
+		if elapsed > limit+2*time.Second {
+			t.Errorf("auto-restore took %s with one hung remote limited to %s", elapsed, limit)
 		}
 	})
 	t.Run("reachable remotes without snapshots: start with empty data", func(t *testing.T) {
@@ -292,10 +321,7 @@ func TestRestoreIfEmpty_Empty(t *testing.T) {
 			if tc.mount {
 				mkdir(t, data)
 				if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=16m"); err != nil {
-					if os.Getenv("CI") == "true" {
-						t.Fatalf("mount tmpfs (needs root): %v", err)
-					}
-					t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+					testutil.Unavailable(t, "cannot mount a tmpfs (needs root): %v", err)
 				}
 				t.Cleanup(func() { syscall.Unmount(data, syscall.MNT_DETACH) })
 			}
@@ -326,4 +352,25 @@ func TestRestoreIfEmpty_Empty(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listTimed is a store that notes when its last List returned.
+type listTimed struct {
+	store.Store
+	mu sync.Mutex
+	at time.Time
+}
+
+func (l *listTimed) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	objs, err := l.Store.List(ctx, prefix)
+	l.mu.Lock()
+	l.at = time.Now()
+	l.mu.Unlock()
+	return objs, err
+}
+
+func (l *listTimed) listed() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
 }

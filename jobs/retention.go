@@ -39,7 +39,7 @@ func (r *Runner) remember(info snapshot.Info, reason string) {
 }
 
 // mark adds to s what this runner knows of it: Empty and OnDemand. It is
-// the mark of store.Rotate, called from the pushes' goroutines.
+// the mark of remote.Rotate, called from the pushes' goroutines.
 func (r *Runner) mark(s *rotation.Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

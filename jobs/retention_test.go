@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -30,7 +33,7 @@ type retentionFixture struct {
 	remote store.Store
 }
 
-func newRetentionFixture(t *testing.T, dir string, p rotation.Policy, remote bool) *retentionFixture {
+func newRetentionFixture(t *testing.T, dir string, p rotation.Policy, withRemote bool) *retentionFixture {
 	t.Helper()
 	root := t.TempDir()
 	if dir == "" {
@@ -43,14 +46,14 @@ func newRetentionFixture(t *testing.T, dir string, p rotation.Policy, remote boo
 	f.snap = snapshot.Config{Sources: []string{f.src}, Dir: dir, Name: "snapshot", Compression: snapshot.CompressionGzip}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	f.runner = NewRunner(Config{}, f.snap, p, nil, nil, log, nil)
-	if remote {
+	if withRemote {
 		s, err := store.Open(context.Background(), "file://"+filepath.Join(root, "remote"), store.Config{}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		f.remote = s
-		f.runner.SetStores([]store.Store{s})
+		f.runner.SetRemotes([]remote.Remote{{Store: s}})
 	}
 	return f
 }
@@ -103,10 +106,10 @@ func (f *retentionFixture) local(t *testing.T) []string {
 	return out
 }
 
-// remote lists the remote's snapshots, newest first.
+// remoteList lists the remote's snapshots, newest first.
 func (f *retentionFixture) remoteList(t *testing.T) []string {
 	t.Helper()
-	list, err := store.ListSnapshots(context.Background(), f.remote, f.snap.Name)
+	list, err := remote.ListSnapshots(context.Background(), f.remote, f.snap.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,12 +274,7 @@ func TestRunner_OnDemand(t *testing.T) {
 // mountTmpfs mounts a tmpfs of size bytes at a new directory (as root).
 func mountTmpfs(t *testing.T, size int) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mounting a tmpfs needs root; CI must run the tests as root")
-		}
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testutil.RequireRoot(t, "mounting a tmpfs")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)

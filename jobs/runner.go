@@ -15,9 +15,10 @@ import (
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
+	"snapvisor/internal/fsx"
+	"snapvisor/remote"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
-	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -74,8 +75,8 @@ type Runner struct {
 	env     []string
 	log     *zap.Logger
 	metrics *Metrics
-	stores  []store.Store // remotes each snapshot is pushed to
-	leases  *leases       // this writer's hold on the remotes' leases (lease.go); set with stores
+	remotes []remote.Remote // remotes each snapshot is pushed to
+	leases  *leases         // this writer's hold on the remotes' leases (lease.go); set with remotes
 
 	started time.Time       // when the runner was made: the health grace period starts here
 	clock   clockwork.Clock // the schedule's and the on-start delay's clock (a fake one in tests)
@@ -102,6 +103,9 @@ type Runner struct {
 	// makeRoomFirst: a run failed for lack of space, so runs rotate by
 	// rotation.Policy.MakeRoom first. Used by runs only (never two at once).
 	makeRoomFirst bool
+	// streamedAt: the name time of the last snapshot streamed (streaming
+	// mode; nextSecond). Used by runs only.
+	streamedAt time.Time
 }
 
 type flight struct {
@@ -306,7 +310,7 @@ func (r *Runner) claim(ctx context.Context) (*flight, error) {
 }
 
 // run is one snapshot run: the pipeline, then bookkeeping, rotation and pushes.
-func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.Context, *zap.Logger) (snapshot.Info, error)) Result {
+func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.Context, *zap.Logger) (made, error)) Result {
 	res := Result{Reason: reason, Started: time.Now()}
 	log := r.log.With(zap.String("reason", reason))
 	log.Info("snapshot starting")
@@ -356,16 +360,16 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	r.metrics.lastSize.Set(float64(info.Size))
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
-	r.remember(info, reason)
+	r.remember(info.Info, reason)
 	res.Deleted = r.rotate(log, r.policy)
 	res.Remotes = r.push(ctx, info, log)
 	r.judgeShrink(&res, log)
-	r.roomAgain(info, log)
+	r.roomAgain(info.Info, log)
 	return res
 }
 
 // pipeline: pre-hook, freeze, archive, unfreeze, post-hook (always).
-func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.Info, err error) {
+func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info made, err error) {
 	defer func() {
 		if r.cfg.PostCommand != "" {
 			if herr := r.hook(ctx, "post", r.cfg.PostCommand, log); herr != nil {
@@ -386,7 +390,7 @@ func (r *Runner) pipeline(ctx context.Context, log *zap.Logger) (info snapshot.I
 // SNAPVISOR_FREEZE_TIMEOUT thaws it even while the archive phase is stuck (a
 // read or write blocked in the kernel); the snapshot is then abandoned. A
 // failure is a *freezeError telling what happened to the service.
-func (r *Runner) archive(ctx context.Context, log *zap.Logger) (info snapshot.Info, err error) {
+func (r *Runner) archive(ctx context.Context, log *zap.Logger) (info made, err error) {
 	if err := checkSources(r.snap.Sources); err != nil { // before freezing the service for nothing
 		return info, err
 	}
@@ -494,37 +498,36 @@ func (r *Runner) setFrozen(on bool) {
 }
 
 // nextSecond waits, a second at most, until the wall clock has left the
-// second of every local snapshot: names have one-second resolution and are
-// never reused. Snapshots dated in the future (a clock stepped back) are not
-// waited for: that could take hours. They are reported instead.
+// second of every local snapshot, or in streaming mode of the last streamed
+// one (lastStreamed): names have one-second resolution and are never
+// reused. This is the one same-second rule; create then names the snapshot
+// for its own now. Snapshots dated in the future (a clock stepped back) are
+// not waited for: that could take hours. They are reported instead.
 func (r *Runner) nextSecond(ctx context.Context, log *zap.Logger) {
-	if r.streaming() { // create names streamed snapshots (nameTime)
-		return
-	}
-	list, err := snapshot.List(r.snap.Dir, r.snap.Name)
-	if err != nil || len(list) == 0 {
-		return
-	}
-	now := time.Now()
-	times := make([]time.Time, len(list))
-	for i, s := range list {
-		times[i] = s.Time
+	// Wall clock times (Round(0)): names are made of them, not of the monotonic clock.
+	now := time.Now().Round(0)
+	var times []time.Time
+	var names []string
+	if r.streaming() {
+		if last := r.lastStreamed(ctx, now, log); !last.IsZero() {
+			times, names = []time.Time{last}, []string{snapshot.FileName(r.snap, last)}
+		}
+	} else {
+		list, err := snapshot.List(r.snap.Dir, r.snap.Name)
+		if err != nil {
+			return
+		}
+		for _, s := range list {
+			times, names = append(times, s.Time), append(names, s.Name)
+		}
 	}
 	wait, future := sameSecondWait(now, times)
-	var names []string
+	var ahead []string
 	for _, i := range future {
-		names = append(names, list[i].Name)
+		ahead = append(ahead, names[i])
 	}
-	warnFuture(log, names, now)
-	if wait <= 0 {
-		return
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	warnFuture(log, ahead, now)
+	_ = fsx.Sleep(ctx, wait)
 }
 
 // sameSecondWait is how long a snapshot to be named at now must wait so that
@@ -698,13 +701,7 @@ func jitter(ctx context.Context, max time.Duration) {
 	if max <= 0 {
 		return
 	}
-	d := rand.N(max)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	_ = fsx.Sleep(ctx, rand.N(max))
 }
 
 // Final takes the cold snapshot after the service has exited: no hooks (the
@@ -716,9 +713,9 @@ func (r *Runner) Final(ctx context.Context) Result {
 		return Result{Reason: "exit", Started: time.Now(), Error: fmt.Sprintf("waiting for the snapshot in progress: %v", err)}
 	}
 	r.log.Info("final snapshot after the service exited")
-	return r.fly(f, r.run(ctx, "exit", func(ctx context.Context, log *zap.Logger) (snapshot.Info, error) {
+	return r.fly(f, r.run(ctx, "exit", func(ctx context.Context, log *zap.Logger) (made, error) {
 		if err := checkSources(r.snap.Sources); err != nil {
-			return snapshot.Info{}, err
+			return made{}, err
 		}
 		r.nextSecond(ctx, log)
 		return r.create(ctx, log)

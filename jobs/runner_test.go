@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/remote"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -80,21 +83,10 @@ func newFixture(t *testing.T, cfg Config, script string) *fixture {
 
 func (f *fixture) waitReady(t *testing.T) {
 	t.Helper()
-	eventually(t, 5*time.Second, "service ready", func() bool {
+	testutil.Eventually(t, 5*time.Second, "service ready", func() bool {
 		_, err := os.Stat(f.ready)
 		return err == nil && f.sup.State() == supervisor.StateRunning
 	})
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 const looping = `trap 'exit 0' TERM; touch "$READY"; while :; do sleep 0.05; done`
@@ -106,7 +98,7 @@ func TestRunner_Final(t *testing.T) {
 		f := newFixture(t, Config{PreCommand: "while [ ! -e " + gate + " ]; do sleep 0.02; done"}, looping)
 		first := make(chan Result, 1)
 		go func() { r, _ := f.runner.Trigger(context.Background(), "test"); first <- r }()
-		eventually(t, 5*time.Second, "run in progress", func() bool { return f.runner.status(time.Time{}, time.Hour).Running })
+		testutil.Eventually(t, 5*time.Second, "run in progress", func() bool { return f.runner.status(time.Time{}, time.Hour).Running })
 
 		final := make(chan Result, 1)
 		go func() { final <- f.runner.Final(context.Background()) }()
@@ -133,7 +125,7 @@ func TestRunner_Final(t *testing.T) {
 		f := newFixture(t, Config{PreCommand: "while [ ! -e " + gate + " ]; do sleep 0.02; done"}, looping)
 		defer os.WriteFile(gate, nil, 0o644)
 		go func() { _, _ = f.runner.Trigger(context.Background(), "test") }()
-		eventually(t, 5*time.Second, "run in progress", func() bool { return f.runner.status(time.Time{}, time.Hour).Running })
+		testutil.Eventually(t, 5*time.Second, "run in progress", func() bool { return f.runner.status(time.Time{}, time.Hour).Running })
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		if r := f.runner.Final(ctx); r.OK() || r.Error == "" {
@@ -153,7 +145,7 @@ func TestRunner_FreezeStop(t *testing.T) {
 		if !res.OK() {
 			t.Fatalf("snapshot failed: %s", res.Error)
 		}
-		eventually(t, 5*time.Second, "service running again", func() bool {
+		testutil.Eventually(t, 5*time.Second, "service running again", func() bool {
 			return f.sup.State() == supervisor.StateRunning && f.sup.PID() != first
 		})
 	})
@@ -168,7 +160,7 @@ func TestRunner_FreezeStop(t *testing.T) {
 		if res.OK() {
 			t.Fatalf("snapshot succeeded although the stop timed out: %+v", res)
 		}
-		eventually(t, 5*time.Second, "service running again", func() bool {
+		testutil.Eventually(t, 5*time.Second, "service running again", func() bool {
 			return f.sup.State() == supervisor.StateRunning && f.sup.PID() != first
 		})
 	})
@@ -223,14 +215,14 @@ func TestRunner_Status(t *testing.T) {
 		log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
 
 		// The container before the restart streamed one snapshot.
-		info, results, err := StreamToRemotes(ctx, snap, []store.Store{good}, log)
+		info, results, err := remote.Stream(ctx, snap, []remote.Remote{{Store: good}}, time.Now(), log)
 		if err != nil || results[0].Error != "" {
-			t.Fatalf("StreamToRemotes: %v %+v", err, results)
+			t.Fatalf("remote.Stream: %v %+v", err, results)
 		}
 
 		// The restarted one knows it once it has listed its remotes.
 		r := NewRunner(Config{}, snap, rotation.Policy{}, f.sup, nil, log, nil)
-		r.SetStores([]store.Store{broken, good})
+		r.SetRemotes([]remote.Remote{{Store: broken}, {Store: good}})
 		if st := r.status(time.Time{}, time.Hour); st.Healthy {
 			t.Fatalf("before listing the remotes: %+v, want unhealthy", st)
 		}

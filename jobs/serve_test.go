@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"snapvisor/internal/testutil"
 )
 
 // TestRunner_Serve: once its context ends, Serve returns within the drain
@@ -54,7 +56,7 @@ func TestRunner_Serve(t *testing.T) {
 			go func() { served <- r.Serve(ctx, l, drain) }()
 
 			kicked := false
-			eventually(t, 10*time.Second, "a run in progress", func() bool {
+			testutil.Eventually(t, 10*time.Second, "a run in progress", func() bool {
 				if busy(r) {
 					return true
 				}

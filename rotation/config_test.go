@@ -104,7 +104,7 @@ func TestConfig_Load(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p != (Policy{Keep: DefaultKeep, RotateBefore: RotateBeforeOnENOSPC}) {
+		if p != (Policy{Keep: defaultKeep, RotateBefore: RotateBeforeOnENOSPC}) {
 			t.Errorf("default policy %+v", p)
 		}
 	})

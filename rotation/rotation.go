@@ -118,9 +118,9 @@ func ArchiveFormat(compression, encryption string) string {
 	return compression + "+" + encryption
 }
 
-// ShrinkFactor is the shrink guard's ratio: a snapshot whose size times
-// ShrinkFactor is less than its good predecessor's is suspect.
-const ShrinkFactor = 10
+// shrinkFactor is the shrink guard's ratio: a snapshot whose size times
+// shrinkFactor is less than its good predecessor's is suspect.
+const shrinkFactor = 10
 
 // Policy is a retention policy; see the package documentation for the rule.
 // The zero value is invalid (it would keep only the newest snapshot).
@@ -151,8 +151,8 @@ const (
 	RotateBeforeNever = "never"
 )
 
-// DefaultKeep is the default of Policy.Keep (SNAPVISOR_KEEP).
-const DefaultKeep = 7
+// defaultKeep is the default of Policy.Keep (SNAPVISOR_KEEP).
+const defaultKeep = 7
 
 // Decision is the outcome of Decide: every input snapshot is in exactly one of
 // Keep and Delete, both newest first.
@@ -413,7 +413,7 @@ func suspects(list []Snapshot) map[int]Suspect {
 		case s.Empty && prevFull != nil && !(prevFull.Format == s.Format && s.Size > 0 && prevFull.Size > 0 && prevFull.Size*16 <= s.Size*17):
 			out[i] = Suspect{Snapshot: s, Ref: *prevFull}
 			continue
-		case !s.Empty && sized && s.Size > 0 && s.Size*ShrinkFactor < ref.Size:
+		case !s.Empty && sized && s.Size > 0 && s.Size*shrinkFactor < ref.Size:
 			out[i] = Suspect{Snapshot: s, Ref: ref}
 			continue
 		}

@@ -7,12 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"snapvisor/internal/fsx"
 )
 
 // keySize is the size of aes256-gcm keys.
@@ -316,48 +316,8 @@ func (e Config) Rotate(now time.Time, used map[string]bool) (Rotation, error) {
 // temporary file in the same directory, fsynced, renamed over path, and the
 // directory fsynced.
 func writeKeyringFile(path string, ring Keyring) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := fsx.WriteFile(path, ring.Format(), 0o600); err != nil {
 		return fmt.Errorf("write keyring %s: %w", path, err)
-	}
-	tmpPath := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmpPath)
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("write keyring %s: %w", path, err)
-	}
-	if _, err := tmp.Write(ring.Format()); err != nil {
-		return fmt.Errorf("write keyring %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write keyring %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write keyring %s: %w", path, err)
-	}
-	if err := os.Rename(tmpPath, path); err != nil {
-		return fmt.Errorf("write keyring %s: %w", path, err)
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-// syncDir fsyncs the directory dir, so that a rename in it is durable: the
-// same as snapshot's until both use the shared helper (issue 12, step 7).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }

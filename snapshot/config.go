@@ -104,7 +104,7 @@ const (
 // Manifest and summary entry names, top-level files of every archive we write.
 const (
 	ManifestName = ".snapvisor-manifest.json"
-	SummaryName  = ".snapvisor-summary.json"
+	summaryName  = ".snapvisor-summary.json"
 )
 
 // Config is loaded by envconfig under prefix SNAPVISOR_.
@@ -160,8 +160,8 @@ func (c *Config) Validate() error {
 	if !nameRE.MatchString(c.Name) {
 		return config.Invalid("NAME", c.Name, "letters, digits, '.', '_' and '-', starting with a letter or digit")
 	}
-	if len(c.Name) > MaxNameLen {
-		e := config.Invalid("NAME", c.Name, fmt.Sprintf("at most %d bytes", MaxNameLen))
+	if len(c.Name) > maxNameLen {
+		e := config.Invalid("NAME", c.Name, fmt.Sprintf("at most %d bytes", maxNameLen))
 		e.Err = fmt.Errorf("%d bytes: the longest file name written for a snapshot, %q, would exceed %d bytes",
 			len(c.Name), "."+c.Name+"-"+TimeLayout+longestExtension+".sha256.tmp-<random>", nameMax)
 		return e
@@ -189,7 +189,7 @@ func (c *Config) Validate() error {
 	return c.Encryption.Validate()
 }
 
-// File name limits behind MaxNameLen.
+// File name limits behind maxNameLen.
 const (
 	nameMax = 255 // NAME_MAX of Linux file systems, in bytes
 	// longestExtension is the longest archive extension, compression and
@@ -201,11 +201,11 @@ const (
 	maxTempRandom = 12
 )
 
-// MaxNameLen is the longest SNAPVISOR_NAME: with it, the longest file name
+// maxNameLen is the longest SNAPVISOR_NAME: with it, the longest file name
 // written for a snapshot, the temporary name of the checksum file of the
 // longest extension, ".<NAME>-<stamp>.tar.zst.aes256gcm.sha256.tmp-<random>",
 // is 255 bytes.
-const MaxNameLen = nameMax - len(".-"+TimeLayout+longestExtension+".sha256.tmp-") - maxTempRandom
+const maxNameLen = nameMax - len(".-"+TimeLayout+longestExtension+".sha256.tmp-") - maxTempRandom
 
 // InsideSource returns the source that the directory p is inside of (or is),
 // "" when none. Device and inode of p's ancestors, with the symlinks of its

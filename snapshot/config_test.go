@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
 	"snapvisor/seal"
 )
 
@@ -17,10 +18,7 @@ func bindMount(t *testing.T, from, to string) {
 	t.Helper()
 	must(t, os.MkdirAll(to, 0o755))
 	if err := syscall.Mount(from, to, "", syscall.MS_BIND, ""); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("bind mount (needs root): %v", err)
-		}
-		t.Skipf("cannot bind mount (needs root): %v", err)
+		testutil.Unavailable(t, "cannot bind mount (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(to, syscall.MNT_DETACH) })
 }
@@ -102,11 +100,11 @@ func TestConfig_ValidateName(t *testing.T) {
 		}
 	}
 	c := Config{Sources: []string{"/data"}, Dir: "/backups", Compression: CompressionZstd}
-	c.Name = strings.Repeat("n", MaxNameLen)
+	c.Name = strings.Repeat("n", maxNameLen)
 	must(t, c.Validate())
 	longest := "." + c.Name + "-20060102T150405Z.tar.zst.aes256gcm.sha256.tmp-" + strings.Repeat("f", 12)
 	if len(longest) != 255 {
-		t.Errorf("longest temporary name with NAME of %d bytes is %d bytes, want 255", MaxNameLen, len(longest))
+		t.Errorf("longest temporary name with NAME of %d bytes is %d bytes, want 255", maxNameLen, len(longest))
 	}
 	c.Name += "n"
 	wantConfigError(t, c.Validate(), "SNAPVISOR_NAME")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/seal"
 )
 
@@ -86,7 +88,7 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 		return Info{}, fmt.Errorf("snapshot: no snapshot directory (SNAPVISOR_DIR is empty): use Stream to write to a remote")
 	}
 	h = h.withDefaults()
-	defer limitMemory()()
+	defer limitMemory(0)()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
@@ -119,37 +121,26 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	}
 	log = log.With(zap.String("snapshot", final))
 
-	tmp, err := os.CreateTemp(dir, "."+final+".tmp-*")
+	tmp, err := fsx.CreateTemp(finalPath)
 	if err != nil {
 		return Info{}, fmt.Errorf("create temporary snapshot file: %w", err)
 	}
-	tmpPath := tmp.Name()
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmpPath)
-		}
-	}()
+	defer tmp.Discard()
 
 	var skip devIno
 	if fi, err := os.Stat(dir); err == nil {
 		skip = statKey(fi)
 	}
-	info, err := write(ctx, cfg, sources, &writeback{f: tmp}, start, skip, log, h)
+	info, err := write(ctx, cfg, sources, &writeback{f: tmp.File}, start, skip, log, h)
 	if err == nil {
 		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = cerr
 	}
 	if err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
 	}
-	if err := commit(dir, final, tmpPath, info.SHA256, h.syncDir, log); err != nil {
+	if err := commit(dir, final, tmp, info.SHA256, h.syncDir, log); err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", finalPath, err)
 	}
-	committed = true
 	info.Path = finalPath
 	log.Info("snapshot written", zap.String("path", finalPath), zap.Int64("size", info.Size), zap.Int64("files", info.Files),
 		zap.Int64("bytes", info.Bytes), zap.Int64("changed", info.Changed), zap.Int64("skipped", info.Skipped),
@@ -157,24 +148,31 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	return info, nil
 }
 
-// Stream writes one snapshot of cfg.Sources to w (a remote upload, say) and
-// returns its Info with an empty Path: the name it should be stored under,
+// Stream writes one snapshot of cfg.Sources, named for at (the caller has
+// chosen its name, FileName(cfg, at), before the upload starts), to w (a
+// remote upload, say) and returns its Info with an empty Path: that name,
 // its size and the sha256 of the bytes written. It needs no snapshot
 // directory and takes no lock; w sees exactly the bytes Create would have
 // put in the file. On error, what was written to w is not a snapshot.
-// cfg must have passed Validate, as for Create.
-func Stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger) (Info, error) {
-	return stream(ctx, cfg, w, log, hooks{})
+// When w has a MemoryNeeded() int64 method (upload buffers), the memory
+// limit set for the run makes room for that much on top. cfg must have
+// passed Validate, as for Create.
+func Stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger) (Info, error) {
+	return stream(ctx, cfg, at, w, log, hooks{})
 }
 
-func stream(ctx context.Context, cfg Config, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
+func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
 	h = h.withDefaults()
-	defer limitMemory()()
+	var extra int64
+	if m, ok := w.(interface{ MemoryNeeded() int64 }); ok {
+		extra = m.MemoryNeeded()
+	}
+	defer limitMemory(extra)()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
 	}
-	start := h.now().UTC()
+	start := at.UTC()
 	// No snapshot directory tells which keys the (remote) snapshots use: rotation drops none here.
 	if err := rotateKeys(cfg.Encryption, "", start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
@@ -207,18 +205,24 @@ func (h hooks) withDefaults() hooks {
 		h.progressEvery = progressEvery
 	}
 	if h.syncDir == nil {
-		h.syncDir = syncDir
+		h.syncDir = fsx.SyncDir
 	}
 	return h
 }
 
-// limitMemory lowers the Go memory limit to heapLimit and the GC percentage
-// to gcPercent for the length of a run unless they are already lower; the
-// returned func restores them.
-func limitMemory() (restore func()) {
+// limitMemory sets, for the length of a run, the Go memory limit to
+// heapLimit (or the lower limit already set) plus extra, the memory of the
+// writer's own buffers, and the GC percentage to gcPercent unless it is
+// already lower; the returned func restores both. It is the one place that
+// sets the process's memory limit.
+func limitMemory(extra int64) (restore func()) {
 	oldLimit := debug.SetMemoryLimit(-1)
-	if oldLimit > heapLimit {
-		debug.SetMemoryLimit(heapLimit)
+	limit := min(oldLimit, heapLimit)
+	if limit < math.MaxInt64-extra {
+		limit += extra
+	}
+	if limit != oldLimit {
+		debug.SetMemoryLimit(limit)
 	}
 	oldPercent := debug.SetGCPercent(gcPercent)
 	if oldPercent >= 0 && oldPercent < gcPercent {
@@ -237,7 +241,7 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	log.Info("snapshot started", zap.Strings("sources", sources), zap.String("compression", cfg.Compression), zap.Int("level", cfg.level()))
 	w := &walker{cfg: cfg, log: log, hooks: h, ctx: ctx, links: map[devIno]string{}, buf: make([]byte, copyBufSize), skipDir: skip}
 	hasher := sha256.New()
-	out := &countingWriter{w: io.MultiWriter(dst, hasher)}
+	out := &fsx.CountingWriter{W: io.MultiWriter(dst, hasher)}
 	sink, err := seal.NewWriter(out, cfg.Encryption) // passes through to out when not encrypted
 	if err != nil {
 		return Info{}, err
@@ -247,13 +251,13 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 	if err != nil {
 		return Info{}, err
 	}
-	in := &countingWriter{w: comp}
+	in := &fsx.CountingWriter{W: comp}
 	w.tw = tar.NewWriter(in)
 	if bwr, ok := comp.(*blockWriter); ok {
 		w.space = bwr.space // tar passes content through to comp unchanged
 	}
 
-	stopProgress := startProgress(log, "snapshot progress", h.progressEvery, &in.n, &out.n, start)
+	stopProgress := startProgress(log, "snapshot progress", h.progressEvery, &in.N, &out.N, start)
 	err = w.run(sources, start)
 	stopProgress()
 	if err == nil {
@@ -272,35 +276,28 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 		return Info{}, err
 	}
 	s := w.sum
-	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.n.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
+	return Info{Name: FileName(cfg, start), Time: start.Truncate(time.Second), Size: out.N.Load(), Compression: cfg.Compression, Encryption: cfg.Encryption.Effective(),
 		SHA256: hex.EncodeToString(hasher.Sum(nil)), Files: s.Files + s.Hardlinks, Bytes: s.Bytes, Changed: s.Changed, Skipped: s.Skipped}, nil
 }
 
-// commit writes <final>.sha256, then renames the archive into place and
+// commit writes <final>.sha256, then renames the archive tmp into place and
 // fsyncs the directory. Once the archive has its name the snapshot is
 // complete: a failing directory fsync is only warned about.
-func commit(dir, final, tmpPath, sum string, sync func(dir string) error, log *zap.Logger) error {
-	sumTmp, err := os.CreateTemp(dir, "."+final+".sha256.tmp-*")
+func commit(dir, final string, tmp *fsx.File, sum string, sync func(dir string) error, log *zap.Logger) error {
+	finalPath := filepath.Join(dir, final)
+	sumTmp, err := fsx.CreateTemp(finalPath + ".sha256")
 	if err != nil {
 		return fmt.Errorf("create checksum file: %w", err)
 	}
-	sumTmpPath := sumTmp.Name()
+	defer sumTmp.Discard()
 	_, err = fmt.Fprintf(sumTmp, "%s  %s\n", sum, final)
 	if err == nil {
-		err = sumTmp.Sync()
-	}
-	if cerr := sumTmp.Close(); err == nil {
-		err = cerr
-	}
-	finalPath := filepath.Join(dir, final)
-	if err == nil {
-		err = renameNoReplace(sumTmpPath, finalPath+".sha256")
+		err = sumTmp.CommitNoReplace()
 	}
 	if err != nil {
-		os.Remove(sumTmpPath)
 		return fmt.Errorf("write checksum file: %w", err)
 	}
-	if err := renameNoReplace(tmpPath, finalPath); err != nil {
+	if err := tmp.CommitNoReplace(); err != nil {
 		os.Remove(finalPath + ".sha256")
 		return fmt.Errorf("rename into place: %w", err)
 	}
@@ -457,18 +454,6 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// countingWriter counts bytes written through it; n is read by the progress logger.
-type countingWriter struct {
-	w io.Writer
-	n atomic.Int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 func rate(n int64, d time.Duration) float64 {
 	if d <= 0 {
 		return 0
@@ -509,21 +494,4 @@ func statKey(fi fs.FileInfo) devIno {
 		return devIno{uint64(st.Dev), st.Ino}
 	}
 	return devIno{}
-}
-
-// renameNoReplace renames old to new, failing if new exists.
-func renameNoReplace(oldPath, newPath string) error {
-	return hooks{}.renameNoReplace(oldPath, newPath)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -14,9 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"snapvisor/config"
 	"snapvisor/internal/sealtest"
+	"snapvisor/internal/testutil"
 	"snapvisor/seal"
 )
 
@@ -56,8 +58,8 @@ type creds struct {
 
 func newCreds(t *testing.T) creds {
 	t.Helper()
-	needTool(t, "age-keygen")
-	needTool(t, "gpg")
+	testutil.RequireTool(t, "age-keygen")
+	testutil.RequireTool(t, "gpg")
 	dir := t.TempDir()
 	var c creds
 	c.ageKeyFile = filepath.Join(dir, "age.key")
@@ -141,7 +143,7 @@ func TestEncryption_RoundTrip(t *testing.T) {
 					t.Fatalf("List = %+v, want %s", list, info.Name)
 				}
 				must(t, VerifyWith(ctx, info.Path, cc.enc))
-				if err := Verify(ctx, info.Path); !errors.Is(err, seal.ErrKey) {
+				if err := VerifyWith(ctx, info.Path, seal.Config{}); !errors.Is(err, seal.ErrKey) {
 					t.Fatalf("Verify without credentials = %v, want ErrKey", err)
 				}
 				writeFile(t, filepath.Join(src, "a.txt"), []byte("changed"), 0o644)
@@ -164,7 +166,7 @@ func TestEncryption_Stream(t *testing.T) {
 	cfg.Dir = ""
 	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}
 	var buf bytes.Buffer
-	info, err := Stream(context.Background(), cfg, &buf, testLogger(t))
+	info, err := Stream(context.Background(), cfg, time.Now(), &buf, testLogger(t))
 	must(t, err)
 	if !strings.HasSuffix(info.Name, ".tar.zst.aes256gcm") || info.Size != int64(buf.Len()) {
 		t.Fatalf("Stream = %+v (%d bytes written)", info, buf.Len())
@@ -176,7 +178,7 @@ func TestEncryption_Stream(t *testing.T) {
 	}
 }
 
-// cliRoundTrip restores the tree from an archive with a shell pipeline and compares it.
+// cliExtract restores the tree from an archive with a shell pipeline and compares it.
 func cliExtract(t *testing.T, want map[string]node, script string, env ...string) {
 	t.Helper()
 	out := t.TempDir()
@@ -206,8 +208,8 @@ func cliArchive(t *testing.T, src, dir, name, script string, env ...string) stri
 // tools: snapvisor's files decrypt with age, gpg and openssl, and their files
 // restore with snapvisor.
 func TestEncryption_CLIInterop(t *testing.T) {
-	needTool(t, "age")
-	needTool(t, "openssl")
+	testutil.RequireTool(t, "age")
+	testutil.RequireTool(t, "openssl")
 	c := newCreds(t)
 	passFile := filepath.Join(t.TempDir(), "pass")
 	must(t, os.WriteFile(passFile, []byte("interop passphrase\n"), 0o600))

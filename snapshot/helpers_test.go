@@ -221,17 +221,6 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 	return string(out)
 }
 
-// needTool skips (or fails when CI=true) when a command-line tool is missing.
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI (scripts/deps.sh installs it)", name)
-		}
-		t.Skipf("%s not installed (scripts/deps.sh installs it)", name)
-	}
-}
-
 // writeSum writes the sha256sum file of archive.
 func writeSum(t *testing.T, archive string) {
 	t.Helper()

@@ -6,13 +6,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"snapvisor/internal/testutil"
+	"snapvisor/seal"
 )
 
 // TestCreate_GNUToolsRestore checks that a snapshot restores without snapvisor:
 // sha256sum -c, then tar -xzf (gzip) or zstd -dc | tar -x (zstd) or tar -xf.
 func TestCreate_GNUToolsRestore(t *testing.T) {
-	needTool(t, "tar")
-	needTool(t, "sha256sum")
+	testutil.RequireTool(t, "tar")
+	testutil.RequireTool(t, "sha256sum")
 	cases := []struct {
 		comp, tool, script string
 	}{
@@ -22,7 +25,7 @@ func TestCreate_GNUToolsRestore(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.comp, func(t *testing.T) {
-			needTool(t, tc.tool)
+			testutil.RequireTool(t, tc.tool)
 			src := filepath.Join(t.TempDir(), "data")
 			makeTree(t, src)
 			want := model(t, src)
@@ -36,7 +39,7 @@ func TestCreate_GNUToolsRestore(t *testing.T) {
 			run(t, cfg.Dir, "bash", "-c", "ARCHIVE="+shellQuote(info.Path)+" OUT="+shellQuote(out)+"; "+cmd)
 			sameTree(t, want, model(t, filepath.Join(out, "data")), false)
 			got := entriesOf(t, out)
-			if strings.Join(got, ",") != ManifestName+","+SummaryName+",data" {
+			if strings.Join(got, ",") != ManifestName+","+summaryName+",data" {
 				t.Fatalf("tar extracted %v, want the data directory, manifest and summary", got)
 			}
 		})
@@ -46,8 +49,8 @@ func TestCreate_GNUToolsRestore(t *testing.T) {
 // TestRestore_GNUTarArchive checks the other direction: an archive made by GNU
 // tar and sha256sum, named like a snapshot, is listed, verified and restored.
 func TestRestore_GNUTarArchive(t *testing.T) {
-	needTool(t, "tar")
-	needTool(t, "sha256sum")
+	testutil.RequireTool(t, "tar")
+	testutil.RequireTool(t, "sha256sum")
 	cases := []struct{ ext, flags string }{
 		{".tar.gz", "-czf"},
 		{".tar", "-cf"},
@@ -56,7 +59,7 @@ func TestRestore_GNUTarArchive(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.TrimPrefix(tc.ext, "."), func(t *testing.T) {
 			if tc.ext == ".tar.zst" {
-				needTool(t, "zstd")
+				testutil.RequireTool(t, "zstd")
 			}
 			ctx := context.Background()
 			parent := t.TempDir()
@@ -73,7 +76,7 @@ func TestRestore_GNUTarArchive(t *testing.T) {
 			if len(list) != 1 || list[0].Name != name {
 				t.Fatalf("List = %+v, want %s", list, name)
 			}
-			must(t, Verify(ctx, list[0].Path))
+			must(t, VerifyWith(ctx, list[0].Path, seal.Config{}))
 			must(t, os.RemoveAll(src))
 			cfg := Config{Sources: []string{src}, Dir: dir, Name: "snapshot", Compression: CompressionGzip}
 			must(t, Restore(ctx, cfg, list[0].Path, RestoreOptions{}, testLogger(t)))

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/seal"
 )
 
@@ -142,12 +142,9 @@ func readSmallFile(p string, limit int64) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file (%s)", p, fi.Mode().Type())
 	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	b, err := fsx.ReadAtMost(f, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", p, limit)
 	}
 	return b, nil
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snapvisor/seal"
 )
 
 // returnsWithin fails the test when f does not return within d (a hang).
@@ -69,7 +71,7 @@ func TestList_HostileChecksumFiles(t *testing.T) {
 			if len(list) != 1 || list[0].Name != good {
 				t.Fatalf("List = %+v, want only %s", list, good)
 			}
-			returnsWithin(t, 5*time.Second, "Verify", func() { err = Verify(context.Background(), badPath) })
+			returnsWithin(t, 5*time.Second, "Verify", func() { err = VerifyWith(context.Background(), badPath, seal.Config{}) })
 			if err == nil || !strings.Contains(err.Error(), badPath+".sha256") || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("Verify = %v, want an error naming %s.sha256 and %q", err, badPath, tc.message)
 			}

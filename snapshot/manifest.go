@@ -45,7 +45,7 @@ type ManifestSource struct {
 	Dir  string `json:"dir"`  // top-level archive directory (the path's base name)
 }
 
-// Summary is the archive's last entry (SummaryName): counts known only at the end of the walk.
+// Summary is the archive's last entry (summaryName): counts known only at the end of the walk.
 type Summary struct {
 	Files     int64     `json:"files"`     // regular files with content
 	Hardlinks int64     `json:"hardlinks"` // extra names of an already stored file

@@ -13,11 +13,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"snapvisor/internal/fsx"
 )
 
 // ErrRefused is wrapped by errors reporting an archive entry that restore refuses
@@ -121,8 +122,8 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 
 	// The checksum is computed while the archive is read (on another
 	// goroutine) and checked before anything is swapped.
-	in := &countingReader{r: f}
-	stopProgress := startProgress(log, "restore progress", progressEvery, &in.n, nil, start)
+	in := &fsx.CountingReader{R: f}
+	stopProgress := startProgress(log, "restore progress", progressEvery, &in.N, nil, start)
 	stopFlusher := x.startFlusher()
 	s, err := readVerified(ctx, f, in, want, formatOf(path, cfg.Encryption), x.entry)
 	stopProgress()
@@ -248,18 +249,6 @@ func resolveTarget(target string, log *zap.Logger) (string, error) {
 		log.Info("restore: the target is a symlink; restoring into the directory it points to", zap.String("target", target), zap.String("directory", p))
 	}
 	return p, nil
-}
-
-// countingReader counts bytes read through it for the progress logger.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 func syncFS(dir string) error {

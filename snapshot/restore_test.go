@@ -9,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"snapvisor/internal/testutil"
+	"snapvisor/seal"
 )
 
 // restoreFixture is a source directory with a known tree and its snapshot directory.
@@ -155,7 +158,7 @@ func TestRestore_RefusesDamagedArchives(t *testing.T) {
 			f.want = model(t, f.src)
 			tc.damage(t, info.Path)
 
-			err = Verify(ctx, info.Path)
+			err = VerifyWith(ctx, info.Path, seal.Config{})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), info.Path) || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("Verify = %v, want %v naming the file and %q", err, tc.want, tc.message)
 			}
@@ -173,10 +176,7 @@ func mountTmpfs(t *testing.T, dir, size string) {
 	t.Helper()
 	must(t, os.MkdirAll(dir, 0o755))
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs (needs root): %v", err)
-		}
-		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+		testutil.Unavailable(t, "cannot mount a tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 }

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
+	"snapvisor/seal"
 )
 
 func testConfig(t *testing.T, compression string, sources ...string) Config {
@@ -51,7 +53,7 @@ func TestCreate_RoundTrip(t *testing.T) {
 			if len(list) != 1 || list[0].Path != info.Path || list[0].Size != info.Size || list[0].SHA256 != info.SHA256 {
 				t.Fatalf("List = %+v, want the one snapshot %+v", list, info)
 			}
-			must(t, Verify(ctx, info.Path))
+			must(t, VerifyWith(ctx, info.Path, seal.Config{}))
 
 			// Change the source, then restore: the old tree comes back, the changed one is kept aside.
 			must(t, os.WriteFile(filepath.Join(src, "text.txt"), []byte("changed"), 0o644))
@@ -142,7 +144,7 @@ func TestCreate_SkipsSpecialFiles(t *testing.T) {
 	if info.Skipped != 1 || info.Files != 1 {
 		t.Fatalf("info = %+v, want 1 file and 1 skipped", info)
 	}
-	must(t, Verify(context.Background(), info.Path))
+	must(t, VerifyWith(context.Background(), info.Path, seal.Config{}))
 }
 
 func TestCreate_FileChangesWhileRead(t *testing.T) {
@@ -170,7 +172,7 @@ func TestCreate_FileChangesWhileRead(t *testing.T) {
 	if info.Changed != 2 {
 		t.Fatalf("Changed = %d, want 2", info.Changed)
 	}
-	must(t, Verify(ctx, info.Path))
+	must(t, VerifyWith(ctx, info.Path, seal.Config{}))
 	must(t, Restore(ctx, cfg, info.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
 	for name, want := range map[string][]byte{
 		"grows":   orig,
@@ -212,10 +214,7 @@ func TestCreate_DiskFull(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "small")
 	must(t, os.MkdirAll(dir, 0o700))
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs (needs root): %v", err)
-		}
-		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+		testutil.Unavailable(t, "cannot mount a tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 
@@ -251,7 +250,7 @@ func TestCreate_DiskFull(t *testing.T) {
 	if got := entriesOf(t, dir); len(got) != 2 {
 		t.Fatalf("snapshot dir holds %v, want only the first snapshot and its checksum", got)
 	}
-	must(t, Verify(ctx, first.Path))
+	must(t, VerifyWith(ctx, first.Path, seal.Config{}))
 }
 
 func TestList(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"snapvisor/internal/fsx"
 )
 
 // Restore's own work files. Inside a target that is a mount point (and so at
@@ -209,7 +211,9 @@ func freeName(dir, name string) (string, error) {
 }
 
 // save writes the journal atomically and durably: a temporary file, fsynced,
-// renamed over the journal, and the directory fsynced.
+// renamed over the journal, and the directory fsynced. Not fsx.WriteFile:
+// a journal's temporary is named by isWorkFile's rule (journalTemp after the
+// journal's name), and its rename is one of the swap's, through the hooks.
 func (s *swap) save() error {
 	b, err := json.Marshal(s.j)
 	if err != nil {
@@ -230,7 +234,7 @@ func (s *swap) save() error {
 		err = s.h.rename(f.Name(), s.path, 0)
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = fsx.SyncDir(s.dir)
 	}
 	if err != nil {
 		os.Remove(f.Name())
@@ -256,7 +260,7 @@ func (s *swap) done() error {
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove restore journal: %w", err)
 	}
-	return syncDir(s.dir)
+	return fsx.SyncDir(s.dir)
 }
 
 func (s *swap) forward() error {
@@ -269,7 +273,7 @@ func (s *swap) forward() error {
 	if err := s.h.renameNoReplace(s.at(s.j.Staging), s.target); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return fsx.SyncDir(s.dir)
 }
 
 func (s *swap) back() error {
@@ -393,7 +397,7 @@ func (s *swap) backEntries() error {
 	if err := s.j.Old.apply(s.target); err != nil {
 		return err
 	}
-	if err := syncDir(s.target); err != nil {
+	if err := fsx.SyncDir(s.target); err != nil {
 		return err
 	}
 	if err := s.done(); err != nil {
@@ -464,7 +468,7 @@ func (s *swap) place(from, spare string) error {
 		if err := s.h.renameNoReplace(s.target, spare); err != nil {
 			return err
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := fsx.SyncDir(s.dir); err != nil {
 			return err
 		}
 		return s.h.renameNoReplace(from, s.target)
@@ -504,7 +508,7 @@ func (s *swap) forwardExchange() error {
 			return err
 		}
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsx.SyncDir(s.dir); err != nil {
 		return err
 	}
 	// The target holds the staged data; the previous contents are at staging or Previous.
@@ -524,7 +528,7 @@ func (s *swap) forwardExchange() error {
 	if err := s.h.renameNoReplace(staging, prev); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return fsx.SyncDir(s.dir)
 }
 
 // backExchange returns the previous contents to the target and the staged
@@ -544,7 +548,7 @@ func (s *swap) backExchange() error {
 		if err := s.place(old, spare); err != nil {
 			return err
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := fsx.SyncDir(s.dir); err != nil {
 			return err
 		}
 		if where, err = s.locate(); err != nil {
@@ -564,7 +568,7 @@ func (s *swap) backExchange() error {
 	default:
 		return fmt.Errorf("cannot return the previous contents: the staged directory is at %q", where)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsx.SyncDir(s.dir); err != nil {
 		return err
 	}
 	return s.done()
@@ -573,42 +577,27 @@ func (s *swap) backExchange() error {
 // syncDirs fsyncs the directories that exist among dirs.
 func syncDirs(dirs ...string) error {
 	for _, d := range dirs {
-		if err := syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := fsx.SyncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
 	return nil
 }
 
-// rename is renameat2(2) with flags, through the test hook when set.
+// rename is renameat2(2) with flags (fsx.Renameat2), through the test hook when set.
 func (h hooks) rename(oldPath, newPath string, flags uint) error {
-	var err error
-	if h.renameat2 != nil {
-		err = h.renameat2(oldPath, newPath, flags)
-	} else {
-		err = unix.Renameat2(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath, flags)
-		if errors.Is(err, unix.ENOSYS) && flags == 0 { // a kernel older than 3.15
-			err = unix.Renameat(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath)
-		}
+	if h.renameat2 == nil {
+		return fsx.Renameat2(oldPath, newPath, flags)
 	}
-	if err != nil {
+	if err := h.renameat2(oldPath, newPath, flags); err != nil {
 		return &os.LinkError{Op: "rename", Old: oldPath, New: newPath, Err: err}
 	}
 	return nil
 }
 
-// renameNoReplace renames oldPath to newPath, failing (fs.ErrExist) if
-// newPath exists; where the file system has no RENAME_NOREPLACE it checks
-// first (racy, but only against other writers of our own work files).
+// renameNoReplace is fsx.RenameNoReplace through the test hook when set.
 func (h hooks) renameNoReplace(oldPath, newPath string) error {
-	err := h.rename(oldPath, newPath, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		if _, serr := os.Lstat(newPath); serr == nil {
-			return fmt.Errorf("rename %s: %s: %w", oldPath, newPath, fs.ErrExist)
-		}
-		return h.rename(oldPath, newPath, 0)
-	}
-	return err
+	return fsx.RenameNoReplaceVia(h.rename, oldPath, newPath)
 }
 
 // Recover completes every restore swap that a crash or a kill interrupted

@@ -16,23 +16,22 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"snapvisor/internal/testutil"
 )
 
 // mountExt4 mounts a fresh loop ext4 file system (with its lost+found) at
 // dir until the test ends; it skips (fails when CI=true) without root.
 func mountExt4(t *testing.T, dir string) {
 	t.Helper()
-	needTool(t, "mkfs.ext4")
+	testutil.RequireTool(t, "mkfs.ext4")
 	must(t, os.MkdirAll(dir, 0o755))
 	img := filepath.Join(t.TempDir(), "vol.img")
 	must(t, os.WriteFile(img, nil, 0o600))
 	must(t, os.Truncate(img, 32<<20))
 	run(t, "", "mkfs.ext4", "-q", "-F", img)
 	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount a loop ext4 (needs root): %v: %s", err, out)
-		}
-		t.Skipf("cannot mount a loop ext4 (needs root): %v: %s", err, out)
+		testutil.Unavailable(t, "cannot mount a loop ext4 (needs root): %v: %s", err, out)
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, 0); err != nil {

@@ -134,7 +134,7 @@ func scanTar(ctx context.Context, r io.Reader, fn func(hdr *tar.Header, name str
 			}
 			s.manifest = m
 			continue
-		case name == SummaryName && hdr.Typeflag == tar.TypeReg:
+		case name == summaryName && hdr.Typeflag == tar.TypeReg:
 			sm := &Summary{}
 			if err := decodeJSON(tr, sm); err != nil {
 				return s, fmt.Errorf("%w: summary: %v", ErrCorrupt, err)
@@ -184,18 +184,13 @@ func decodeJSON(r io.Reader, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// Verify checks the snapshot at path: its content matches its .sha256 file,
-// and the archive decompresses and reads to its end (with the summary's
-// counts matching, when it has one). Errors name the file and the fault and
-// wrap ErrChecksum or ErrCorrupt. An encrypted snapshot needs VerifyWith.
-func Verify(ctx context.Context, path string) error {
-	return VerifyWith(ctx, path, seal.Config{})
-}
-
-// VerifyWith is Verify for snapshots that may be encrypted: enc's credentials
-// decrypt them (the algorithm comes from the file name), and the
-// authentication of aes256-gcm, age and gpg is checked to the last byte.
-// Missing or wrong credentials give an error wrapping seal.ErrKey.
+// VerifyWith checks the snapshot at path: its content matches its .sha256
+// file, and the archive decrypts with enc's credentials (the algorithm comes
+// from the file name; the zero Encryption for a plain snapshot),
+// decompresses and reads to its end, with the summary's counts matching when
+// it has one. The authentication of aes256-gcm, age and gpg is checked to the
+// last byte. Errors name the file and the fault and wrap ErrChecksum or
+// ErrCorrupt; missing or wrong credentials give an error wrapping seal.ErrKey.
 func VerifyWith(ctx context.Context, path string, enc seal.Config) error {
 	want, err := ReadChecksum(path)
 	if err != nil {

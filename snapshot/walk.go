@@ -87,7 +87,7 @@ func (w *walker) run(sources []string, start time.Time) error {
 		return err
 	}
 	w.sum.Finished = time.Now().UTC()
-	return writeJSONEntry(w.tw, SummaryName, w.sum, w.sum.Finished)
+	return writeJSONEntry(w.tw, summaryName, w.sum, w.sum.Finished)
 }
 
 // readAhead walks the sources in order on its own goroutine, sending their

@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"snapvisor/seal"
 )
 
 // archiveEntries lists the entries of a gzip or zstd snapshot: name -> type flag and link name.
@@ -99,7 +101,7 @@ func TestCreate_HardlinkFirstNameVanishes(t *testing.T) {
 	if entries["data/b"] != string(tar.TypeReg) || entries["data/c"] != string(tar.TypeLink)+"data/b" {
 		t.Fatalf("entries %v; want b stored and c a hardlink to it", entries)
 	}
-	must(t, Verify(ctx, info.Path))
+	must(t, VerifyWith(ctx, info.Path, seal.Config{}))
 	must(t, Restore(ctx, cfg, info.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
 	for _, n := range []string{"b", "c"} {
 		if b, err := os.ReadFile(filepath.Join(src, n)); err != nil || string(b) != "shared content" {
@@ -167,7 +169,7 @@ func TestCreate_DirSyncFailureIsAWarning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create = %v; the snapshot was renamed into place, so it is complete", err)
 	}
-	must(t, Verify(context.Background(), info.Path))
+	must(t, VerifyWith(context.Background(), info.Path, seal.Config{}))
 	if logs.FilterMessageSnippet("syncing its directory failed").Len() != 1 {
 		t.Fatalf("warnings %v, want one about the directory sync", logs.All())
 	}
@@ -259,8 +261,8 @@ func TestArchives(t *testing.T) {
 	})
 	// Verify, which verify --all runs on each, reports the two broken ones.
 	for _, n := range []string{"snapshot-20240102T000000Z.tar.zst", "snapshot-20240103T000000Z.tar"} {
-		if err := Verify(context.Background(), filepath.Join(dir, n)); err == nil || !strings.Contains(err.Error(), n) {
-			t.Errorf("Verify(%s) = %v, want an error naming it", n, err)
+		if err := VerifyWith(context.Background(), filepath.Join(dir, n), seal.Config{}); err == nil || !strings.Contains(err.Error(), n) {
+			t.Errorf("VerifyWith(%s) = %v, want an error naming it", n, err)
 		}
 	}
 }

@@ -26,14 +26,14 @@ const (
 	azConcurrency = 4
 )
 
-// Azure is a container (and prefix) on Azure Blob Storage or Azurite:
+// azureStore is a container (and prefix) on Azure Blob Storage or Azurite:
 // azure://container/prefix. Credentials: AZURE_STORAGE_CONNECTION_STRING, or
 // AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY; a SAS token goes in the
 // connection string (BlobEndpoint=URL;SharedAccessSignature=TOKEN), never in
 // the remote URL or the endpoint (they are not secret and reach the service).
 // The blob service URL is https://ACCOUNT.blob.core.windows.net/ unless
 // SNAPVISOR_AZURE_ENDPOINT or the URL parameter endpoint overrides it.
-type Azure struct {
+type azureStore struct {
 	client    *azblob.Client
 	container string
 	prefix    string
@@ -41,10 +41,10 @@ type Azure struct {
 	scrub     func(string) string
 }
 
-var _ Store = (*Azure)(nil)
+var _ Store = (*azureStore)(nil)
 
-func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*Azure, error) {
-	s := &Azure{
+func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*azureStore, error) {
+	s := &azureStore{
 		container: u.Host,
 		prefix:    strings.Trim(u.Path, "/"),
 		name:      Redact(u.String()),
@@ -88,24 +88,27 @@ func openAzure(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*A
 		err = errors.New("no credentials: set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY")
 	}
 	if err != nil {
-		return nil, &Error{Store: s.name, Op: "open", Err: err, permanent: true, scrub: s.scrub}
+		return nil, &Error{Store: s.name, Op: "open", Err: err, Permanent: true, scrub: s.scrub}
 	}
 	s.client = client
 	log.Debug("azure store opened", zap.String("remote", s.name))
 	return s, nil
 }
 
-func (s *Azure) Name() string { return s.name }
-func (s *Azure) Close() error { return nil }
+func (s *azureStore) Name() string { return s.name }
+func (s *azureStore) Close() error { return nil }
 
-func (s *Azure) key(key string) string {
+// streamBuffer: the blocks in flight of a streaming upload.
+func (s *azureStore) streamBuffer() int64 { return azConcurrency * azBlockSize }
+
+func (s *azureStore) key(key string) string {
 	if s.prefix == "" {
 		return key
 	}
 	return s.prefix + "/" + key
 }
 
-func (s *Azure) fail(op, key string, err error) error {
+func (s *azureStore) fail(op, key string, err error) error {
 	e := &Error{Store: s.name, Op: op, Key: key, Err: err, scrub: s.scrub}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
@@ -117,14 +120,14 @@ func (s *Azure) fail(op, key string, err error) error {
 	case errors.Is(err, errBadKey),
 		bloberror.HasCode(err, bloberror.AuthenticationFailed, bloberror.ContainerNotFound, bloberror.AuthorizationFailure,
 			bloberror.AuthorizationPermissionMismatch, bloberror.InvalidAuthenticationInfo, bloberror.AccountIsDisabled):
-		e.permanent = true
+		e.Permanent = true
 	case errors.As(err, &re) && (re.StatusCode == 401 || re.StatusCode == 403):
-		e.permanent = true
+		e.Permanent = true
 	}
 	return e
 }
 
-func (s *Azure) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+func (s *azureStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
@@ -138,7 +141,7 @@ func (s *Azure) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	return nil
 }
 
-func (s *Azure) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *azureStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, s.fail("get", key, err)
 	}
@@ -149,7 +152,7 @@ func (s *Azure) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-func (s *Azure) List(ctx context.Context, prefix string) ([]Object, error) {
+func (s *azureStore) List(ctx context.Context, prefix string) ([]Object, error) {
 	full := s.key(prefix)
 	if prefix == "" && s.prefix != "" {
 		full = s.prefix + "/"
@@ -184,7 +187,7 @@ func (s *Azure) List(ctx context.Context, prefix string) ([]Object, error) {
 	return out, nil
 }
 
-func (s *Azure) Delete(ctx context.Context, key string) error {
+func (s *azureStore) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("delete", key, err)
 	}
@@ -193,15 +196,6 @@ func (s *Azure) Delete(ctx context.Context, key string) error {
 			return nil
 		}
 		return s.fail("delete", key, err)
-	}
-	return nil
-}
-
-// makeContainer creates the container if it does not exist (tests and benchmarks).
-func (s *Azure) makeContainer(ctx context.Context) error {
-	_, err := s.client.CreateContainer(ctx, s.container, nil)
-	if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-		return s.fail("container", "", err)
 	}
 	return nil
 }

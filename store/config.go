@@ -19,7 +19,7 @@ type Config struct {
 	Backoff time.Duration `envconfig:"SNAPVISOR_REMOTE_BACKOFF" default:"1s" desc:"first retry delay; doubled each retry, capped at 1m"`
 	Timeout time.Duration `envconfig:"SNAPVISOR_REMOTE_TIMEOUT" default:"1h" desc:"time limit for one snapshot's upload to (or download from) one remote, retries and rotation included; a remote that hangs is abandoned after it and never delays the others or the next snapshot"`
 
-	// One writer per snapshot name on each remote (lease.go).
+	// One writer per snapshot name on each remote (remote/lease.go).
 	LeaseTTL time.Duration `envconfig:"SNAPVISOR_LEASE_TTL" default:"10m" desc:"lifetime of this writer's lease on each remote (<NAME>.lease), renewed every third of it while the entrypoint runs and released at a clean exit; another writer with the same NAME and remote is refused until it expires (or entrypoint takeover)"`
 
 	S3AccessKey    config.Secret `envconfig:"AWS_ACCESS_KEY_ID" desc:"S3 access key; empty: the IAM chain (~/.aws/credentials, web identity, ECS/EC2 roles)"`
@@ -103,5 +103,5 @@ func (c Config) Validate() error {
 
 // Policy returns the retry policy of the configuration.
 func (c Config) Policy() Policy {
-	return Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: time.Minute, Timeout: c.Timeout, LeaseTTL: c.LeaseTTL}
+	return Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: time.Minute}
 }

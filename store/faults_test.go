@@ -1,18 +1,13 @@
-package store
+package store_test
 
 import (
-	"context"
-	"errors"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"snapvisor/store"
+	"snapvisor/store/storetest"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -20,199 +15,34 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// pauseReader hands out a file and, once past at bytes on the first pass,
-// signals reached and waits for release. It is an io.ReadSeeker (so that the
-// retry wrapper can rewind it) but not an io.ReaderAt.
-type pauseReader struct {
-	f        *os.File
-	at, n    int64
-	once     sync.Once
-	reached  chan struct{}
-	release  chan struct{}
-	rewinds  atomic.Int32
-	finished bool
-}
-
-func (p *pauseReader) Read(b []byte) (int, error) {
-	if !p.finished && p.n >= p.at {
-		p.once.Do(func() { close(p.reached); <-p.release })
-		p.finished = true
-	}
-	n, err := p.f.Read(b)
-	p.n += int64(n)
-	return n, err
-}
-
-func (p *pauseReader) Seek(off int64, whence int) (int64, error) {
-	if whence == io.SeekStart {
-		p.rewinds.Add(1)
-	}
-	return p.f.Seek(off, whence)
-}
-
-// TestS3RestartMidUpload kills MinIO (SIGKILL) in the middle of a multipart
-// upload, lets the attempt fail, starts MinIO again on the same port and data,
-// and checks that a later attempt succeeds, while a watcher listing the bucket
-// all along never sees the snapshot, or its archive, incomplete.
-func TestS3RestartMidUpload(t *testing.T) {
-	m := startMinIO(t)
-	ctx := testCtx(t, 2*time.Minute)
-	bare := mustOpen(t, m.URL("snapvisor", "restart"), minioConfig())
-	if err := bare.(*S3).makeBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zapcore.InfoLevel)
-	s := WithRetry(bare, Policy{Retries: 6, Backoff: 500 * time.Millisecond, MaxBackoff: 4 * time.Second}, zap.New(core))
-
-	const size = 96 << 20
-	p := makeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.zst", size)
-	key := filepath.Base(p)
-	pr := &pauseReader{at: 40 << 20, reached: make(chan struct{}), release: make(chan struct{})}
-
-	// The watcher: whatever it can list must be complete.
-	var violations []string
-	var seen atomic.Int32
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for watchCtx.Err() == nil {
-			if snaps, err := ListSnapshots(watchCtx, bare, "app"); err == nil {
-				seen.Add(1)
-				for _, r := range snaps {
-					if r.Size != size {
-						violations = append(violations, "listed snapshot of "+strconv.FormatInt(r.Size, 10)+" bytes")
-					}
-				}
-			}
-			if objs, err := bare.List(watchCtx, ""); err == nil {
-				for _, o := range objs {
-					if o.Key == key && o.Size != size {
-						violations = append(violations, "listed archive of "+strconv.FormatInt(o.Size, 10)+" bytes")
-					}
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-
-	type result struct {
-		rs  RemoteSnapshot
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rs, err := push(ctx, s, p, func(f *os.File) io.Reader { pr.f = f; return pr })
-		done <- result{rs, err}
-	}()
-
-	select {
-	case <-pr.reached:
-	case r := <-done:
-		t.Fatalf("push ended before the pause: %+v", r)
-	}
-	t.Log("40 MiB read: killing MinIO")
-	m.Kill()
-	close(pr.release)
-	// Wait until the interrupted attempt has failed and a retry is scheduled.
-	deadline := time.Now().Add(time.Minute)
-	for logs.FilterMessage("remote operation failed; retrying").Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no retry after the server was killed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	first := logs.FilterMessage("remote operation failed; retrying").All()[0]
-	t.Logf("attempt failed: %v", first.ContextMap()["error"])
-	time.Sleep(300 * time.Millisecond)
-	t.Log("starting MinIO again")
-	m.Start()
-
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t.Fatal("push did not finish")
-	}
-	stopWatch()
-	wg.Wait()
-	if r.err != nil {
-		t.Fatalf("push after restart: %v", r.err)
-	}
-	if pr.rewinds.Load() == 0 {
-		t.Errorf("the source was never rewound: no second attempt")
-	}
-	t.Logf("pushed after %d retries (%d source rewinds); the watcher listed %d times",
-		logs.FilterMessage("remote operation failed; retrying").Len(), pr.rewinds.Load(), seen.Load())
-	for _, v := range violations {
-		t.Errorf("incomplete upload visible: %s", v)
-	}
-	snaps, err := ListSnapshots(ctx, bare, "app")
-	if err != nil || len(snaps) != 1 || snaps[0].Size != size {
-		t.Fatalf("after the push: %+v, %v", snaps, err)
-	}
-	if _, err := Fetch(ctx, s, key, t.TempDir()); err != nil {
-		t.Errorf("fetch: %v", err)
-	}
-}
-
-// TestS3DownThenUp: the server is down when the push starts and comes up
-// during the retries; the push succeeds and the local snapshot is intact.
-func TestS3DownThenUp(t *testing.T) {
-	m := startMinIO(t)
-	ctx := testCtx(t, time.Minute)
-	bare := mustOpen(t, m.URL("snapvisor", "late"), minioConfig())
-	if err := bare.(*S3).makeBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m.Kill()
-	core, logs := observer.New(zapcore.WarnLevel)
-	s := WithRetry(bare, Policy{Retries: 8, Backoff: 300 * time.Millisecond, MaxBackoff: 2 * time.Second}, zap.New(core))
-	p := makeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.gz", 1<<20)
-	go func() {
-		time.Sleep(1500 * time.Millisecond)
-		m.Start()
-	}()
-	if _, err := Push(ctx, s, p); err != nil {
-		t.Fatalf("push: %v", err)
-	}
-	if logs.Len() == 0 {
-		t.Errorf("no retry was logged")
-	}
-	if snaps, err := ListSnapshots(ctx, s, "app"); err != nil || len(snaps) != 1 {
-		t.Errorf("list: %+v, %v", snaps, err)
-	}
-}
-
 // TestSFTPHostKey: an unknown or changed host key and a missing known_hosts
 // file are refused with errors naming the store and the variables.
 func TestSFTPHostKey(t *testing.T) {
-	sv := startSSHD(t)
-	ctx := testCtx(t, time.Minute)
+	sv := storetest.StartSSHD(t)
+	ctx := storetest.Ctx(t, time.Minute)
 
-	cfg := sv.config()
+	cfg := sv.Config()
 	cfg.SFTPKnownHosts = filepath.Join(t.TempDir(), "missing")
-	if _, err := Open(ctx, sv.url("x"), cfg, nil); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_SFTP_KNOWN_HOSTS") {
+	if _, err := store.Open(ctx, sv.URL("x"), cfg, nil); err == nil || !strings.Contains(err.Error(), "SNAPVISOR_SFTP_KNOWN_HOSTS") {
 		t.Errorf("missing known_hosts: %v", err)
 	}
 
 	other := filepath.Join(t.TempDir(), "key")
-	pub := writeKey(t, other)
-	cfg = sv.config()
+	pub := storetest.WriteKey(t, other)
+	cfg = sv.Config()
 	cfg.SFTPKnownHosts = filepath.Join(t.TempDir(), "known_hosts")
-	mustWrite(t, cfg.SFTPKnownHosts, []byte("[127.0.0.1]:"+portOf(sv.addr)+" "+string(ssh.MarshalAuthorizedKey(pub))))
-	s := mustOpen(t, sv.url("x"), cfg)
+	storetest.MustWrite(t, cfg.SFTPKnownHosts, []byte("[127.0.0.1]:"+storetest.PortOf(sv.Addr)+" "+string(ssh.MarshalAuthorizedKey(pub))))
+	s := storetest.Open(t, sv.URL("x"), cfg)
 	err := s.Put(ctx, "a", strings.NewReader("a"), 1)
-	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), s.Name()) {
-		t.Errorf("changed host key: %v (permanent %v)", err, IsPermanent(err))
+	if err == nil || !store.IsPermanent(err) || !strings.Contains(err.Error(), s.Name()) {
+		t.Errorf("changed host key: %v (permanent %v)", err, store.IsPermanent(err))
 	}
 	t.Logf("changed host key: %v", err)
 
 	// The explicit opt-out connects, and says so loudly.
 	cfg.SFTPInsecureNoHost = true
 	core, logs := observer.New(zapcore.WarnLevel)
-	s2, err := Open(ctx, sv.url("x"), cfg, zap.New(core))
+	s2, err := store.Open(ctx, sv.URL("x"), cfg, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,30 +52,5 @@ func TestSFTPHostKey(t *testing.T) {
 	}
 	if logs.Len() < 2 {
 		t.Errorf("insecure opt-out logged %d warnings, want one at open and one per connection", logs.Len())
-	}
-}
-
-// TestS3MissingBucket: a bucket that does not exist yet is an empty remote:
-// its keys do not exist (Get, the lease) and the first writer takes the lease
-// and pushes (Put creates the bucket), as on a fresh MinIO.
-func TestS3MissingBucket(t *testing.T) {
-	m := startMinIO(t)
-	ctx := testCtx(t, time.Minute)
-	s := mustOpen(t, m.URL("not-yet", "app"), minioConfig())
-	if _, err := s.Get(ctx, "app.lease"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Get in a missing bucket: %v, want fs.ErrNotExist", err)
-	}
-	if l, ok, err := ReadLease(ctx, s, "app"); ok || err != nil {
-		t.Errorf("ReadLease in a missing bucket: %+v, %v, %v", l, ok, err)
-	}
-	if _, err := AcquireLease(ctx, s, "app", ThisWriter(), time.Minute, time.Now()); err != nil {
-		t.Fatalf("AcquireLease in a missing bucket: %v", err)
-	}
-	p := makeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.gz", 1<<10)
-	if _, err := Push(ctx, s, p); err != nil {
-		t.Fatalf("push: %v", err)
-	}
-	if snaps, err := ListSnapshots(ctx, s, "app"); err != nil || len(snaps) != 1 {
-		t.Errorf("list: %+v, %v", snaps, err)
 	}
 }

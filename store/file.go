@@ -12,37 +12,46 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"snapvisor/internal/fsx"
 )
 
-// File is a directory on any mounted file system (NFS, CIFS, hostPath):
+// fileStore is a directory on any mounted file system (NFS, CIFS, hostPath):
 // file:///mnt/backups. Uploads go to a temporary file in the target directory,
 // are fsynced and renamed into place, and the directory is fsynced.
-type File struct {
+type fileStore struct {
 	root string
 	name string
 }
 
-var _ Store = (*File)(nil)
+var (
+	_ Store        = (*fileStore)(nil)
+	_ Hasher       = (*fileStore)(nil)
+	_ UploadLister = (*fileStore)(nil)
+)
 
-func openFile(u *url.URL) (*File, error) {
+func openFile(u *url.URL) (*fileStore, error) {
 	root := filepath.Clean(u.Path)
-	s := &File{root: root, name: "file://" + (&url.URL{Path: root}).EscapedPath()}
+	s := &fileStore{root: root, name: "file://" + (&url.URL{Path: root}).EscapedPath()}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, s.fail("open", "", err)
 	}
 	return s, nil
 }
 
-func (s *File) Name() string { return s.name }
-func (s *File) Close() error { return nil }
+func (s *fileStore) Name() string { return s.name }
+func (s *fileStore) Close() error { return nil }
 
-func (s *File) fail(op, key string, err error) error {
-	return &Error{Store: s.name, Op: op, Key: key, Err: err, permanent: errors.Is(err, errBadKey) || errors.Is(err, fs.ErrPermission)}
+// streamBuffer: the copy buffer.
+func (s *fileStore) streamBuffer() int64 { return 1 << 20 }
+
+func (s *fileStore) fail(op, key string, err error) error {
+	return &Error{Store: s.name, Op: op, Key: key, Err: err, Permanent: errors.Is(err, errBadKey) || errors.Is(err, fs.ErrPermission)}
 }
 
-func (s *File) path(key string) string { return filepath.Join(s.root, filepath.FromSlash(key)) }
+func (s *fileStore) path(key string) string { return filepath.Join(s.root, filepath.FromSlash(key)) }
 
-func (s *File) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
+func (s *fileStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
@@ -51,16 +60,11 @@ func (s *File) Put(ctx context.Context, key string, r io.Reader, size int64) (er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return s.fail("put", key, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
+	f, err := fsx.CreateTemp(final)
 	if err != nil {
 		return s.fail("put", key, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Discard()
 	n, err := io.Copy(f, ctxReader{ctx, r})
 	if err != nil {
 		return s.fail("put", key, err)
@@ -68,27 +72,18 @@ func (s *File) Put(ctx context.Context, key string, r io.Reader, size int64) (er
 	if size >= 0 && n != size {
 		return s.fail("put", key, errShort(n, size))
 	}
-	if err = f.Sync(); err != nil {
+	if err := f.Commit(); err != nil {
 		return s.fail("put", key, err)
 	}
-	if err = f.Close(); err != nil {
+	// Best effort where the directory cannot be opened (a write-only drop
+	// box, say) or the file system cannot sync directories (EINVAL).
+	if err := fsx.SyncDir(dir); err != nil && !errors.Is(err, os.ErrInvalid) && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 		return s.fail("put", key, err)
-	}
-	if err = os.Rename(f.Name(), final); err != nil {
-		return s.fail("put", key, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil && !errors.Is(err, os.ErrInvalid) { // some file systems cannot sync directories
-			return s.fail("put", key, err)
-		}
-		err = nil
 	}
 	return nil
 }
 
-func (s *File) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *fileStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, s.fail("get", key, err)
 	}
@@ -99,24 +94,24 @@ func (s *File) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-func (s *File) List(ctx context.Context, prefix string) ([]Object, error) {
+func (s *fileStore) List(ctx context.Context, prefix string) ([]Object, error) {
 	out, _, err := s.list(ctx, prefix)
 	return out, err
 }
 
 // Uploads returns the upload temporaries (".<base>.tmp-*") of keys starting
 // with prefix: what an interrupted Put left behind.
-func (s *File) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+func (s *fileStore) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
 	_, ups, err := s.list(ctx, prefix)
 	return ups, err
 }
 
 // AbortUpload deletes the temporary u.ID.
-func (s *File) AbortUpload(ctx context.Context, u Upload) error { return s.Delete(ctx, u.ID) }
+func (s *fileStore) AbortUpload(ctx context.Context, u Upload) error { return s.Delete(ctx, u.ID) }
 
 // list walks the directory for the objects and the upload temporaries of
 // keys starting with prefix.
-func (s *File) list(ctx context.Context, prefix string) (out []Object, ups []Upload, err error) {
+func (s *fileStore) list(ctx context.Context, prefix string) (out []Object, ups []Upload, err error) {
 	err = filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == s.root {
@@ -161,7 +156,7 @@ func (s *File) list(ctx context.Context, prefix string) (out []Object, ups []Upl
 	return out, ups, nil
 }
 
-func (s *File) Delete(ctx context.Context, key string) error {
+func (s *fileStore) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("delete", key, err)
 	}
@@ -171,8 +166,9 @@ func (s *File) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// SHA256 hashes the stored object (Push uses it to confirm what was written).
-func (s *File) SHA256(ctx context.Context, key string) (string, error) {
+// SHA256 hashes the stored object (Hasher: remote.Push uses it to confirm
+// what was written).
+func (s *fileStore) SHA256(ctx context.Context, key string) (string, error) {
 	rc, err := s.Get(ctx, key)
 	if err != nil {
 		return "", err
@@ -184,6 +180,9 @@ func (s *File) SHA256(ctx context.Context, key string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// ContextReader returns r that stops reading when ctx ends (with ctx's error).
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
 
 // ctxReader stops reading when the context ends.
 type ctxReader struct {

@@ -32,7 +32,7 @@ const gcsChunkSize = 16 << 20
 
 const gcsScope = "https://www.googleapis.com/auth/devstorage.read_write"
 
-// GCS is a bucket (and prefix) on Google Cloud Storage: gs://bucket/prefix,
+// gcsStore is a bucket (and prefix) on Google Cloud Storage: gs://bucket/prefix,
 // spoken to through the JSON API over net/http (resumable uploads), which
 // keeps Google's SDK and its gRPC stack out of the binary: the SDK alone
 // added ~27 MB to the binary, ~5 ms to start-up and ~18 MiB of idle RSS.
@@ -40,7 +40,7 @@ const gcsScope = "https://www.googleapis.com/auth/devstorage.read_write"
 // (GOOGLE_APPLICATION_CREDENTIALS, gcloud's, workload identity, the metadata
 // server), looked up at the first operation; STORAGE_EMULATOR_HOST points it
 // at an emulator such as fake-gcs-server, without authentication.
-type GCS struct {
+type gcsStore struct {
 	base   string // http(s)://host, without a trailing slash
 	bucket string
 	prefix string
@@ -53,10 +53,10 @@ type GCS struct {
 	authErr error
 }
 
-var _ Store = (*GCS)(nil)
+var _ Store = (*gcsStore)(nil)
 
-func openGCS(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*GCS, error) {
-	s := &GCS{bucket: u.Host, prefix: strings.Trim(u.Path, "/"), name: Redact(u.String()), cfg: cfg,
+func openGCS(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*gcsStore, error) {
+	s := &gcsStore{bucket: u.Host, prefix: strings.Trim(u.Path, "/"), name: Redact(u.String()), cfg: cfg,
 		base: "https://storage.googleapis.com", plain: &http.Client{Transport: gcsTransport()}}
 	if host := cfg.GCSEmulatorHost; host != "" {
 		if !strings.Contains(host, "://") {
@@ -91,11 +91,14 @@ func gcsTransport() *http.Transport {
 	return tr
 }
 
-func (s *GCS) Name() string { return s.name }
-func (s *GCS) Close() error { return nil }
+func (s *gcsStore) Name() string { return s.name }
+func (s *gcsStore) Close() error { return nil }
+
+// streamBuffer: the chunk of a resumable upload, and one byte of look-ahead.
+func (s *gcsStore) streamBuffer() int64 { return gcsChunkSize + 1 }
 
 // http returns the authorized client, finding the credentials the first time.
-func (s *GCS) http(ctx context.Context) (*http.Client, error) {
+func (s *gcsStore) http(ctx context.Context) (*http.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client != nil {
@@ -123,14 +126,14 @@ func (s *GCS) http(ctx context.Context) (*http.Client, error) {
 		creds, err = google.FindDefaultCredentials(context.WithValue(lookup, oauth2.HTTPClient, s.plain), gcsScope)
 	}
 	if err != nil {
-		s.authErr = &Error{Store: s.name, Op: "credentials", Err: err, permanent: true}
+		s.authErr = &Error{Store: s.name, Op: "credentials", Err: err, Permanent: true}
 		return nil, s.authErr
 	}
 	s.client = oauth2.NewClient(base, creds.TokenSource)
 	return s.client, nil
 }
 
-func (s *GCS) key(key string) string {
+func (s *gcsStore) key(key string) string {
 	if s.prefix == "" {
 		return key
 	}
@@ -138,7 +141,7 @@ func (s *GCS) key(key string) string {
 }
 
 // objectURL is the JSON API URL of an object ("/" in names escaped).
-func (s *GCS) objectURL(name string) string {
+func (s *gcsStore) objectURL(name string) string {
 	return s.base + "/storage/v1/b/" + url.PathEscape(s.bucket) + "/o/" + url.PathEscape(name)
 }
 
@@ -173,20 +176,20 @@ func readError(resp *http.Response) error {
 	return &gcsError{Status: resp.StatusCode, Message: msg}
 }
 
-func (s *GCS) fail(op, key string, err error) error {
+func (s *gcsStore) fail(op, key string, err error) error {
 	e := &Error{Store: s.name, Op: op, Key: key, Err: err}
 	var ge *gcsError
 	switch {
 	case errors.As(err, &ge) && ge.Status == http.StatusNotFound && (op == "get" || op == "delete"):
 		e.Err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
 	case errors.As(err, &ge) && (ge.Status == 400 || ge.Status == 401 || ge.Status == 403 || ge.Status == 404):
-		e.permanent = true
+		e.Permanent = true
 	case errors.Is(err, errBadKey):
-		e.permanent = true
+		e.Permanent = true
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
-		e.permanent = true // the token endpoint refused the credentials
+		e.Permanent = true // the token endpoint refused the credentials
 	}
 	var se *Error
 	if errors.As(err, &se) {
@@ -196,7 +199,7 @@ func (s *GCS) fail(op, key string, err error) error {
 }
 
 // do sends a request with the authorized client.
-func (s *GCS) do(ctx context.Context, method, u string, body io.Reader, hdr http.Header) (*http.Response, error) {
+func (s *gcsStore) do(ctx context.Context, method, u string, body io.Reader, hdr http.Header) (*http.Response, error) {
 	c, err := s.http(ctx)
 	if err != nil {
 		return nil, err
@@ -211,7 +214,7 @@ func (s *GCS) do(ctx context.Context, method, u string, body io.Reader, hdr http
 	return c.Do(req)
 }
 
-func (s *GCS) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+func (s *gcsStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
@@ -221,7 +224,7 @@ func (s *GCS) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 	return nil
 }
 
-func (s *GCS) put(ctx context.Context, name string, r io.Reader, size int64) (err error) {
+func (s *gcsStore) put(ctx context.Context, name string, r io.Reader, size int64) (err error) {
 	// Start a resumable upload session.
 	hdr := http.Header{"Content-Type": {"application/json; charset=UTF-8"},
 		"X-Upload-Content-Type": {"application/octet-stream"}}
@@ -312,7 +315,7 @@ func (s *GCS) put(ctx context.Context, name string, r io.Reader, size int64) (er
 	}
 }
 
-func (s *GCS) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *gcsStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, s.fail("get", key, err)
 	}
@@ -342,7 +345,7 @@ func (r *gcsReader) Read(p []byte) (int, error) {
 
 func (r *gcsReader) Close() error { return r.rc.Close() }
 
-func (s *GCS) List(ctx context.Context, prefix string) ([]Object, error) {
+func (s *gcsStore) List(ctx context.Context, prefix string) ([]Object, error) {
 	full := s.key(prefix)
 	if prefix == "" && s.prefix != "" {
 		full = s.prefix + "/"
@@ -393,7 +396,7 @@ func (s *GCS) List(ctx context.Context, prefix string) ([]Object, error) {
 	return out, nil
 }
 
-func (s *GCS) Delete(ctx context.Context, key string) error {
+func (s *gcsStore) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("delete", key, err)
 	}
@@ -407,20 +410,6 @@ func (s *GCS) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	return s.fail("delete", key, readError(resp))
-}
-
-// makeBucket creates the bucket if it does not exist (tests and benchmarks).
-func (s *GCS) makeBucket(ctx context.Context) error {
-	resp, err := s.do(ctx, http.MethodPost, s.base+"/storage/v1/b?project=snapvisor-test",
-		strings.NewReader(`{"name":`+strconv.Quote(s.bucket)+`}`), http.Header{"Content-Type": {"application/json"}})
-	if err != nil {
-		return s.fail("bucket", "", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusConflict {
-		return s.fail("bucket", "", readError(resp))
-	}
-	return nil
 }
 
 // checkServiceAccount checks a service-account key file up front, so that a

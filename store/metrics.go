@@ -16,7 +16,7 @@ import (
 //	snapvisor_remote_operations_total{remote,op,result="ok|error"}
 //	snapvisor_remote_operation_seconds_total{remote,op}
 //	snapvisor_remote_uploaded_bytes_total{remote}
-//	snapvisor_remote_push_total{remote,result="ok|error"}          (Push, PushStream)
+//	snapvisor_remote_push_total{remote,result="ok|error"}          (remote.Push, remote.PushStream)
 //	snapvisor_remote_last_push_success_timestamp_seconds{remote}
 //	snapvisor_remote_lease_conflict{remote}                         1 while another writer holds its lease
 type Instrumented struct {
@@ -88,8 +88,8 @@ func (m *Instrumented) Delete(ctx context.Context, key string) error {
 	return err
 }
 
-// pushed records the result of a whole Push.
-func (m *Instrumented) pushed(err error) {
+// Pushed records the result of a whole snapshot push (remote.Push, remote.PushStream).
+func (m *Instrumented) Pushed(err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -101,26 +101,12 @@ func (m *Instrumented) pushed(err error) {
 	}
 }
 
-// leaseConflict records whether another writer holds this store's lease
-// (AcquireLease refused), or not (this writer holds it).
-func (m *Instrumented) leaseConflict(held bool) {
+// LeaseConflict records whether another writer holds this store's lease
+// (remote.AcquireLease refused), or not (this writer holds it).
+func (m *Instrumented) LeaseConflict(held bool) {
 	v := 0.0
 	if held {
 		v = 1
 	}
 	m.set.GetOrCreateGauge(`snapvisor_remote_lease_conflict{`+m.label+`}`, nil).Set(v)
-}
-
-// instrumentedOf finds the *Instrumented in a chain of wrappers, if any.
-func instrumentedOf(s Store) (*Instrumented, bool) {
-	for {
-		switch w := s.(type) {
-		case *Instrumented:
-			return w, true
-		case interface{ Unwrap() Store }:
-			s = w.Unwrap()
-		default:
-			return nil, false
-		}
-	}
 }

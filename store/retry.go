@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,16 +13,10 @@ import (
 // Policy bounds the retries of a failed operation: Retries more attempts after
 // the first, waiting Backoff, 2*Backoff, 4*Backoff, ... (at most MaxBackoff),
 // each delay drawn uniformly from [d/2, d] ("equal jitter").
-//
-// Timeout is not used by Do: it bounds a whole snapshot transfer to or from
-// one store (Push, PushStream, Fetch, and the callers' rotation), see Timeout.
-// Nor is LeaseTTL: how long a lease written on the store lasts, see LeaseTTL.
 type Policy struct {
 	Retries    int
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	Timeout    time.Duration
-	LeaseTTL   time.Duration
 }
 
 // delay returns the wait before retry number n (1-based).
@@ -123,7 +116,7 @@ func (r *Retrying) Put(ctx context.Context, key string, rd io.Reader, size int64
 	return r.policy.Do(ctx, r.log, "put "+key, func(ctx context.Context) error {
 		if !first {
 			if _, err := sk.Seek(start, io.SeekStart); err != nil {
-				return &Error{Store: r.Name(), Op: "put", Key: key, Err: fmt.Errorf("rewind for retry: %w", err), permanent: true}
+				return &Error{Store: r.Name(), Op: "put", Key: key, Err: fmt.Errorf("rewind for retry: %w", err), Permanent: true}
 			}
 		}
 		first = false
@@ -157,64 +150,14 @@ func (r *Retrying) Delete(ctx context.Context, key string) error {
 	})
 }
 
-// retryOf finds the retry policy of s, if s is or wraps a *Retrying.
-func retryOf(s Store) (*Retrying, bool) {
-	for {
-		switch w := s.(type) {
-		case *Retrying:
-			return w, true
-		case interface{ Unwrap() Store }:
-			s = w.Unwrap()
-		default:
-			return nil, false
-		}
-	}
-}
-
-// retryWhole runs op under the retry policy of s (if s is a *Retrying, or
-// wraps one), for multi-step operations such as a download whose reading fails
+// Retry runs op under the retry policy of s (if s is a *Retrying, or wraps
+// one), for multi-step operations such as a download whose reading fails
 // midway. op gets the store to use: the one inside the *Retrying, so that
 // retries do not nest.
-func retryWhole(ctx context.Context, s Store, what string, op func(ctx context.Context, s Store) error) error {
-	r, ok := retryOf(s)
+func Retry(ctx context.Context, s Store, what string, op func(ctx context.Context, s Store) error) error {
+	r, ok := As[*Retrying](s)
 	if !ok {
 		return op(ctx, s)
 	}
 	return r.policy.Do(ctx, r.log, what, func(ctx context.Context) error { return op(ctx, r.Store) })
-}
-
-// Timeout returns the time limit for one snapshot transfer to or from s: the
-// Timeout of the retry policy s has (OpenAll sets SNAPVISOR_REMOTE_TIMEOUT),
-// or 0 for none.
-func Timeout(s Store) time.Duration {
-	if r, ok := retryOf(s); ok {
-		return r.policy.Timeout
-	}
-	return 0
-}
-
-// ErrTimeout is wrapped by the error of a transfer that hit its store's Timeout.
-var ErrTimeout = errors.New("remote timed out (SNAPVISOR_REMOTE_TIMEOUT)")
-
-// WithTimeout returns ctx bounded by Timeout(s), when s has one. Use it around
-// everything done with one store for one snapshot; TimeoutError turns the
-// resulting context error into a message naming the limit.
-func WithTimeout(ctx context.Context, s Store) (context.Context, context.CancelFunc) {
-	d := Timeout(s)
-	if d <= 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%s: %w after %s", s.Name(), ErrTimeout, d))
-}
-
-// TimeoutError returns err, or the timeout cause of ctx wrapping err when ctx
-// ended by WithTimeout's limit.
-func TimeoutError(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	if c := context.Cause(ctx); c != nil && errors.Is(c, ErrTimeout) && !errors.Is(err, ErrTimeout) {
-		return fmt.Errorf("%w: %w", c, err)
-	}
-	return err
 }

@@ -31,10 +31,10 @@ const (
 	s3FileThreads   = 4
 )
 
-// S3 is a bucket (and prefix) on AWS S3, MinIO or another S3-compatible
+// s3Store is a bucket (and prefix) on AWS S3, MinIO or another S3-compatible
 // server: s3://bucket/prefix?endpoint=host:port&region=R&tls=false&storage_class=C.
 // Uploads are multipart: parts are invisible until the upload completes.
-type S3 struct {
+type s3Store struct {
 	client       *minio.Client
 	bucket       string
 	prefix       string
@@ -44,11 +44,11 @@ type S3 struct {
 	scrub        func(string) string
 }
 
-var _ Store = (*S3)(nil)
+var _ Store = (*s3Store)(nil)
 
-func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*S3, error) {
+func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*s3Store, error) {
 	q := u.Query()
-	s := &S3{
+	s := &s3Store{
 		bucket:       u.Host,
 		prefix:       strings.Trim(u.Path, "/"),
 		name:         Redact(u.String()),
@@ -117,17 +117,20 @@ func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*S3, 
 	return s, nil
 }
 
-func (s *S3) Name() string { return s.name }
-func (s *S3) Close() error { return nil }
+func (s *s3Store) Name() string { return s.name }
+func (s *s3Store) Close() error { return nil }
 
-func (s *S3) key(key string) string {
+// streamBuffer: the parts in flight of a streaming upload.
+func (s *s3Store) streamBuffer() int64 { return s3StreamThreads * s3PartSize }
+
+func (s *s3Store) key(key string) string {
 	if s.prefix == "" {
 		return key
 	}
 	return s.prefix + "/" + key
 }
 
-func (s *S3) fail(op, key string, err error) error {
+func (s *s3Store) fail(op, key string, err error) error {
 	e := &Error{Store: s.name, Op: op, Key: key, Err: err, scrub: s.scrub}
 	switch minio.ToErrorResponse(err).Code {
 	case "NoSuchKey":
@@ -135,18 +138,18 @@ func (s *S3) fail(op, key string, err error) error {
 	case "NoSuchBucket":
 		// No bucket yet is an empty remote, as List says: no key exists in it
 		// (the first Put creates it).
-		e.Err, e.permanent = fmt.Errorf("%w (%v)", fs.ErrNotExist, err), true
+		e.Err, e.Permanent = fmt.Errorf("%w (%v)", fs.ErrNotExist, err), true
 	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName",
 		"AllAccessDisabled", "InvalidObjectState", "InvalidStorageClass", "ExpiredToken", "InvalidToken":
-		e.permanent = true
+		e.Permanent = true
 	}
 	if errors.Is(err, errBadKey) {
-		e.permanent = true
+		e.Permanent = true
 	}
 	return e
 }
 
-func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
@@ -185,7 +188,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 }
 
 // putObject uploads an object, creating the bucket when it does not exist.
-func (s *S3) putObject(ctx context.Context, key string, r io.Reader, size int64, opts minio.PutObjectOptions) (minio.UploadInfo, error) {
+func (s *s3Store) putObject(ctx context.Context, key string, r io.Reader, size int64, opts minio.PutObjectOptions) (minio.UploadInfo, error) {
 	info, err := s.client.PutObject(ctx, s.bucket, s.key(key), r, size, opts)
 	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchBucket" {
 		// A fresh MinIO or a new bucket name: create it once, then upload (the
@@ -207,7 +210,7 @@ func multipartMarker(key string) string {
 	return dir + "." + base + ".tmp-multipart"
 }
 
-func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *s3Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, s.fail("get", key, err)
 	}
@@ -239,7 +242,7 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 
 func (r *s3Reader) Close() error { return r.obj.Close() }
 
-func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
+func (s *s3Store) List(ctx context.Context, prefix string) ([]Object, error) {
 	full := s.key(prefix)
 	if prefix == "" && s.prefix != "" {
 		full = s.prefix + "/"
@@ -262,7 +265,7 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
 	return out, nil
 }
 
-func (s *S3) Delete(ctx context.Context, key string) error {
+func (s *s3Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("delete", key, err)
 	}
@@ -276,8 +279,8 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 }
 
 // makeBucket creates the bucket if it does not exist: on the first Put into a
-// missing bucket, and in tests and benchmarks.
-func (s *S3) makeBucket(ctx context.Context) error {
+// missing bucket.
+func (s *s3Store) makeBucket(ctx context.Context) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)
 	if err != nil {
 		return s.fail("bucket", "", err)
@@ -298,7 +301,7 @@ func (s *S3) makeBucket(ctx context.Context) error {
 // where the server can (AWS), and through the markers Put leaves where it
 // cannot (MinIO lists them by exact key only): a marker's Upload has the
 // marker's key as ID and stands for every upload of its key.
-func (s *S3) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+func (s *s3Store) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
 	var out []Upload
 	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.key(prefix), true) {
 		if u.Err != nil {
@@ -329,7 +332,7 @@ func (s *S3) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
 
 // AbortUpload aborts the multipart upload u (its parts are deleted); for a
 // marker, every incomplete upload of its key, then the marker.
-func (s *S3) AbortUpload(ctx context.Context, u Upload) error {
+func (s *s3Store) AbortUpload(ctx context.Context, u Upload) error {
 	if err := checkKey(u.Key); err != nil {
 		return s.fail("abort upload", u.Key, err)
 	}
@@ -359,7 +362,7 @@ func (s *S3) AbortUpload(ctx context.Context, u Upload) error {
 }
 
 // unkey turns an object name into a key relative to the prefix.
-func (s *S3) unkey(name string) string {
+func (s *s3Store) unkey(name string) string {
 	if s.prefix == "" {
 		return name
 	}

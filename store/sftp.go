@@ -24,13 +24,13 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// SFTP is a directory on an SSH server: sftp://user@host:port/absolute/path.
+// sftpStore is a directory on an SSH server: sftp://user@host:port/absolute/path.
 // Host keys are checked against a known_hosts file (SNAPVISOR_SFTP_KNOWN_HOSTS,
 // default ~/.ssh/known_hosts) unless SNAPVISOR_SFTP_INSECURE_IGNORE_HOST_KEY=true.
 // Uploads go to ".<name>.tmp-<random>" beside the target and are renamed into
 // place with the posix-rename extension. One SSH connection is kept and
 // re-established after a failure.
-type SFTP struct {
+type sftpStore struct {
 	addr    string
 	root    string
 	name    string
@@ -44,10 +44,10 @@ type SFTP struct {
 	client *sftp.Client
 }
 
-var _ Store = (*SFTP)(nil)
+var _ Store = (*sftpStore)(nil)
 
-func openSFTP(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*SFTP, error) {
-	s := &SFTP{
+func openSFTP(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (*sftpStore, error) {
+	s := &sftpStore{
 		root: path.Clean(u.Path),
 		name: Redact(u.String()),
 		log:  log.With(zap.String("remote", Redact(u.String()))),
@@ -179,27 +179,30 @@ func (probeKey) Type() string                        { return "snapvisor-probe" 
 func (probeKey) Marshal() []byte                     { return []byte("snapvisor-probe") }
 func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe") }
 
-func (s *SFTP) Name() string { return s.name }
+func (s *sftpStore) Name() string { return s.name }
 
-func (s *SFTP) permanent(op string, err error) error {
-	return &Error{Store: s.name, Op: op, Err: err, permanent: true, scrub: s.scrub}
+// streamBuffer: the copy buffers.
+func (s *sftpStore) streamBuffer() int64 { return 1 << 20 }
+
+func (s *sftpStore) permanent(op string, err error) error {
+	return &Error{Store: s.name, Op: op, Err: err, Permanent: true, scrub: s.scrub}
 }
 
-func (s *SFTP) fail(op, key string, err error) error {
+func (s *sftpStore) fail(op, key string, err error) error {
 	e := &Error{Store: s.name, Op: op, Key: key, Err: err, scrub: s.scrub}
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
 	switch {
 	case errors.Is(err, errBadKey), errors.Is(err, fs.ErrPermission), errors.As(err, &ke), errors.As(err, &re):
-		e.permanent = true
+		e.Permanent = true
 	case err != nil && strings.Contains(err.Error(), "unable to authenticate"):
-		e.permanent = true
+		e.Permanent = true
 	}
 	return e
 }
 
 // session returns the SFTP client, connecting when there is none.
-func (s *SFTP) session(ctx context.Context) (*sftp.Client, error) {
+func (s *sftpStore) session(ctx context.Context) (*sftp.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client != nil {
@@ -232,7 +235,7 @@ func (s *SFTP) session(ctx context.Context) (*sftp.Client, error) {
 }
 
 // reset drops the connection after an error that may have broken it.
-func (s *SFTP) reset(client *sftp.Client, err error) {
+func (s *sftpStore) reset(client *sftp.Client, err error) {
 	var se *sftp.StatusError
 	if err == nil || errors.As(err, &se) || errors.Is(err, fs.ErrNotExist) {
 		return // the server answered: the connection is fine
@@ -247,7 +250,7 @@ func (s *SFTP) reset(client *sftp.Client, err error) {
 }
 
 // do runs op on a live session; cancelling ctx closes the connection.
-func (s *SFTP) do(ctx context.Context, op, key string, fn func(c *sftp.Client) error) error {
+func (s *sftpStore) do(ctx context.Context, op, key string, fn func(c *sftp.Client) error) error {
 	c, err := s.session(ctx)
 	if err != nil {
 		return s.fail(op, key, err)
@@ -265,7 +268,7 @@ func (s *SFTP) do(ctx context.Context, op, key string, fn func(c *sftp.Client) e
 	return nil
 }
 
-func (s *SFTP) Close() error {
+func (s *sftpStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
@@ -277,9 +280,9 @@ func (s *SFTP) Close() error {
 	return err
 }
 
-func (s *SFTP) path(key string) string { return path.Join(s.root, key) }
+func (s *sftpStore) path(key string) string { return path.Join(s.root, key) }
 
-func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+func (s *sftpStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
@@ -323,7 +326,7 @@ func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, size int64) err
 	})
 }
 
-func (s *SFTP) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *sftpStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, s.fail("get", key, err)
 	}
@@ -343,7 +346,7 @@ func (s *SFTP) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 type sftpReader struct {
 	ctx context.Context
 	f   *sftp.File
-	s   *SFTP
+	s   *sftpStore
 	key string
 }
 
@@ -360,24 +363,24 @@ func (r *sftpReader) Read(p []byte) (int, error) {
 
 func (r *sftpReader) Close() error { return r.f.Close() }
 
-func (s *SFTP) List(ctx context.Context, prefix string) ([]Object, error) {
+func (s *sftpStore) List(ctx context.Context, prefix string) ([]Object, error) {
 	out, _, err := s.list(ctx, prefix)
 	return out, err
 }
 
 // Uploads returns the upload temporaries (".<base>.tmp-*") of keys starting
 // with prefix: what an interrupted Put left behind.
-func (s *SFTP) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
+func (s *sftpStore) Uploads(ctx context.Context, prefix string) ([]Upload, error) {
 	_, ups, err := s.list(ctx, prefix)
 	return ups, err
 }
 
 // AbortUpload deletes the temporary u.ID.
-func (s *SFTP) AbortUpload(ctx context.Context, u Upload) error { return s.Delete(ctx, u.ID) }
+func (s *sftpStore) AbortUpload(ctx context.Context, u Upload) error { return s.Delete(ctx, u.ID) }
 
 // list walks the directory for the objects and the upload temporaries of
 // keys starting with prefix.
-func (s *SFTP) list(ctx context.Context, prefix string) (out []Object, ups []Upload, err error) {
+func (s *sftpStore) list(ctx context.Context, prefix string) (out []Object, ups []Upload, err error) {
 	err = s.do(ctx, "list", prefix, func(c *sftp.Client) error {
 		out, ups = nil, nil
 		w := c.Walk(s.root)
@@ -425,7 +428,7 @@ func (s *SFTP) list(ctx context.Context, prefix string) (out []Object, ups []Upl
 	return out, ups, nil
 }
 
-func (s *SFTP) Delete(ctx context.Context, key string) error {
+func (s *sftpStore) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("delete", key, err)
 	}

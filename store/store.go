@@ -1,13 +1,12 @@
-// Package store pushes snapshots to remote stores and brings them back:
-// a mounted directory (file://), S3 and S3-compatible servers (s3://), SFTP
-// (sftp://), Azure Blob Storage (azure://) and Google Cloud Storage (gs://).
+// Package store is remote byte storage: a mounted directory (file://), S3
+// and S3-compatible servers (s3://), SFTP (sftp://), Azure Blob Storage
+// (azure://) and Google Cloud Storage (gs://). It knows nothing of
+// snapshots (package remote keeps those on a Store).
 //
-// Every backend implements the small Store interface; retries and metrics are
-// wrappers around any Store (WithRetry, WithMetrics). The snapshot helpers
-// (Push, PushStream, ListSnapshots, Fetch, DeleteSnapshot) work on any Store
-// and keep one rule: a snapshot is present on a remote only when its .sha256
-// is, and the .sha256 is uploaded last, after the archive is confirmed — so a
-// partial upload is never listed as a snapshot.
+// Every backend implements the small Store interface and registers its URL
+// scheme in its own file; retries and metrics are wrappers around any Store
+// (WithRetry, WithMetrics). Optional abilities of some backends (Hasher,
+// UploadLister) are found through the wrappers with As.
 //
 // Credentials never appear in Name(), in errors or in logs: URL passwords and
 // secret query parameters are redacted, and error texts from the client
@@ -29,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap"
 
 	"snapvisor/config"
@@ -65,6 +65,69 @@ type Store interface {
 // AcceptedURLs describes the accepted remote URLs, for configuration errors.
 const AcceptedURLs = "comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, " +
 	"sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix"
+
+// As finds the first store in s's chain of wrappers (Unwrap) that is or
+// implements T: a wrapper (*Retrying, *Instrumented) or an optional ability
+// of some backends (Hasher, UploadLister, ...), without widening Store.
+func As[T any](s Store) (T, bool) {
+	for s != nil {
+		if c, ok := s.(T); ok {
+			return c, true
+		}
+		w, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// Hasher is implemented by stores that can hash a stored object cheaply
+// (file://): the hex sha256 of key's content.
+type Hasher interface {
+	SHA256(ctx context.Context, key string) (string, error)
+}
+
+// Upload is an unfinished upload that a store keeps out of List: a
+// temporary file of file:// and sftp:// (".<key>.tmp-<random>"), an
+// incomplete multipart upload of s3://.
+type Upload struct {
+	Key string // the key it was to be stored under
+	ID  string // the temporary's key, or the multipart upload id
+}
+
+// UploadLister is implemented by the stores whose interrupted uploads leave
+// data behind that List never shows (file, sftp, s3). Azure needs nothing:
+// uncommitted blocks are discarded by the service after 7 days; nor does
+// GCS: a resumable upload session that is not finished expires after a week.
+type UploadLister interface {
+	// Uploads returns the unfinished uploads of keys starting with prefix.
+	Uploads(ctx context.Context, prefix string) ([]Upload, error)
+	// AbortUpload removes one of them (its data is gone).
+	AbortUpload(ctx context.Context, u Upload) error
+}
+
+// streamBufferer is implemented by every backend: the most memory it
+// buffers during a streaming upload (Put with unknown size).
+type streamBufferer interface {
+	streamBuffer() int64
+}
+
+// maxStreamBuffer is the largest streaming buffer of any backend (s3's),
+// assumed for a store not open yet.
+const maxStreamBuffer = s3StreamThreads * s3PartSize
+
+// StreamBuffer is the most memory s buffers during a streaming upload (Put
+// with unknown size): its parts or blocks in flight. Callers that bound the
+// process's memory (snapshot.Stream sets a Go memory limit) add it.
+func StreamBuffer(s Store) int64 {
+	if b, ok := As[streamBufferer](s); ok {
+		return b.streamBuffer()
+	}
+	return maxStreamBuffer // not open yet: assume the largest
+}
 
 // Open opens the store for rawURL. The result is a bare backend: wrap it with
 // WithRetry (and WithMetrics) for production use, or use OpenAll.
@@ -338,7 +401,7 @@ type Error struct {
 	Op        string // put, get, list, delete, open, ...
 	Key       string // the key, if any
 	Err       error
-	permanent bool
+	Permanent bool // retrying cannot help (IsPermanent)
 	scrub     func(string) string
 }
 
@@ -356,16 +419,17 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // IsPermanent reports whether retrying err cannot help: a missing object,
-// refused credentials, a missing bucket, an unknown host key, a bad key.
+// refused credentials, a missing bucket, an unknown host key, a bad key, or
+// an *Error marked Permanent by its maker (a checksum mismatch, say).
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, context.Canceled) || errors.Is(err, errChecksum) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, context.Canceled) {
 		return true
 	}
 	var e *Error
-	if errors.As(err, &e) && e.permanent {
+	if errors.As(err, &e) && e.Permanent {
 		return true
 	}
 	var ce *config.Error
@@ -400,8 +464,9 @@ func scrubber(secrets ...string) func(string) string {
 // sigRE finds signature-like query parameters in error texts (SAS tokens, presigned URLs).
 var sigRE = regexp.MustCompile(`(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token)=)[^&\s"']+`)
 
-// tempPrefix marks upload temporaries of the directory-like stores (file, sftp):
-// ".<base>.tmp-<random>", the pattern the snapshot package also skips.
+// isTemp reports whether base names an upload temporary of the directory-like
+// stores (file, sftp): ".<base>.tmp-<random>", the pattern the snapshot
+// package also skips.
 func isTemp(base string) bool {
 	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
 }
@@ -415,18 +480,6 @@ func tempTarget(key string) (target string, ok bool) {
 	}
 	i := max(strings.LastIndex(base, ".tmp-"), 1) // ".tmp-x" names nothing: dir
 	return dir + base[1:i], true
-}
-
-// limitedReadAll reads at most n bytes of r; more is an error.
-func limitedReadAll(r io.Reader, n int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, n+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > n {
-		return nil, fmt.Errorf("larger than %d bytes", n)
-	}
-	return b, nil
 }
 
 func errShort(n, size int64) error {
@@ -473,4 +526,47 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 		err = nil // reported on the next call, after the probe
 	}
 	return n, err
+}
+
+// OpenAll opens every remote of cfg, each wrapped for production use:
+// WithRetry(WithMetrics(backend)) (metrics only when set is not nil), in
+// order, and returns an error joining the failures, so that one bad remote
+// does not stop the rest. A remote that fails to open is still returned, as a
+// store that tries to open it again at each operation and otherwise fails
+// with the reason (Unopened): it is never silently left out of a push or an
+// auto-restore. Only URLs that are not valid remotes (*config.Error, which
+// Config.Validate reports first) are left out.
+func OpenAll(ctx context.Context, cfg Config, set *metrics.Set, log *zap.Logger) ([]Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var out []Store
+	var errs []error
+	for _, u := range cfg.URLs() {
+		s, err := Open(ctx, u, cfg, log)
+		if err != nil {
+			errs = append(errs, err)
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				continue
+			}
+			s = &unopened{rawURL: u, name: Redact(u), cfg: cfg, log: log}
+		}
+		if set != nil {
+			s = WithMetrics(s, set, log)
+		}
+		out = append(out, WithRetry(s, cfg.Policy(), log))
+	}
+	return out, errors.Join(errs...)
+}
+
+// CloseAll closes every store, returning the first error.
+func CloseAll(stores []Store) error {
+	var first error
+	for _, s := range stores {
+		if err := s.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -20,9 +20,8 @@ type unopened struct {
 	cfg    Config
 	log    *zap.Logger
 
-	mu  sync.Mutex
-	s   Store
-	err error // the last open error
+	mu sync.Mutex
+	s  Store
 }
 
 var _ Store = (*unopened)(nil)
@@ -38,7 +37,6 @@ func (u *unopened) store(ctx context.Context) (Store, error) {
 	}
 	s, err := Open(ctx, u.rawURL, u.cfg, u.log)
 	if err != nil {
-		u.err = err
 		return nil, err
 	}
 	u.log.Info("remote opened after an earlier failure", zap.String("remote", u.name))
@@ -78,7 +76,7 @@ func (u *unopened) Delete(ctx context.Context, key string) error {
 	return s.Delete(ctx, key)
 }
 
-// Unwrap returns the backend once it is open, nil before (Push finds the
+// Unwrap returns the backend once it is open, nil before (remote.Push finds
 // backend's cheap re-hash through it).
 func (u *unopened) Unwrap() Store {
 	u.mu.Lock()

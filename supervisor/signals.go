@@ -72,8 +72,8 @@ func SignalName(sig syscall.Signal) string {
 	return "signal " + strconv.Itoa(int(sig))
 }
 
-// ParseSignal reads a signal number (0-64) or name (TERM, SIGTERM, term).
-func ParseSignal(s string) (syscall.Signal, error) {
+// parseSignal reads a signal number (0-64) or name (TERM, SIGTERM, term).
+func parseSignal(s string) (syscall.Signal, error) {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.Atoi(s); err == nil {
 		if n < 0 || n > 64 {
@@ -91,10 +91,10 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
-// ParseSignalRewrite reads SNAPVISOR_SIGNAL_REWRITE: comma-separated FROM:TO
+// parseSignalRewrite reads SNAPVISOR_SIGNAL_REWRITE: comma-separated FROM:TO
 // pairs (numbers or names, as dumb-init -r s:r). TO 0 means "do not forward".
 // FROM must be a signal the supervisor forwards.
-func ParseSignalRewrite(s string) (map[syscall.Signal]syscall.Signal, error) {
+func parseSignalRewrite(s string) (map[syscall.Signal]syscall.Signal, error) {
 	out := map[syscall.Signal]syscall.Signal{}
 	for _, pair := range strings.Split(s, ",") {
 		if strings.TrimSpace(pair) == "" {
@@ -104,11 +104,11 @@ func ParseSignalRewrite(s string) (map[syscall.Signal]syscall.Signal, error) {
 		if !ok {
 			return nil, fmt.Errorf("%q is not FROM:TO", strings.TrimSpace(pair))
 		}
-		f, err := ParseSignal(from)
+		f, err := parseSignal(from)
 		if err != nil {
 			return nil, err
 		}
-		t, err := ParseSignal(to)
+		t, err := parseSignal(to)
 		if err != nil {
 			return nil, err
 		}
@@ -123,9 +123,9 @@ func ParseSignalRewrite(s string) (map[syscall.Signal]syscall.Signal, error) {
 	return out, nil
 }
 
-// ParseSuccessCodes reads SNAPVISOR_SUCCESS_CODES: comma-separated exit codes
+// parseSuccessCodes reads SNAPVISOR_SUCCESS_CODES: comma-separated exit codes
 // 0-255 (tini -e) that count as success.
-func ParseSuccessCodes(s string) (map[int]bool, error) {
+func parseSuccessCodes(s string) (map[int]bool, error) {
 	out := map[int]bool{}
 	for _, f := range strings.Split(s, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -165,8 +165,8 @@ func (in Inherited) IsIgnored(sig syscall.Signal) bool {
 // Default reports whether nothing was ignored or blocked (a container start).
 func (in Inherited) Default() bool { return in.Ignored == 0 && in.Blocked == 0 }
 
-// Signals lists the signals of a mask, for logs.
-func Signals(mask uint64) []string {
+// signalNames lists the signals of a mask, for logs.
+func signalNames(mask uint64) []string {
 	var out []string
 	for n := 1; n <= 64; n++ {
 		if mask&(1<<(n-1)) != 0 {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
 )
 
 func TestStatus_String(t *testing.T) {
@@ -55,9 +56,9 @@ func TestParseSignal(t *testing.T) {
 		{in: "", bad: true},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSignal(tc.in)
+			got, err := parseSignal(tc.in)
 			if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
-				t.Errorf("ParseSignal(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
+				t.Errorf("parseSignal(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
 			}
 		})
 	}
@@ -85,15 +86,15 @@ func TestParseSignalRewrite(t *testing.T) {
 		{in: "15:3,TERM:2", bad: "twice"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSignalRewrite(tc.in)
+			got, err := parseSignalRewrite(tc.in)
 			if tc.bad != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.bad) {
-					t.Fatalf("ParseSignalRewrite(%q) error %v, want one saying %q", tc.in, err, tc.bad)
+					t.Fatalf("parseSignalRewrite(%q) error %v, want one saying %q", tc.in, err, tc.bad)
 				}
 				return
 			}
 			if err != nil || len(got) != len(tc.want) {
-				t.Fatalf("ParseSignalRewrite(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+				t.Fatalf("parseSignalRewrite(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 			}
 			for k, v := range tc.want {
 				if got[k] != v {
@@ -120,9 +121,9 @@ func TestParseSuccessCodes(t *testing.T) {
 		{in: "1.5", bad: true},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseSuccessCodes(tc.in)
+			got, err := parseSuccessCodes(tc.in)
 			if (err != nil) != tc.bad || len(got) != len(tc.want) {
-				t.Fatalf("ParseSuccessCodes(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
+				t.Fatalf("parseSuccessCodes(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
 			}
 			for _, c := range tc.want {
 				if !got[c] {
@@ -261,7 +262,7 @@ func TestSupervisor_Before(t *testing.T) {
 		if err := unix.Kill(os.Getpid(), unix.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "SIGINT queued for Run", func() bool { return len(s.sig.fwd) > 0 })
+		testutil.Eventually(t, 5*time.Second, "SIGINT queued for Run", func() bool { return len(s.sig.fwd) > 0 })
 		_, err := s.Run(context.Background())
 		var se *StoppedError
 		if !errors.As(err, &se) || se.Signal != unix.SIGINT || se.Code() != 130 {
@@ -283,7 +284,7 @@ func TestSupervisor_Before(t *testing.T) {
 				return err
 			}
 			// Sent during the work, it must be dropped, not queued for the service.
-			eventually(t, 5*time.Second, "SIGUSR1 dropped", func() bool {
+			testutil.Eventually(t, 5*time.Second, "SIGUSR1 dropped", func() bool {
 				return logs.FilterField(zap.String("signal", "SIGUSR1")).Len() > 0
 			})
 			return nil

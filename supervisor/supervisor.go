@@ -48,13 +48,13 @@ func (c *Config) Validate() error {
 	if c.StopTimeout <= 0 {
 		return config.Invalid("STOP_TIMEOUT", c.StopTimeout.String(), "a positive duration such as 10s")
 	}
-	rewrite, err := ParseSignalRewrite(c.SignalRewrite)
+	rewrite, err := parseSignalRewrite(c.SignalRewrite)
 	if err != nil {
 		e := config.Invalid("SIGNAL_REWRITE", c.SignalRewrite, "comma-separated FROM:TO pairs of signal numbers (1-64) or names, e.g. 15:3,2:3 or TERM:QUIT; TO 0 means do not forward")
 		e.Err = err
 		return e
 	}
-	success, err := ParseSuccessCodes(c.SuccessCodes)
+	success, err := parseSuccessCodes(c.SuccessCodes)
 	if err != nil {
 		e := config.Invalid("SUCCESS_CODES", c.SuccessCodes, "comma-separated exit codes from 0 to 255, e.g. 143 or 130,143")
 		e.Err = err
@@ -301,7 +301,7 @@ func (s *Supervisor) Listen() {
 	s.sig = c
 	if in := s.cfg.Inherited; !in.Default() {
 		s.log.Info("started with signals ignored or blocked: the service inherits them, and ignored ones are not forwarded",
-			zap.Strings("ignored", Signals(in.Ignored)), zap.Strings("blocked", Signals(in.Blocked)))
+			zap.Strings("ignored", signalNames(in.Ignored)), zap.Strings("blocked", signalNames(in.Blocked)))
 	}
 }
 

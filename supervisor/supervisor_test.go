@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"snapvisor/internal/testutil"
 )
 
 func newSup(t *testing.T, argv ...string) *Supervisor {
@@ -67,17 +69,6 @@ func waitResult(t *testing.T, ch <-chan result) Status {
 func procState(pid int) byte {
 	_, st, _ := statOf(pid)
 	return st
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestSupervisor_Exec runs many hooks while the service keeps producing
@@ -177,7 +168,7 @@ func TestSupervisor_JobControl(t *testing.T) {
 		if err := s.Pause(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "service stopped (T)", func() bool { return procState(pid) == 'T' })
+		testutil.Eventually(t, 5*time.Second, "service stopped (T)", func() bool { return procState(pid) == 'T' })
 		s.onSignal(syscall.SIGHUP)
 		s.onSignal(syscall.SIGUSR1)
 		time.Sleep(50 * time.Millisecond) // give a wrong SIGCONT time to act
@@ -194,7 +185,7 @@ func TestSupervisor_JobControl(t *testing.T) {
 		ch, _ := runAsync(t, s)
 		pid := s.PID()
 		s.onSignal(syscall.SIGTSTP)
-		eventually(t, 5*time.Second, "service stopped by TSTP", func() bool { return procState(pid) == 'T' })
+		testutil.Eventually(t, 5*time.Second, "service stopped by TSTP", func() bool { return procState(pid) == 'T' })
 		start := time.Now()
 		s.onSignal(syscall.SIGTERM)
 		st := waitResult(t, ch)
@@ -214,14 +205,14 @@ func TestSupervisor_PauseResume(t *testing.T) {
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "service stopped (T)", func() bool { return procState(pid) == 'T' })
+	testutil.Eventually(t, 5*time.Second, "service stopped (T)", func() bool { return procState(pid) == 'T' })
 	if s.State() != StatePaused {
 		t.Errorf("state %s, want paused", s.State())
 	}
 	if err := s.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "service running again", func() bool { st := procState(pid); return st == 'S' || st == 'R' })
+	testutil.Eventually(t, 5*time.Second, "service running again", func() bool { st := procState(pid); return st == 'S' || st == 'R' })
 	// A stop signal to a paused service resumes it so it can act on TERM.
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
@@ -320,5 +311,5 @@ func TestSupervisor_StopStart(t *testing.T) {
 
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	eventually(t, 5*time.Second, path+" exists", func() bool { _, err := os.Stat(path); return err == nil })
+	testutil.Eventually(t, 5*time.Second, path+" exists", func() bool { _, err := os.Stat(path); return err == nil })
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snapvisor/internal/testutil"
 )
 
 // otherUID is the unprivileged user of the tests that need two users.
@@ -299,7 +301,7 @@ func startServer(t *testing.T, uid int, env []string, sock string) *proc {
 	}
 	p := startCmd(t, cmd)
 	t.Cleanup(func() { stopGently(t, p) })
-	eventually(t, 20*time.Second, "the control socket appears", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the control socket appears", func() bool {
 		fi, err := os.Lstat(sock)
 		return err == nil && fi.Mode().Type() == os.ModeSocket
 	})
@@ -369,7 +371,7 @@ func TestEntrypoint_ControlSocketDefault(t *testing.T) {
 	t.Cleanup(func() { stopGently(t, p) })
 	pid := p.cmd.Process.Pid // unshare and sh exec: the entrypoint keeps the pid
 	sock := fmt.Sprintf("/proc/%d/root/run/snapvisor/control.sock", pid)
-	eventually(t, 20*time.Second, "the default control socket appears", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the default control socket appears", func() bool {
 		fi, err := os.Lstat(sock)
 		return err == nil && fi.Mode().Type() == os.ModeSocket
 	})

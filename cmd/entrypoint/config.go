@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -157,40 +156,4 @@ func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
 	return zap.New(core).Named("snapvisor"), nil
-}
-
-func cmdEnv(_ context.Context, a *app, _ []string) error {
-	c := &Config{}
-	fmt.Fprintln(a.stdout, "snapvisor reads these environment variables (defaults in the DEFAULT column):")
-	fmt.Fprintln(a.stdout)
-	config.Usage(newTabWriter(a.stdout), c.specs()...)
-	return nil
-}
-
-func cmdVersion(_ context.Context, a *app, _ []string) error {
-	fmt.Fprintf(a.stdout, "snapvisor entrypoint %s\n", version)
-	return nil
-}
-
-func cmdHelp(_ context.Context, a *app, _ []string) error {
-	w := a.stdout
-	fmt.Fprintf(w, `snapvisor %s — a PID-1 container entrypoint with built-in snapshots
-
-Usage:
-  entrypoint [--] CMD [ARGS...]     run CMD as the service (signals forwarded, zombies reaped,
-                                    exit code passed through; 128+N when killed by signal N)
-  entrypoint SUBCOMMAND [ARGS...]   run a snapvisor subcommand
-
-Subcommands:
-`, version)
-	cmds := commands()
-	for _, name := range []string{"snapshot", "restore", "list", "verify", "keys", "status", "health", "takeover", "env", "version", "help"} {
-		fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
-	}
-	fmt.Fprintf(w, `
-Configuration is read from SNAPVISOR_* environment variables: see `+"`entrypoint env`"+`.
-Exit codes: the service's own; %d bad command line; %d invalid configuration;
-%d service not executable; %d service not found; %d other failure of a subcommand.
-`, exitUsage, exitConfig, exitNoExec, exitNotFound, exitFailure)
-	return nil
 }

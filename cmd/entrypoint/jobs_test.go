@@ -15,22 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/store/storetest"
 )
-
-// requireTool fails in CI (which must provide it) and skips elsewhere.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required (scripts/deps.sh installs it)", name)
-	}
-	t.Skipf("%s not installed (run scripts/deps.sh)", name)
-	return ""
-}
 
 func sockPath(t *testing.T) string {
 	t.Helper()
@@ -75,7 +62,7 @@ func redisArgv(t *testing.T, port int, data string) []string {
 // the data requireRestoredFirst looks for.
 func writeKeys(t *testing.T, port int) {
 	t.Helper()
-	eventually(t, 10*time.Second, "redis answers", func() bool { out, _ := redisCLI(port, "PING"); return out == "PONG" })
+	testutil.Eventually(t, 10*time.Second, "redis answers", func() bool { out, _ := redisCLI(port, "PING"); return out == "PONG" })
 	for i := 0; i < 100; i++ {
 		if out, err := redisCLI(port, "SET", fmt.Sprintf("key:%d", i), fmt.Sprintf("value-%d", i)); err != nil || out != "OK" {
 			t.Fatalf("SET: %q %v", out, err)
@@ -89,7 +76,7 @@ func writeKeys(t *testing.T, port int) {
 func requireRestoredFirst(t *testing.T, port int, within time.Duration) {
 	t.Helper()
 	var first string
-	eventually(t, within, "redis answers", func() bool {
+	testutil.Eventually(t, within, "redis answers", func() bool {
 		out, err := redisCLI(port, "GET", "key:42")
 		if err != nil || strings.Contains(out, "Connection refused") || strings.Contains(out, "LOADING") {
 			return false
@@ -118,8 +105,8 @@ func redisBGSAVE(port int) string {
 // before redis accepts connections.
 func TestEntrypoint_RedisSnapshots(t *testing.T) {
 	requireRoot(t)
-	requireTool(t, "redis-server")
-	requireTool(t, "redis-cli")
+	testutil.RequireTool(t, "redis-server")
+	testutil.RequireTool(t, "redis-cli")
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
 	port := storetest.FreePort(t)
@@ -147,7 +134,7 @@ func TestEntrypoint_RedisSnapshots(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	eventually(t, 5*time.Second, "rotation keeps exactly KEEP=2", func() bool { return len(snapshots(t, backups)) == 2 })
+	testutil.Eventually(t, 5*time.Second, "rotation keeps exactly KEEP=2", func() bool { return len(snapshots(t, backups)) == 2 })
 	_ = syscall.Kill(pid1, syscall.SIGTERM)
 	if got := p.wait(t, 15*time.Second); got != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", got, p.stderr)
@@ -196,7 +183,7 @@ func writeSlowData(t *testing.T, dir string, mib int) {
 func serviceChild(t *testing.T, pid1 int) int {
 	t.Helper()
 	var pid int
-	eventually(t, 5*time.Second, "service process appears", func() bool {
+	testutil.Eventually(t, 5*time.Second, "service process appears", func() bool {
 		// Any thread of the Go runtime may have forked it: read every task's
 		// children. The runtime's own short-lived children (the pidfd check
 		// before the first exec forks the entrypoint's image and exits) are
@@ -279,7 +266,7 @@ func TestEntrypoint_FreezePause(t *testing.T) {
 			p := startPID1(t, env, "--", "sleep", "1000")
 			pid1 := p.pid1(t)
 			svc := serviceChild(t, pid1)
-			eventually(t, 5*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+			testutil.Eventually(t, 5*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 			before := len(snapshots(t, backups))
 
 			var mu sync.Mutex
@@ -352,7 +339,7 @@ func TestEntrypoint_Hooks(t *testing.T) {
 				sock = v
 			}
 		}
-		eventually(t, 5*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+		testutil.Eventually(t, 5*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 		return p, pid1
 	}
 	stopSvc := func(t *testing.T, p *proc, pid1 int) {

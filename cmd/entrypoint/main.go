@@ -19,8 +19,8 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/jobs"
+	"snapvisor/remote"
 	"snapvisor/snapshot"
-	"snapvisor/store"
 	"snapvisor/supervisor"
 )
 
@@ -32,7 +32,6 @@ const (
 	exitOK       = 0
 	exitFailure  = 1
 	exitUsage    = 64  // EX_USAGE: bad command line
-	exitSoftware = 70  // EX_SOFTWARE: internal error
 	exitConfig   = 78  // EX_CONFIG: invalid configuration
 	exitNoExec   = 126 // service not executable
 	exitNotFound = 127 // service not found
@@ -192,11 +191,11 @@ func runService(ctx context.Context, a *app, argv []string) error {
 
 	jc := a.cfg.Jobs
 	metrics := jobs.NewMetrics()
-	var remotes []store.Store
-	defer func() { _ = store.CloseAll(remotes) }()
+	var remotes []remote.Remote
+	defer func() { _ = remote.CloseAll(remotes) }()
 	err = sup.Before(ctx, func(ctx context.Context) error {
 		var err error
-		remotes, err = store.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
+		remotes, err = remote.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
 		if err != nil {
 			// One bad remote never blocks the others or the local snapshots.
 			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
@@ -218,7 +217,7 @@ func runService(ctx context.Context, a *app, argv []string) error {
 		return notStarted(a.log, err)
 	}
 	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, metrics)
-	runner.SetStores(remotes)
+	runner.SetRemotes(remotes)
 	// The control socket and metrics port are opened before the service
 	// starts: a busy one fails the start, not a snapshot hours later.
 	listeners, err := runner.Listen()

@@ -21,6 +21,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"snapvisor/internal/testutil"
 )
 
 // execWithSignalState is the "sigstate" helper: it sets SIG_IGN for the
@@ -121,7 +123,7 @@ func maskNames(m uint64) string {
 // waitReady waits until the file path exists (a service's "I am up").
 func waitReady(t *testing.T, path string) {
 	t.Helper()
-	eventually(t, 10*time.Second, "service ready", func() bool { _, err := os.Stat(path); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "service ready", func() bool { _, err := os.Stat(path); return err == nil })
 }
 
 // TestEntrypoint_FaultSignals: a kill(2) of a fault signal to PID 1 is
@@ -212,7 +214,7 @@ func procSignalState(t *testing.T, ign, blk []syscall.Signal, init ...string) (s
 // behaves"): only HUP, INT, CONT, TSTP, TTIN and TTOU keep an inherited
 // SIG_IGN visible, and the runtime unblocks its own signals before main.
 func TestEntrypoint_InheritedSignals(t *testing.T) {
-	requireTool(t, "tini")
+	testutil.RequireTool(t, "tini")
 	ign := []syscall.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR2, unix.SIGTERM, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU}
 	blk := []syscall.Signal{unix.SIGUSR1, unix.SIGTERM, unix.SIGALRM, unix.SIGWINCH, unix.SIGQUIT, 40}
 	goVisibleIgn := sigMask(unix.SIGHUP, unix.SIGINT, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
@@ -246,10 +248,10 @@ func TestEntrypoint_InheritedSignals(t *testing.T) {
 		cmd.Env = append(os.Environ(), "SVTEST_HELPER=sigstate")
 		p := startCmd(t, cmd)
 		pid1 := p.pid1(t)
-		eventually(t, 10*time.Second, "service ready", func() bool { return fileHas(rec, "ready") })
+		testutil.Eventually(t, 10*time.Second, "service ready", func() bool { return fileHas(rec, "ready") })
 		_ = syscall.Kill(pid1, syscall.SIGHUP)
 		_ = syscall.Kill(pid1, syscall.SIGUSR1) // forwarded: it marks that the HUP had its chance
-		eventually(t, 5*time.Second, "USR1 recorded", func() bool { return fileHas(rec, syscall.SIGUSR1.String()) })
+		testutil.Eventually(t, 5*time.Second, "USR1 recorded", func() bool { return fileHas(rec, syscall.SIGUSR1.String()) })
 		_ = syscall.Kill(pid1, syscall.SIGTERM)
 		if got := p.wait(t, 10*time.Second); got != 0 {
 			t.Fatalf("exit code %d, want 0; stderr:\n%s", got, p.stderr)
@@ -317,13 +319,13 @@ func TestEntrypoint_SignalRewrite(t *testing.T) {
 		rec := filepath.Join(t.TempDir(), "signals")
 		p := startPID1(t, append([]string{"SVTEST_HELPER=record"}, env...), "--", os.Args[0], rec)
 		pid1 := p.pid1(t)
-		eventually(t, 10*time.Second, "service ready", func() bool { return fileHas(rec, "ready") })
+		testutil.Eventually(t, 10*time.Second, "service ready", func() bool { return fileHas(rec, "ready") })
 		return p, pid1, rec
 	}
 	t.Run("numbers and names", func(t *testing.T) {
 		p, pid1, rec := record(t, "SNAPVISOR_SIGNAL_REWRITE=10:12,TERM:QUIT")
 		_ = syscall.Kill(pid1, syscall.SIGUSR1)
-		eventually(t, 5*time.Second, "USR1 arrives as USR2", func() bool { return fileHas(rec, syscall.SIGUSR2.String()) })
+		testutil.Eventually(t, 5*time.Second, "USR1 arrives as USR2", func() bool { return fileHas(rec, syscall.SIGUSR2.String()) })
 		_ = syscall.Kill(pid1, syscall.SIGTERM)
 		if got := p.wait(t, 10*time.Second); got != 0 {
 			t.Fatalf("exit code %d, want 0 (the service exits 0 on QUIT); stderr:\n%s", got, p.stderr)
@@ -338,7 +340,7 @@ func TestEntrypoint_SignalRewrite(t *testing.T) {
 		p, pid1, rec := record(t, "SNAPVISOR_SIGNAL_REWRITE=HUP:0")
 		_ = syscall.Kill(pid1, syscall.SIGHUP)
 		_ = syscall.Kill(pid1, syscall.SIGWINCH)
-		eventually(t, 5*time.Second, "WINCH recorded", func() bool { return fileHas(rec, syscall.SIGWINCH.String()) })
+		testutil.Eventually(t, 5*time.Second, "WINCH recorded", func() bool { return fileHas(rec, syscall.SIGWINCH.String()) })
 		_ = syscall.Kill(pid1, syscall.SIGTERM)
 		if got := p.wait(t, 10*time.Second); got != 0 {
 			t.Fatalf("exit code %d, want 0; stderr:\n%s", got, p.stderr)
@@ -470,7 +472,7 @@ func TestEntrypoint_TermDuringAutoRestore(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "started")
 			p := startPID1(t, append(base, "SNAPVISOR_SOURCE="+target, "SNAPVISOR_BACKUP=true"), "--", "touch", marker)
 			pid1 := p.pid1(t)
-			eventually(t, 60*time.Second, "the restore stages the snapshot", func() bool {
+			testutil.Eventually(t, 60*time.Second, "the restore stages the snapshot", func() bool {
 				return len(entriesOf(parent)) > 1 // data and a staging directory beside it
 			})
 			if err := syscall.Kill(pid1, sig); err != nil {

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
+	"snapvisor/remote"
+
 	"snapvisor/jobs"
 	"snapvisor/store"
 	"snapvisor/store/storetest"
@@ -43,13 +46,13 @@ func entrypoint(t *testing.T, env []string, args ...string) (int, string, string
 }
 
 // remoteList is `entrypoint list --remote URL --json`.
-func remoteList(t *testing.T, env []string, url string) []store.RemoteSnapshot {
+func remoteList(t *testing.T, env []string, url string) []remote.Snapshot {
 	t.Helper()
 	code, out, errOut := entrypoint(t, env, "list", "--remote", url, "--json")
 	if code != 0 {
 		t.Fatalf("list --remote: exit %d: %s", code, errOut)
 	}
-	var list []store.RemoteSnapshot
+	var list []remote.Snapshot
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("list --remote --json: %v: %q", err, out)
 	}
@@ -72,8 +75,8 @@ func entriesOf(dir string) []string {
 // from MinIO before redis starts: redis's first answer is the data.
 func TestEntrypoint_RemoteFullStory(t *testing.T) {
 	requireRoot(t)
-	requireTool(t, "redis-server")
-	requireTool(t, "redis-cli")
+	testutil.RequireTool(t, "redis-server")
+	testutil.RequireTool(t, "redis-cli")
 	m := storetest.StartMinIO(t)
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
@@ -156,7 +159,7 @@ func TestEntrypoint_StreamingMode(t *testing.T) {
 
 	p := startPID1(t, env, "--", "sleep", "1000")
 	pid1 := p.pid1(t)
-	eventually(t, 5*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	testutil.Eventually(t, 5*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	var names []string
 	for i := 0; i < 2; i++ { // two runs in a row get distinct names
 		res := clientSnapshot(t, env, "--json")
@@ -187,7 +190,7 @@ func TestEntrypoint_StreamingMode(t *testing.T) {
 	// Written aside and renamed: the marker appears complete or not at all.
 	p = startPID1(t, env, "--", "sh", "-c", "cat "+filepath.Join(data, "marker")+" > "+marker+".tmp; mv "+marker+".tmp "+marker+"; exec sleep 1000")
 	pid1 = p.pid1(t)
-	eventually(t, 30*time.Second, "the service started", func() bool { return fileHas(marker, "") && len(entriesOf(root)) >= 2 })
+	testutil.Eventually(t, 30*time.Second, "the service started", func() bool { return fileHas(marker, "") && len(entriesOf(root)) >= 2 })
 	if b, _ := os.ReadFile(marker); string(b) != "streamed" {
 		t.Errorf("the service saw %q in its data, want the restored marker", b)
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snapvisor/internal/testutil"
 )
 
 // manifestScript prints, for the directory $1, every path (restore's work
@@ -59,7 +61,7 @@ func mountTmpfs(t *testing.T, dir string) {
 // mountExt4 mounts a fresh loop ext4 file system (only lost+found in it) at dir until the test ends.
 func mountExt4(t *testing.T, dir string) {
 	t.Helper()
-	requireTool(t, "mkfs.ext4")
+	testutil.RequireTool(t, "mkfs.ext4")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,7 @@ func straced(t *testing.T, env []string, n int, sig string, argv ...string) (int
 // a plain directory (RENAME_EXCHANGE).
 func TestEntrypoint_RestoreInterrupted(t *testing.T) {
 	requireRoot(t)
-	requireTool(t, "strace")
+	testutil.RequireTool(t, "strace")
 	root := t.TempDir()
 	bk := filepath.Join(root, "bk")
 	// Two snapshots: the restore command asks for the older one, so that a

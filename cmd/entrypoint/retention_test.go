@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/jobs"
 )
 
@@ -54,7 +55,7 @@ func TestEntrypoint_ShrinkGuard(t *testing.T) {
 		env := append(slices.Clone(env), extra...)
 		p := startPID1(t, env, service...)
 		pid1 := p.pid1(t)
-		eventually(t, 60*time.Second, what, func() bool { return statusOf(t, env).Runs >= runs && cond() })
+		testutil.Eventually(t, 60*time.Second, what, func() bool { return statusOf(t, env).Runs >= runs && cond() })
 		_ = syscall.Kill(pid1, syscall.SIGTERM)
 		if got := p.wait(t, 30*time.Second); got != 0 {
 			t.Fatalf("exit %d; stderr:\n%s", got, p.stderr)
@@ -78,7 +79,7 @@ func TestEntrypoint_ShrinkGuard(t *testing.T) {
 		env := append(slices.Clone(env), "SNAPVISOR_ALLOW_SHRINK=false")
 		p := startPID1(t, env, service...)
 		pid1 := p.pid1(t)
-		eventually(t, 60*time.Second, "5 snapshots of the empty source", func() bool { return statusOf(t, env).Runs >= 5 })
+		testutil.Eventually(t, 60*time.Second, "5 snapshots of the empty source", func() bool { return statusOf(t, env).Runs >= 5 })
 		code, out, errOut := entrypoint(t, env, "health")
 		if code != 1 || !strings.Contains(out+errOut, "SNAPVISOR_ALLOW_SHRINK") {
 			t.Errorf("health: exit %d, %q %q; want 1 naming SNAPVISOR_ALLOW_SHRINK", code, out, errOut)
@@ -111,7 +112,7 @@ func TestEntrypoint_ShrinkGuard(t *testing.T) {
 			got := snapshots(t, dir)
 			return len(got) == 2 && !slices.Contains(got, goodLocal[0]) && !slices.Contains(got, goodLocal[1])
 		}
-		eventually(t, 60*time.Second, "good snapshots rotated away here and on the remote", func() bool {
+		testutil.Eventually(t, 60*time.Second, "good snapshots rotated away here and on the remote", func() bool {
 			return statusOf(t, env).Runs >= 1 && gone(backups) && gone(remote)
 		})
 		if code, out, errOut := entrypoint(t, env, "health"); code != 0 {

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/jobs"
-	"snapvisor/store"
+	"snapvisor/remote"
 )
 
 // TestCmdSnapshot_Standalone is item 17: `entrypoint snapshot` with no
@@ -38,7 +39,7 @@ func TestCmdSnapshot_Standalone(t *testing.T) {
 	}
 
 	t.Run("PushRotateHooks", func(t *testing.T) {
-		env, _, backups, remote, hooks := setup(t)
+		env, _, backups, remoteDir, hooks := setup(t)
 		var paths []string
 		for range 3 {
 			code, out, errOut := entrypoint(t, env, "snapshot")
@@ -51,7 +52,7 @@ func TestCmdSnapshot_Standalone(t *testing.T) {
 			}
 			paths = append(paths, filepath.Base(p))
 		}
-		local, remoteSnaps := snapshotsNamed(backups, "snapshot"), snapshotsNamed(remote, "snapshot")
+		local, remoteSnaps := snapshotsNamed(backups, "snapshot"), snapshotsNamed(remoteDir, "snapshot")
 		want := paths[1:] // KEEP=2: the newest two
 		if strings.Join(local, " ") != strings.Join(want, " ") {
 			t.Errorf("local snapshots %v, want %v (rotated to SNAPVISOR_KEEP)", local, want)
@@ -61,7 +62,7 @@ func TestCmdSnapshot_Standalone(t *testing.T) {
 		}
 		// A CronJob's next pod is another writer: a finished standalone run
 		// leaves no lease that would refuse it for SNAPVISOR_LEASE_TTL.
-		if _, ok, err := store.ReadLease(t.Context(), mustOpenFile(t, "file://"+remote), "snapshot"); ok || err != nil {
+		if _, ok, err := remote.ReadLease(t.Context(), mustOpenFile(t, "file://"+remoteDir), "snapshot"); ok || err != nil {
 			t.Errorf("lease left on the remote after a standalone snapshot (err %v)", err)
 		}
 		if b, _ := os.ReadFile(hooks); string(b) != strings.Repeat("pre\npost\n", 3) {
@@ -178,7 +179,7 @@ func TestEntrypoint_FutureSnapshot(t *testing.T) {
 	env = append(env, "SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@every 2s", "SNAPVISOR_MIN_INTERVAL=0")
 	p := startPID1(t, env, "--", "sleep", "1000")
 	pid1 := p.pid1(t)
-	eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	code, out, errOut = entrypointWithin(t, 15*time.Second, env, "snapshot", "--json")
 	var res jobs.Result
 	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || !res.OK() || res.Snapshot == future {
@@ -219,7 +220,7 @@ func TestEntrypoint_MinInterval(t *testing.T) {
 		"SNAPVISOR_SOURCE=" + data, "SNAPVISOR_DIR=" + backups, "SNAPVISOR_CONTROL_SOCKET=" + sock}
 	p := startPID1(t, env, "--", "sh", "-c", `echo started >> `+starts+`; trap "exit 0" TERM; while :; do sleep 0.1; done`)
 	pid1 := p.pid1(t)
-	eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	var outs []string
 	for i := range 8 {
 		code, out, errOut := entrypointWithin(t, 30*time.Second, env, "snapshot")

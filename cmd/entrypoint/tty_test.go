@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"snapvisor/internal/testutil"
 )
 
 // openPTY returns a new pseudo-terminal's master and slave ends.
@@ -61,11 +63,11 @@ func TestEntrypoint_TerminalAfterFreezeStop(t *testing.T) {
 		b, _ := os.ReadFile(out)
 		return strings.Split(strings.TrimSpace(string(b)), "\n")
 	}
-	eventually(t, 5*time.Second, "service started", func() bool { return len(lines()) >= 1 && lines()[0] != "" })
+	testutil.Eventually(t, 5*time.Second, "service started", func() bool { return len(lines()) >= 1 && lines()[0] != "" })
 	if res := clientSnapshot(t, env); res.code != 0 {
 		t.Fatalf("snapshot: exit %d\n%s", res.code, res.stderr)
 	}
-	eventually(t, 10*time.Second, "service started again", func() bool { return len(lines()) >= 2 })
+	testutil.Eventually(t, 10*time.Second, "service started again", func() bool { return len(lines()) >= 2 })
 	for i, l := range lines() {
 		f := strings.Fields(l)
 		if len(f) != 2 || f[0] != f[1] {

@@ -1,6 +1,6 @@
 // Command benchremote uploads one local snapshot to a remote exactly as the
 // entrypoint does after each snapshot (store.Open, the retry wrapper with the
-// configured policy, store.Push: archive, size check, .sha256 last, read back),
+// configured policy, remote.Push: archive, size check, .sha256 last, read back),
 // and prints the time it took. scripts/bench-remote.sh runs it side by side
 // with `rclone copy` to the same server and measures its peak RSS.
 //
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"snapvisor/config"
+	"snapvisor/remote"
 	"snapvisor/store"
 )
 
@@ -47,7 +48,11 @@ func run(archive, url string) error {
 	}
 	defer s.Close()
 	start := time.Now()
-	rs, err := store.Push(ctx, store.WithRetry(s, cfg.Policy(), nil), archive)
+	r := remote.Remote{Store: store.WithRetry(s, cfg.Policy(), nil), Timeout: cfg.Timeout}
+	ctx, cancel := r.WithTimeout(ctx)
+	defer cancel()
+	rs, err := remote.Push(ctx, r, archive)
+	err = remote.TimeoutError(ctx, err)
 	if err != nil {
 		return err
 	}

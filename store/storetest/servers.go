@@ -10,7 +10,8 @@
 // it skips, saying how to install. A server that is installed but does not
 // start always fails the test.
 //
-// It is imported by tests only.
+// Backends (backends.go) opens each store kind on its server for suites
+// that run against all of them (store, remote). It is imported by tests only.
 package storetest
 
 import (
@@ -27,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snapvisor/internal/testutil"
 )
 
 // MinIO's credentials in the tests.
@@ -34,19 +37,6 @@ const (
 	MinIOUser     = "snapvisor"
 	MinIOPassword = "snapvisor-secret-key"
 )
-
-// InCI reports whether CI=true: a missing server then fails the test.
-func InCI() bool { return os.Getenv("CI") == "true" }
-
-// Unavailable fails the test in CI and skips it elsewhere.
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if InCI() {
-		t.Fatalf("CI=true and %s", msg)
-	}
-	t.Skipf("%s (with CI=true this fails)", msg)
-}
 
 var installMu sync.Mutex
 
@@ -79,8 +69,8 @@ func Tool(t testing.TB, server string) string {
 	if isExecutable(bin) {
 		return bin
 	}
-	if !InCI() && os.Getenv("SNAPVISOR_TEST_INSTALL") != "1" {
-		Unavailable(t, "%s is not installed (%s): run scripts/servers.sh install %s, or set SNAPVISOR_TEST_INSTALL=1", server, bin, server)
+	if !testutil.InCI() && os.Getenv("SNAPVISOR_TEST_INSTALL") != "1" {
+		testutil.Unavailable(t, "%s is not installed (%s): run scripts/servers.sh install %s, or set SNAPVISOR_TEST_INSTALL=1", server, bin, server)
 	}
 	installMu.Lock()
 	defer installMu.Unlock()
@@ -90,11 +80,11 @@ func Tool(t testing.TB, server string) string {
 		var buf bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		if err := cmd.Run(); err != nil {
-			Unavailable(t, "scripts/servers.sh install %s failed: %v\n%s", server, err, buf.String())
+			testutil.Unavailable(t, "scripts/servers.sh install %s failed: %v\n%s", server, err, buf.String())
 		}
 	}
 	if !isExecutable(bin) {
-		Unavailable(t, "%s still missing after install", bin)
+		testutil.Unavailable(t, "%s still missing after install", bin)
 	}
 	return bin
 }

@@ -1,9 +1,12 @@
-package store
+package remote
 
 import (
 	"slices"
 	"testing"
 	"time"
+
+	"snapvisor/store"
+	"snapvisor/store/storetest"
 
 	"snapvisor/rotation"
 )
@@ -18,24 +21,24 @@ func TestRotate_ShrinkGuard(t *testing.T) {
 	}
 	// setup pushes good snapshots of 100 kB at hours 1-3 and snapshots of
 	// small bytes at hours 4-6 to a fresh file:// store.
-	setup := func(t *testing.T, small int64) Store {
-		ctx := testCtx(t, time.Minute)
-		s := mustOpen(t, "file://"+t.TempDir(), Config{})
+	setup := func(t *testing.T, small int64) store.Store {
+		ctx := storetest.Ctx(t, time.Minute)
+		s := storetest.Open(t, "file://"+t.TempDir(), store.Config{})
 		local := t.TempDir()
 		for h := 1; h <= 6; h++ {
 			n := int64(100_000)
 			if h >= 4 {
 				n = small
 			}
-			if _, err := Push(ctx, s, makeSnapshot(t, local, "app", t0.Add(time.Duration(h)*time.Hour), ".tar.gz", n)); err != nil {
+			if _, err := Push(ctx, s, storetest.MakeSnapshot(t, local, "app", t0.Add(time.Duration(h)*time.Hour), ".tar.gz", n)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return s
 	}
-	remaining := func(t *testing.T, s Store) []string {
+	remaining := func(t *testing.T, s store.Store) []string {
 		t.Helper()
-		list, err := ListSnapshots(testCtx(t, time.Minute), s, "app")
+		list, err := ListSnapshots(storetest.Ctx(t, time.Minute), s, "app")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +69,7 @@ func TestRotate_ShrinkGuard(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := setup(t, tt.small)
-			d, deleted, err := Rotate(testCtx(t, time.Minute), s, "app", tt.p, t0.Add(7*time.Hour), tt.mark)
+			d, deleted, err := Rotate(storetest.Ctx(t, time.Minute), s, "app", tt.p, t0.Add(7*time.Hour), tt.mark)
 			if err != nil {
 				t.Fatal(err)
 			}

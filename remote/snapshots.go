@@ -1,4 +1,4 @@
-package store
+package remote
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,20 +16,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"go.uber.org/zap"
-
-	"snapvisor/config"
+	"snapvisor/internal/fsx"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 )
 
 // ErrChecksum is wrapped by errors reporting that data does not match its
 // .sha256. It is snapshot.ErrChecksum, so that one errors.Is tells a corrupt
 // snapshot wherever it was detected (download or restore).
 var ErrChecksum = snapshot.ErrChecksum
-
-var errChecksum = ErrChecksum
 
 // sumSuffix is the suffix of checksum files.
 const sumSuffix = ".sha256"
@@ -42,8 +39,8 @@ func ParseSnapshotName(base string) (name string, t time.Time, compression strin
 	return snapshot.ParseName(base)
 }
 
-// RemoteSnapshot is one complete snapshot on a store: the archive and its .sha256.
-type RemoteSnapshot struct {
+// Snapshot is one complete snapshot on a store: the archive and its .sha256.
+type Snapshot struct {
 	Key         string    `json:"key"`         // archive key, e.g. redis-20250101T000000Z.tar.zst
 	Name        string    `json:"name"`        // snapshot name (the part before the time stamp)
 	Time        time.Time `json:"time"`        // creation time (UTC, from the key)
@@ -57,7 +54,7 @@ type RemoteSnapshot struct {
 // name is ""), newest first: archives "<name>-<time>.tar[.gz|.zst]" at the top
 // level of the store whose .sha256 exists. Archives without one (partial or
 // failed uploads), other names and other files are ignored.
-func ListSnapshots(ctx context.Context, s Store, name string) ([]RemoteSnapshot, error) {
+func ListSnapshots(ctx context.Context, s store.Store, name string) ([]Snapshot, error) {
 	prefix := ""
 	if name != "" {
 		prefix = name + "-"
@@ -70,20 +67,20 @@ func ListSnapshots(ctx context.Context, s Store, name string) ([]RemoteSnapshot,
 }
 
 // snapshotsIn picks the complete snapshots named name (any when "") out of a listing, newest first.
-func snapshotsIn(objs []Object, remote, name string) []RemoteSnapshot {
+func snapshotsIn(objs []store.Object, remote, name string) []Snapshot {
 	sums := make(map[string]bool)
 	for _, o := range objs {
 		if strings.HasSuffix(o.Key, sumSuffix) && o.Size > 0 {
 			sums[strings.TrimSuffix(o.Key, sumSuffix)] = true
 		}
 	}
-	var out []RemoteSnapshot
+	var out []Snapshot
 	for _, o := range objs {
 		n, t, comp, ok := ParseSnapshotName(o.Key)
 		if !ok || (name != "" && n != name) || !sums[o.Key] {
 			continue
 		}
-		out = append(out, RemoteSnapshot{Key: o.Key, Name: n, Time: t, Size: o.Size, Compression: comp,
+		out = append(out, Snapshot{Key: o.Key, Name: n, Time: t, Size: o.Size, Compression: comp,
 			Modified: o.Modified, Remote: remote})
 	}
 	// Newest first; equal times (different compressions) by key for a stable order.
@@ -95,7 +92,7 @@ func snapshotsIn(objs []Object, remote, name string) []RemoteSnapshot {
 // name in a listing: archives without their .sha256 and .sha256 files
 // without their archive, older than the newest complete snapshot (a newer
 // one may be an upload in progress).
-func orphansIn(objs []Object, complete []RemoteSnapshot, name string) []string {
+func orphansIn(objs []store.Object, complete []Snapshot, name string) []string {
 	if len(complete) == 0 {
 		return nil
 	}
@@ -118,11 +115,11 @@ func orphansIn(objs []Object, complete []RemoteSnapshot, name string) []string {
 	return out
 }
 
-func sortSnapshots(s []RemoteSnapshot) {
+func sortSnapshots(s []Snapshot) {
 	sort.Slice(s, func(i, j int) bool { return newer(s[i], s[j]) })
 }
 
-func newer(a, b RemoteSnapshot) bool {
+func newer(a, b Snapshot) bool {
 	if !a.Time.Equal(b.Time) {
 		return a.Time.After(b.Time)
 	}
@@ -136,30 +133,6 @@ func parseSumFile(b []byte, base string) (digest string, err error) {
 
 func sumFile(digest, base string) []byte { return []byte(digest + "  " + base + "\n") }
 
-// hasher is implemented by stores that can hash a stored object cheaply (File).
-type hasher interface {
-	SHA256(ctx context.Context, key string) (string, error)
-}
-
-func hasherOf(s Store) (hasher, bool) { return capability[hasher](s) }
-
-// capability finds the first store in s's chain of wrappers (Unwrap) that
-// implements T: optional abilities of some backends, without widening Store.
-func capability[T any](s Store) (T, bool) {
-	for s != nil {
-		if c, ok := s.(T); ok {
-			return c, true
-		}
-		w, ok := s.(interface{ Unwrap() Store })
-		if !ok {
-			break
-		}
-		s = w.Unwrap()
-	}
-	var zero T
-	return zero, false
-}
-
 // Push uploads the local snapshot at localPath (an archive with its .sha256
 // beside it) to s under its base name, then confirms it: the stored size must
 // match (List), the archive is re-hashed where the store can do so cheaply
@@ -170,20 +143,17 @@ func capability[T any](s Store) (T, bool) {
 // writer's snapshot of the same second) is never replaced: that fails with
 // ErrExists. An archive without .sha256 (an interrupted upload), or with
 // this snapshot's .sha256 but the wrong size (damaged), is replaced.
-// Retries come from a WithRetry wrapper in s (the local file is re-read);
-// the local snapshot is never modified.
-// The whole push is bounded by Timeout(s).
-func Push(ctx context.Context, s Store, localPath string) (rs RemoteSnapshot, err error) {
-	ctx, cancel := WithTimeout(ctx, s)
-	defer cancel()
-	rs, err = push(ctx, s, localPath, nil)
-	return rs, TimeoutError(ctx, err)
+// Retries come from a store.WithRetry wrapper in s (the local file is
+// re-read); the local snapshot is never modified. The caller bounds it
+// (Remote.WithTimeout).
+func Push(ctx context.Context, s store.Store, localPath string) (rs Snapshot, err error) {
+	return push(ctx, s, localPath, nil)
 }
 
 // push is Push with a hook wrapping the archive reader (tests).
-func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io.Reader) (rs RemoteSnapshot, err error) {
-	if m, ok := instrumentedOf(s); ok {
-		defer func() { m.pushed(err) }()
+func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.File) io.Reader) (rs Snapshot, err error) {
+	if m, ok := store.As[*store.Instrumented](s); ok {
+		defer func() { m.Pushed(err) }()
 	}
 	base := filepath.Base(localPath)
 	n, t, comp, ok := ParseSnapshotName(base)
@@ -194,7 +164,6 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 	if err != nil {
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
 	}
-	sb := sumFile(digest, base)
 	f, err := os.Open(localPath)
 	if err != nil {
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
@@ -205,7 +174,7 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 		return rs, fmt.Errorf("push %s to %s: %w", localPath, s.Name(), err)
 	}
 	size := fi.Size()
-	rs = RemoteSnapshot{Key: base, Name: n, Time: t, Size: size, Compression: comp, Remote: s.Name()}
+	rs = Snapshot{Key: base, Name: n, Time: t, Size: size, Compression: comp, Remote: s.Name()}
 
 	// Already there? Then nothing to do. A complete snapshot under this key
 	// whose .sha256 is not ours is another writer's: never replaced. Ours
@@ -218,7 +187,7 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 	}
 	if sum != nil && archive != nil {
 		got, err := readSum(ctx, s, base)
-		if err != nil && !IsPermanent(err) {
+		if err != nil && !store.IsPermanent(err) {
 			return rs, err
 		}
 		if err != nil || got != digest {
@@ -245,7 +214,7 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 	if err := confirmSize(ctx, s, base, size, &rs); err != nil {
 		return rs, err
 	}
-	if h, ok := hasherOf(s); ok {
+	if h, ok := store.As[store.Hasher](s); ok {
 		got, err := h.SHA256(ctx, base)
 		if err != nil {
 			return rs, err
@@ -254,17 +223,23 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 			return rs, fmt.Errorf("%s: push %s: %w: stored archive hashes to %s, local .sha256 says %s", s.Name(), base, ErrChecksum, got, digest)
 		}
 	}
-	if err := s.Put(ctx, base+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
-		return rs, err
+	return rs, putSum(ctx, s, base, digest)
+}
+
+// putSum uploads key's .sha256 naming digest, last, and reads it back.
+func putSum(ctx context.Context, s store.Store, key, digest string) error {
+	sb := sumFile(digest, key)
+	if err := s.Put(ctx, key+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
+		return err
 	}
-	got, err := readSum(ctx, s, base)
+	got, err := readSum(ctx, s, key)
 	if err != nil {
-		return rs, err
+		return err
 	}
 	if got != digest {
-		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), base, ErrChecksum, got, digest)
+		return fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), key, ErrChecksum, got, digest)
 	}
-	return rs, nil
+	return nil
 }
 
 // ErrExists is wrapped by the error of a push whose key already holds a
@@ -272,13 +247,13 @@ func push(ctx context.Context, s Store, localPath string, wrap func(*os.File) io
 // snapshots of the same second never replace each other.
 var ErrExists = errors.New("a different snapshot with this name is already there")
 
-func errExists(s Store, key string) error {
-	return &Error{Store: s.Name(), Op: "push", Key: key, permanent: true,
+func errExists(s store.Store, key string) error {
+	return &store.Error{Store: s.Name(), Op: "push", Key: key, Permanent: true,
 		Err: fmt.Errorf("%w: not replaced (another writer's snapshot of the same second?)", ErrExists)}
 }
 
 // existing returns the archive key and its .sha256 as listed on s (nil when absent).
-func existing(ctx context.Context, s Store, key string) (archive, sum *Object, err error) {
+func existing(ctx context.Context, s store.Store, key string) (archive, sum *store.Object, err error) {
 	objs, err := s.List(ctx, key)
 	if err != nil {
 		return nil, nil, err
@@ -295,7 +270,7 @@ func existing(ctx context.Context, s Store, key string) (archive, sum *Object, e
 }
 
 // confirmSize checks that key is listed with the given size.
-func confirmSize(ctx context.Context, s Store, key string, size int64, rs *RemoteSnapshot) error {
+func confirmSize(ctx context.Context, s store.Store, key string, size int64, rs *Snapshot) error {
 	objs, err := s.List(ctx, key)
 	if err != nil {
 		return err
@@ -315,21 +290,21 @@ func confirmSize(ctx context.Context, s Store, key string, size int64, rs *Remot
 }
 
 // readSum reads and parses key's .sha256 on s.
-func readSum(ctx context.Context, s Store, key string) (string, error) {
+func readSum(ctx context.Context, s store.Store, key string) (string, error) {
 	var digest string
-	err := retryWhole(ctx, s, "get "+key+sumSuffix, func(ctx context.Context, s Store) error {
+	err := store.Retry(ctx, s, "get "+key+sumSuffix, func(ctx context.Context, s store.Store) error {
 		rc, err := s.Get(ctx, key+sumSuffix)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		b, err := limitedReadAll(rc, maxSumFile)
+		b, err := fsx.ReadAtMost(rc, maxSumFile)
 		if err != nil {
 			return fmt.Errorf("%s: get %s%s: %w", s.Name(), key, sumSuffix, err)
 		}
 		digest, err = parseSumFile(b, path.Base(key))
 		if err != nil {
-			return &Error{Store: s.Name(), Op: "get", Key: key + sumSuffix, Err: err, permanent: true}
+			return &store.Error{Store: s.Name(), Op: "get", Key: key + sumSuffix, Err: err, Permanent: true}
 		}
 		return nil
 	})
@@ -337,20 +312,19 @@ func readSum(ctx context.Context, s Store, key string) (string, error) {
 }
 
 // PushStream uploads a snapshot produced on the fly (no local copy) to s under
-// key, hashing it on the way, then confirms the stored size and uploads the
-// .sha256 last. Memory stays within the store's streaming bound. The source
+// key, then confirms the stored size and uploads the .sha256 last: the hex
+// sha256 that digest returns once r has ended (the producer's own hash, so
+// that a stream fanned out to several stores is hashed once), or, with a nil
+// digest, the hash of what was read from r. Memory stays within the store's streaming bound. The source
 // cannot be re-read, so a failure is not retried here: take a new snapshot.
-// The whole push is bounded by Timeout(s). A failed upload leaves at most an
+// The caller bounds it (Remote.WithTimeout). A failed upload leaves at most an
 // archive without .sha256 (never listed; Rotate deletes it later). A key that
 // already holds a complete snapshot is refused before the upload (ErrExists);
 // r is then not read.
-func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs RemoteSnapshot, err error) {
-	if m, ok := instrumentedOf(s); ok {
-		defer func() { m.pushed(err) }()
+func PushStream(ctx context.Context, s store.Store, key string, r io.Reader, digest func() string) (rs Snapshot, err error) {
+	if m, ok := store.As[*store.Instrumented](s); ok {
+		defer func() { m.Pushed(err) }()
 	}
-	ctx, cancel := WithTimeout(ctx, s)
-	defer cancel()
-	defer func() { err = TimeoutError(ctx, err) }()
 	n, t, comp, ok := ParseSnapshotName(key)
 	if !ok {
 		return rs, fmt.Errorf("push %s to %s: not a snapshot name", key, s.Name())
@@ -360,64 +334,20 @@ func PushStream(ctx context.Context, s Store, key string, r io.Reader) (rs Remot
 	} else if archive != nil && sum != nil {
 		return rs, errExists(s, key)
 	}
-	h := sha256.New()
-	cr := &countingReader{r: io.TeeReader(r, h)}
+	if digest == nil {
+		h := sha256.New()
+		r = io.TeeReader(r, h)
+		digest = func() string { return hex.EncodeToString(h.Sum(nil)) }
+	}
+	cr := &fsx.CountingReader{R: r}
 	if err := s.Put(ctx, key, cr, -1); err != nil {
 		return rs, err
 	}
-	rs = RemoteSnapshot{Key: key, Name: n, Time: t, Size: cr.n, Compression: comp, Remote: s.Name()}
-	if err := confirmSize(ctx, s, key, cr.n, &rs); err != nil {
+	rs = Snapshot{Key: key, Name: n, Time: t, Size: cr.N.Load(), Compression: comp, Remote: s.Name()}
+	if err := confirmSize(ctx, s, key, rs.Size, &rs); err != nil {
 		return rs, err
 	}
-	digest := hex.EncodeToString(h.Sum(nil))
-	sb := sumFile(digest, key)
-	if err := s.Put(ctx, key+sumSuffix, bytes.NewReader(sb), int64(len(sb))); err != nil {
-		return rs, err
-	}
-	got, err := readSum(ctx, s, key)
-	if err != nil {
-		return rs, err
-	}
-	if got != digest {
-		return rs, fmt.Errorf("%s: push %s: %w: stored .sha256 says %s, expected %s", s.Name(), key, ErrChecksum, got, digest)
-	}
-	return rs, nil
-}
-
-// StreamBuffer is the most memory s buffers during a streaming upload (Put
-// with unknown size): its parts or blocks in flight. Callers that bound the
-// process's memory (snapshot.Stream sets a Go memory limit) add it.
-func StreamBuffer(s Store) int64 {
-	for {
-		switch b := s.(type) {
-		case *S3:
-			return s3StreamThreads * s3PartSize
-		case *Azure:
-			return azConcurrency * azBlockSize
-		case *GCS:
-			return gcsChunkSize + 1
-		case *File, *SFTP:
-			return 1 << 20 // copy buffers
-		case interface{ Unwrap() Store }:
-			if s = b.Unwrap(); s == nil {
-				return s3StreamThreads * s3PartSize // not open yet: assume the largest
-			}
-		default:
-			return s3StreamThreads * s3PartSize
-		}
-	}
-}
-
-// countingReader counts the bytes read.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	return rs, putSum(ctx, s, key, digest())
 }
 
 // Fetch downloads the snapshot key and its .sha256 from s into dstDir and
@@ -427,24 +357,23 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // always has its checksum. It returns the local archive path. A download
 // failing midway is retried whole under s's retry policy; a checksum mismatch
 // is not retried and leaves nothing behind. dstDir is created 0700 when
-// missing. The whole download is bounded by Timeout(s).
-func Fetch(ctx context.Context, s Store, key, dstDir string) (localPath string, err error) {
-	if err := checkKey(key); err != nil || strings.Contains(key, "/") {
+// missing. The caller bounds it (Remote.WithTimeout).
+func Fetch(ctx context.Context, s store.Store, key, dstDir string) (localPath string, err error) {
+	if !fs.ValidPath(key) || key == "." || strings.ContainsAny(key, `/\`) { // a local file name below
+
 		return "", fmt.Errorf("%s: fetch %q: not a top-level key", s.Name(), key)
 	}
-	ctx, cancel := WithTimeout(ctx, s)
-	defer cancel()
 	final := filepath.Join(dstDir, key)
-	err = retryWhole(ctx, s, "fetch "+key, func(ctx context.Context, s Store) error {
+	err = store.Retry(ctx, s, "fetch "+key, func(ctx context.Context, s store.Store) error {
 		return fetch(ctx, s, key, dstDir, final)
 	})
 	if err != nil {
-		return "", TimeoutError(ctx, err)
+		return "", err
 	}
 	return final, nil
 }
 
-func fetch(ctx context.Context, s Store, key, dstDir, final string) (err error) {
+func fetch(ctx context.Context, s store.Store, key, dstDir, final string) (err error) {
 	digest, err := readSum(ctx, s, key)
 	if err != nil {
 		return err
@@ -457,116 +386,52 @@ func fetch(ctx context.Context, s Store, key, dstDir, final string) (err error) 
 		return err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(dstDir, "."+key+".tmp-*")
+	tmp, err := fsx.CreateTemp(final)
 	if err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", key, s.Name(), err)
 	}
-	var sumTmp *os.File
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			if sumTmp != nil {
-				sumTmp.Close()
-				os.Remove(sumTmp.Name())
-			}
-		}
-	}()
+	defer tmp.Discard()
 	h := sha256.New()
 	// A plain writer and a large buffer: one big read per request (SFTP).
-	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), ctxReader{ctx, rc}, make([]byte, 1<<20)); err != nil {
+	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), store.ContextReader(ctx, rc), make([]byte, 1<<20)); err != nil {
 		if ctx.Err() == nil {
-			var se *Error
+			var se *store.Error
 			if !errors.As(err, &se) {
-				err = &Error{Store: s.Name(), Op: "get", Key: key, Err: err}
+				err = &store.Error{Store: s.Name(), Op: "get", Key: key, Err: err}
 			}
 		}
 		return err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return fmt.Errorf("%s: fetch %s: %w: downloaded archive hashes to %s, its .sha256 says %s", s.Name(), key, ErrChecksum, got, digest)
+		// Permanent: retrying the download cannot help (store.Retry stops).
+		return &store.Error{Store: s.Name(), Op: "fetch", Key: key, Permanent: true,
+			Err: fmt.Errorf("%w: downloaded archive hashes to %s, its .sha256 says %s", ErrChecksum, got, digest)}
 	}
-	if err = tmp.Sync(); err != nil {
+	sum, err := fsx.CreateTemp(final + sumSuffix)
+	if err != nil {
 		return fmt.Errorf("fetch %s: %w", key, err)
 	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("fetch %s: %w", key, err)
-	}
-	if sumTmp, err = os.CreateTemp(dstDir, "."+key+sumSuffix+".tmp-*"); err != nil {
-		return fmt.Errorf("fetch %s: %w", key, err)
-	}
-	if _, err = sumTmp.Write(sumFile(digest, key)); err == nil {
-		err = sumTmp.Sync()
+	defer sum.Discard()
+	if _, err = sum.Write(sumFile(digest, key)); err == nil {
+		err = sum.Commit()
 	}
 	if err == nil {
-		err = sumTmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(sumTmp.Name(), final+sumSuffix)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), final)
+		err = tmp.Commit()
 	}
 	if err != nil {
 		os.Remove(final + sumSuffix)
 		return fmt.Errorf("fetch %s: %w", key, err)
 	}
-	if d, derr := os.Open(dstDir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
+	_ = fsx.SyncDir(dstDir) // best effort: the files are complete and synced
 	return nil
 }
 
 // DeleteSnapshot removes the snapshot key from s: the archive, then its .sha256.
-func DeleteSnapshot(ctx context.Context, s Store, key string) error {
+func DeleteSnapshot(ctx context.Context, s store.Store, key string) error {
 	if err := s.Delete(ctx, key); err != nil {
 		return err
 	}
 	return s.Delete(ctx, key+sumSuffix)
-}
-
-// OpenAll opens every remote of cfg, each wrapped for production use:
-// WithRetry(WithMetrics(backend)) (metrics only when set is not nil), in
-// order, and returns an error joining the failures, so that one bad remote
-// does not stop the rest. A remote that fails to open is still returned, as a
-// store that tries to open it again at each operation and otherwise fails
-// with the reason (Unopened): it is never silently left out of a push or an
-// auto-restore. Only URLs that are not valid remotes (*config.Error, which
-// Config.Validate reports first) are left out.
-func OpenAll(ctx context.Context, cfg Config, set *metrics.Set, log *zap.Logger) ([]Store, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	var out []Store
-	var errs []error
-	for _, u := range cfg.URLs() {
-		s, err := Open(ctx, u, cfg, log)
-		if err != nil {
-			errs = append(errs, err)
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				continue
-			}
-			s = &unopened{rawURL: u, name: Redact(u), cfg: cfg, log: log, err: err}
-		}
-		if set != nil {
-			s = WithMetrics(s, set, log)
-		}
-		out = append(out, WithRetry(s, cfg.Policy(), log))
-	}
-	return out, errors.Join(errs...)
-}
-
-// CloseAll closes every store, returning the first error.
-func CloseAll(stores []Store) error {
-	var first error
-	for _, s := range stores {
-		if err := s.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // Rotate applies the retention policy p to the snapshots named name on s
@@ -579,7 +444,7 @@ func CloseAll(stores []Store) error {
 // nil, adds what only the caller knows (rotation.Snapshot's Empty and
 // OnDemand). It returns the decision and the deleted keys (snapshots, then
 // leftovers). A failed deletion stops it.
-func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now time.Time, mark func(*rotation.Snapshot)) (rotation.Decision, []string, error) {
+func Rotate(ctx context.Context, s store.Store, name string, p rotation.Policy, now time.Time, mark func(*rotation.Snapshot)) (rotation.Decision, []string, error) {
 	if name == "" {
 		return rotation.Decision{}, nil, errors.New("rotate: no snapshot name")
 	}
@@ -614,32 +479,13 @@ func Rotate(ctx context.Context, s Store, name string, p rotation.Policy, now ti
 	return d, append(deleted, aborted...), err
 }
 
-// Upload is an unfinished upload that a store keeps out of List: a
-// temporary file of File and SFTP (".<key>.tmp-<random>"), an incomplete
-// multipart upload of S3.
-type Upload struct {
-	Key string // the key it was to be stored under
-	ID  string // the temporary's key, or the multipart upload id
-}
-
-// uploadLister is implemented by the stores whose interrupted uploads leave
-// data behind that List never shows (File, SFTP, S3). Azure needs nothing:
-// uncommitted blocks are discarded by the service after 7 days; nor does
-// GCS: a resumable upload session that is not finished expires after a week.
-type uploadLister interface {
-	// Uploads returns the unfinished uploads of keys starting with prefix.
-	Uploads(ctx context.Context, prefix string) ([]Upload, error)
-	// AbortUpload removes one of them (its data is gone).
-	AbortUpload(ctx context.Context, u Upload) error
-}
-
 // abortStaleUploads removes the unfinished uploads of snapshots named name
 // (archive or .sha256) older than the newest complete snapshot: such an
 // upload cannot be in progress any more, since snapshots are pushed in
 // order; a newer one, or one of the newest snapshot itself, may be. It
 // returns what it removed ("<key> (unfinished upload)").
-func abortStaleUploads(ctx context.Context, s Store, name string, complete []RemoteSnapshot) ([]string, error) {
-	ul, ok := capability[uploadLister](s)
+func abortStaleUploads(ctx context.Context, s store.Store, name string, complete []Snapshot) ([]string, error) {
+	ul, ok := store.As[store.UploadLister](s)
 	if !ok || len(complete) == 0 {
 		return nil, nil
 	}
@@ -658,8 +504,8 @@ func abortStaleUploads(ctx context.Context, s Store, name string, complete []Rem
 }
 
 // staleUploads picks the uploads of snapshots named name older than newest.
-func staleUploads(ups []Upload, newest time.Time, name string) []Upload {
-	var out []Upload
+func staleUploads(ups []store.Upload, newest time.Time, name string) []store.Upload {
+	var out []store.Upload
 	for _, u := range ups {
 		n, t, _, ok := ParseSnapshotName(strings.TrimSuffix(u.Key, sumSuffix))
 		if ok && n == name && t.Before(newest) {

@@ -1,4 +1,4 @@
-package store
+package remote
 
 import (
 	"bytes"
@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/minio/minio-go/v7"
+	"snapvisor/store"
+	"snapvisor/store/storetest"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"snapvisor/internal/fsx"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 )
@@ -25,8 +28,8 @@ import (
 // remote; another live writer is refused with an error naming the holder
 // and the fixes; an expired lease is taken; takeover and break work; the
 // lease object is neither a snapshot nor a temporary.
-func testLeases(t *testing.T, s Store) {
-	ctx := testCtx(t, 2*time.Minute)
+func testLeases(t *testing.T, s store.Store) {
+	ctx := storetest.Ctx(t, 2*time.Minute)
 	a := Writer{Host: "host-a", Instance: "aaaa1111"}
 	b := Writer{Host: "host-b", Instance: "bbbb2222"}
 	ttl := 10 * time.Minute
@@ -76,7 +79,7 @@ func testLeases(t *testing.T, s Store) {
 	if snaps, err := ListSnapshots(ctx, s, ""); err != nil || len(snaps) != 0 {
 		t.Errorf("leases listed as snapshots: %+v, %v", snaps, err)
 	}
-	if objs, _ := s.List(ctx, ""); !slices.ContainsFunc(objs, func(o Object) bool { return o.Key == LeaseKey("app") }) {
+	if objs, _ := s.List(ctx, ""); !slices.ContainsFunc(objs, func(o store.Object) bool { return o.Key == LeaseKey("app") }) {
 		t.Errorf("List does not show %s: %+v", LeaseKey("app"), objs)
 	}
 	if _, _, err := Rotate(ctx, s, "app", rotation.Policy{Keep: 1}, t0, nil); err != nil {
@@ -134,14 +137,14 @@ func testLeases(t *testing.T, s Store) {
 func writeSnapshot(t *testing.T, dir, key string, content []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, key)
-	mustWrite(t, p, content)
+	storetest.MustWrite(t, p, content)
 	sum := sha256.Sum256(content)
-	mustWrite(t, p+".sha256", sumFile(hex.EncodeToString(sum[:]), key))
+	storetest.MustWrite(t, p+".sha256", sumFile(hex.EncodeToString(sum[:]), key))
 	return p
 }
 
 // fetched downloads key and returns its content.
-func fetched(t *testing.T, ctx context.Context, s Store, key string) []byte {
+func fetched(t *testing.T, ctx context.Context, s store.Store, key string) []byte {
 	t.Helper()
 	p, err := Fetch(ctx, s, key, t.TempDir())
 	if err != nil {
@@ -157,8 +160,8 @@ func fetched(t *testing.T, ctx context.Context, s Store, key string) []byte {
 // testPushSameSecond (TestConformance/*/pushSameSecond): two writers'
 // snapshots of the same second never replace each other; a leftover archive
 // without .sha256 is replaced.
-func testPushSameSecond(t *testing.T, s Store) {
-	ctx := testCtx(t, 2*time.Minute)
+func testPushSameSecond(t *testing.T, s store.Store) {
+	ctx := storetest.Ctx(t, 2*time.Minute)
 	key := "app-20250601T120000Z.tar.gz"
 	mine := writeSnapshot(t, t.TempDir(), key, bytes.Repeat([]byte("A"), 4096))
 	theirs := writeSnapshot(t, t.TempDir(), key, bytes.Repeat([]byte("B"), 4096)) // same size, other content
@@ -167,16 +170,16 @@ func testPushSameSecond(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{theirs, longer} {
-		if _, err := Push(ctx, s, p); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), key) || !IsPermanent(err) {
+		if _, err := Push(ctx, s, p); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), key) || !store.IsPermanent(err) {
 			t.Errorf("push of another snapshot of the same key: %v, want a permanent ErrExists naming it", err)
 		}
 	}
 	if _, err := Push(ctx, s, mine); err != nil {
 		t.Errorf("pushing the same snapshot again: %v", err)
 	}
-	read := &countingReader{r: strings.NewReader(strings.Repeat("D", 4096))}
-	if _, err := PushStream(ctx, s, key, read); !errors.Is(err, ErrExists) || read.n != 0 {
-		t.Errorf("PushStream over a complete snapshot: %v (read %d bytes), want ErrExists before the upload", err, read.n)
+	read := &fsx.CountingReader{R: strings.NewReader(strings.Repeat("D", 4096))}
+	if _, err := PushStream(ctx, s, key, read, nil); !errors.Is(err, ErrExists) || read.N.Load() != 0 {
+		t.Errorf("PushStream over a complete snapshot: %v (read %d bytes), want ErrExists before the upload", err, read.N.Load())
 	}
 	if got := fetched(t, ctx, s, key); !bytes.Equal(got, bytes.Repeat([]byte("A"), 4096)) {
 		t.Errorf("the first writer's snapshot was replaced: %.10q...", got)
@@ -192,7 +195,7 @@ func testPushSameSecond(t *testing.T, s Store) {
 	if _, err := Push(ctx, s, writeSnapshot(t, t.TempDir(), key2, []byte("complete two"))); err != nil {
 		t.Errorf("push over a leftover archive: %v", err)
 	}
-	if _, err := PushStream(ctx, s, key3, strings.NewReader("complete three")); err != nil {
+	if _, err := PushStream(ctx, s, key3, strings.NewReader("complete three"), nil); err != nil {
 		t.Errorf("stream over a leftover archive: %v", err)
 	}
 	if got := fetched(t, ctx, s, key2); string(got) != "complete two" {
@@ -208,9 +211,10 @@ func testPushSameSecond(t *testing.T, s Store) {
 // multipart uploads) is removed by Rotate for this name's snapshots older
 // than the newest complete one; an upload of the newest snapshot, or of a
 // newer one, or of another name, is never touched.
-func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Store, key string)) {
-	ctx := testCtx(t, 2*time.Minute)
-	ul, ok := capability[uploadLister](s)
+func testUnfinishedUploads(t *testing.T, b storetest.Backend, prefix string) {
+	s := b.Open(t, prefix)
+	ctx := storetest.Ctx(t, 2*time.Minute)
+	ul, ok := store.As[store.UploadLister](s)
 	if !ok {
 		t.Fatalf("%s does not list its unfinished uploads", s.Name())
 	}
@@ -218,11 +222,11 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 	key := func(name string, h int) string {
 		return fmt.Sprintf("%s-%s.tar.gz", name, t0.Add(time.Duration(h)*time.Hour).Format(snapshot.TimeLayout))
 	}
-	if _, err := Push(ctx, s, makeSnapshot(t, t.TempDir(), "app", t0.Add(time.Hour), ".tar.gz", 1000)); err != nil {
+	if _, err := Push(ctx, s, storetest.MakeSnapshot(t, t.TempDir(), "app", t0.Add(time.Hour), ".tar.gz", 1000)); err != nil {
 		t.Fatal(err)
 	}
 	// A streamed upload (multipart on S3) that completes leaves nothing.
-	if _, err := PushStream(ctx, s, key("app", 3), newGen(3, 20<<20)); err != nil {
+	if _, err := PushStream(ctx, s, key("app", 3), storetest.Gen(3, 20<<20), nil); err != nil {
 		t.Fatal(err)
 	}
 	stale := []string{key("app", 0), key("app", 2) + ".sha256"}
@@ -246,7 +250,7 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 	all := append(append([]string{}, stale...), kept...)
 	slices.Sort(all)
 	for _, k := range all {
-		leave(t, s, k)
+		b.LeaveUpload(t, prefix, k)
 	}
 	if got := uploads(); !slices.Equal(got, all) {
 		t.Fatalf("Uploads = %v, want %v", got, all)
@@ -270,17 +274,9 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 	if snaps, _ := ListSnapshots(ctx, s, "app"); len(snaps) != 2 {
 		t.Errorf("after rotation listed %+v", snaps)
 	}
-	if s3, ok := s.(*S3); ok { // the parts themselves are gone, not just the markers
+	if b.PartsLeft != nil { // the parts themselves are gone, not just the markers
 		for _, k := range all {
-			n := 0
-			for u := range s3.client.ListIncompleteUploads(ctx, s3.bucket, s3.key(k), false) {
-				if u.Err != nil {
-					t.Fatal(u.Err)
-				}
-				if u.Key == s3.key(k) {
-					n++
-				}
-			}
+			n := b.PartsLeft(t, prefix, k)
 			if want := !slices.Contains(stale, k); (n > 0) != want {
 				t.Errorf("%s: %d incomplete multipart uploads after rotation (stale: %v)", k, n, !want)
 			}
@@ -288,39 +284,12 @@ func testUnfinishedUploads(t *testing.T, s Store, leave func(t *testing.T, s Sto
 	}
 }
 
-// leaveTemp leaves an upload temporary of key in the directory root, as a
-// Put killed midway does.
-func leaveTemp(t *testing.T, root, key string) {
-	t.Helper()
-	mustWrite(t, filepath.Join(root, "."+key+".tmp-"+fmt.Sprint(time.Now().UnixNano())), bytes.Repeat([]byte("x"), 64<<10))
-}
-
-// leaveMultipart leaves what S3.Put killed midway leaves: its marker and a
-// multipart upload of key with one part.
-func leaveMultipart(t *testing.T, s Store, key string) {
-	t.Helper()
-	s3 := s.(*S3)
-	ctx := testCtx(t, time.Minute)
-	if _, err := s3.putObject(ctx, multipartMarker(key), bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	core := minio.Core{Client: s3.client}
-	id, err := core.NewMultipartUpload(ctx, s3.bucket, s3.key(key), minio.PutObjectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part := bytes.Repeat([]byte("x"), 5<<20)
-	if _, err := core.PutObjectPart(ctx, s3.bucket, s3.key(key), id, 1, bytes.NewReader(part), int64(len(part)), minio.PutObjectPartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLease_Metric: snapvisor_remote_lease_conflict{remote} is 1 while
 // another writer holds the lease, 0 once it is this writer's.
 func TestLease_Metric(t *testing.T) {
-	ctx := testCtx(t, time.Minute)
+	ctx := storetest.Ctx(t, time.Minute)
 	set := metrics.NewSet()
-	s := WithMetrics(mustOpen(t, "file://"+t.TempDir(), Config{}), set, nil)
+	s := store.WithMetrics(storetest.Open(t, "file://"+t.TempDir(), store.Config{}), set, nil)
 	gauge := func() string {
 		var buf bytes.Buffer
 		set.WritePrometheus(&buf)
@@ -354,8 +323,8 @@ func TestLease_Metric(t *testing.T) {
 // TestLease_Race: two writers asking for a free lease at the same moment:
 // they do not both give up.
 func TestLease_Race(t *testing.T) {
-	ctx := testCtx(t, time.Minute)
-	s := mustOpen(t, "file://"+t.TempDir(), Config{})
+	ctx := storetest.Ctx(t, time.Minute)
+	s := storetest.Open(t, "file://"+t.TempDir(), store.Config{})
 	ws := []Writer{{Host: "a", Instance: "1"}, {Host: "b", Instance: "2"}}
 	errs := make(chan error, 2)
 	for _, w := range ws {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -64,4 +65,58 @@ func TestCmdVerify_AllReportsBadChecksums(t *testing.T) {
 			t.Fatalf("entrypoint verify --all = %v, want exit 1; output:\n%s", err, out)
 		}
 	})
+}
+
+// TestCmdVerify_ExitCodes runs the real binary: a damaged snapshot is a
+// failure (1) naming the file and the fault once (the FAILED line, not the
+// same error again as a log line); a bad flag is a usage error (64).
+func TestCmdVerify_ExitCodes(t *testing.T) {
+	f := newSnapFixture(t)
+	if err := cmdSnapshot(context.Background(), f.a, nil); err != nil {
+		t.Fatal(err)
+	}
+	path := strings.TrimSpace(f.out.String())
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "SNAPVISOR_DIR="+f.dir, "SNAPVISOR_SOURCE="+f.src, "SNAPVISOR_LOG_FORMAT=console")
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stderr []string
+	}{
+		{"Damaged", []string{"verify", filepath.Base(path)}, 1, []string{"FAILED " + filepath.Base(path), "checksum mismatch"}},
+		{"BadFlag", []string{"list", "--bogus"}, 64, []string{"flag provided but not defined"}},
+		{"OK", []string{"list"}, 0, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binPath, tc.args...)
+			cmd.Env = env
+			var stderr bytes.Buffer // with stdout: each message once, wherever it goes
+			cmd.Stdout, cmd.Stderr = &stderr, &stderr
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Fatalf("%v: exit %d, want %d; stderr:\n%s", tc.args, code, tc.code, &stderr)
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("%v: output lacks %q:\n%s", tc.args, s, &stderr)
+				}
+			}
+			if n := strings.Count(stderr.String(), "checksum mismatch"); tc.name == "Damaged" && n != 1 {
+				t.Errorf("%v: the failure is printed %d times, want once:\n%s", tc.args, n, &stderr)
+			}
+		})
+	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/jobs"
-	"snapvisor/store"
+	"snapvisor/remote"
 )
 
 // cmdTakeover makes this instance the writer of SNAPVISOR_NAME on every
@@ -36,8 +36,8 @@ func cmdTakeover(ctx context.Context, a *app, args []string) error {
 	defer cancel()
 	results, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Takeover(ctx)
 	if errors.Is(err, jobs.ErrNoSupervisor) {
-		stores, oerr := store.OpenAll(ctx, a.cfg.Store, nil, a.log)
-		defer store.CloseAll(stores)
+		stores, oerr := remote.OpenAll(ctx, a.cfg.Store, nil, a.log)
+		defer remote.CloseAll(stores)
 		if oerr != nil {
 			a.log.Warn("some remotes could not be opened", zap.Error(oerr))
 		}

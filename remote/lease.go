@@ -1,4 +1,4 @@
-package store
+package remote
 
 import (
 	"bytes"
@@ -11,7 +11,9 @@ import (
 	"os"
 	"time"
 
+	"snapvisor/internal/fsx"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 )
 
 // Leases make a remote prefix single-writer per snapshot name: two
@@ -100,9 +102,9 @@ func (e *LeaseError) Error() string {
 // ReadLease returns the lease of the snapshots named name on s; ok is false
 // when there is none, or when the object is not a valid lease for name (it
 // is then treated as absent and overwritten by the next acquisition).
-func ReadLease(ctx context.Context, s Store, name string) (l Lease, ok bool, err error) {
+func ReadLease(ctx context.Context, s store.Store, name string) (l Lease, ok bool, err error) {
 	key := LeaseKey(name)
-	err = retryWhole(ctx, s, "get "+key, func(ctx context.Context, s Store) error {
+	err = store.Retry(ctx, s, "get "+key, func(ctx context.Context, s store.Store) error {
 		rc, err := s.Get(ctx, key)
 		if errors.Is(err, fs.ErrNotExist) {
 			ok = false
@@ -114,9 +116,9 @@ func ReadLease(ctx context.Context, s Store, name string) (l Lease, ok bool, err
 		defer rc.Close()
 		b, err := io.ReadAll(io.LimitReader(rc, maxLeaseFile+1))
 		if err != nil {
-			var se *Error
+			var se *store.Error
 			if !errors.As(err, &se) {
-				err = &Error{Store: s.Name(), Op: "get", Key: key, Err: err}
+				err = &store.Error{Store: s.Name(), Op: "get", Key: key, Err: err}
 			}
 			return err
 		}
@@ -134,7 +136,7 @@ func ReadLease(ctx context.Context, s Store, name string) (l Lease, ok bool, err
 // renews it when w holds it already, valid for ttl from now. It fails with
 // a *LeaseError when another writer holds a lease that has not expired at
 // now (or won the race for it); other errors are the store's.
-func AcquireLease(ctx context.Context, s Store, name string, w Writer, ttl time.Duration, now time.Time) (Lease, error) {
+func AcquireLease(ctx context.Context, s store.Store, name string, w Writer, ttl time.Duration, now time.Time) (Lease, error) {
 	cur, ok, err := ReadLease(ctx, s, name)
 	if err != nil {
 		return Lease{}, err
@@ -163,7 +165,7 @@ func newLease(w Writer, name string, ttl time.Duration, now time.Time, cur Lease
 // TakeLease takes the lease of the snapshots named name on s for w whoever
 // holds it (`entrypoint takeover`): the previous holder, if any, is refused
 // at its next renewal. It returns the lease replaced (ok false: none).
-func TakeLease(ctx context.Context, s Store, name string, w Writer, ttl time.Duration, now time.Time) (prev Lease, ok bool, err error) {
+func TakeLease(ctx context.Context, s store.Store, name string, w Writer, ttl time.Duration, now time.Time) (prev Lease, ok bool, err error) {
 	prev, ok, err = ReadLease(ctx, s, name)
 	if err != nil {
 		return prev, ok, err
@@ -174,7 +176,7 @@ func TakeLease(ctx context.Context, s Store, name string, w Writer, ttl time.Dur
 
 // writeLease writes l and reads it back: l's writer holds the lease only if
 // its own lease is read back. fresh waits leaseSettle in between (see above).
-func writeLease(ctx context.Context, s Store, l Lease, fresh bool) error {
+func writeLease(ctx context.Context, s store.Store, l Lease, fresh bool) error {
 	b, err := json.MarshalIndent(l, "", "  ")
 	if err != nil {
 		return fmt.Errorf("lease: %w", err)
@@ -185,12 +187,8 @@ func writeLease(ctx context.Context, s Store, l Lease, fresh bool) error {
 		return err
 	}
 	if fresh {
-		t := time.NewTimer(leaseSettle)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := fsx.Sleep(ctx, leaseSettle); err != nil {
+			return err
 		}
 	}
 	got, ok, err := ReadLease(ctx, s, l.Name)
@@ -213,7 +211,7 @@ func writeLease(ctx context.Context, s Store, l Lease, fresh bool) error {
 // ReleaseLease deletes the lease of the snapshots named name on s if w holds
 // it (a clean exit: the next writer takes over at once). released is false
 // when w did not hold it; another writer's lease is never touched.
-func ReleaseLease(ctx context.Context, s Store, name string, w Writer) (released bool, err error) {
+func ReleaseLease(ctx context.Context, s store.Store, name string, w Writer) (released bool, err error) {
 	cur, ok, err := ReadLease(ctx, s, name)
 	if err != nil || !ok || cur.Writer != w {
 		return false, err
@@ -227,7 +225,7 @@ func ReleaseLease(ctx context.Context, s Store, name string, w Writer) (released
 // BreakLease deletes the lease of the snapshots named name on s whoever
 // holds it, so that the next writer to ask takes it. It returns the lease
 // deleted (ok false: there was none).
-func BreakLease(ctx context.Context, s Store, name string) (prev Lease, ok bool, err error) {
+func BreakLease(ctx context.Context, s store.Store, name string) (prev Lease, ok bool, err error) {
 	prev, ok, err = ReadLease(ctx, s, name)
 	if err != nil {
 		return prev, ok, err
@@ -239,18 +237,18 @@ func BreakLease(ctx context.Context, s Store, name string) (prev Lease, ok bool,
 	return prev, ok, nil
 }
 
-// LeaseTTL returns how long a lease written on s lasts: the LeaseTTL of the
-// retry policy s has (OpenAll sets SNAPVISOR_LEASE_TTL), or DefaultLeaseTTL.
-func LeaseTTL(s Store) time.Duration {
-	if r, ok := retryOf(s); ok && r.policy.LeaseTTL > 0 {
-		return r.policy.LeaseTTL
+// TTL returns how long a lease written on r lasts: r.LeaseTTL (OpenAll
+// sets SNAPVISOR_LEASE_TTL), or DefaultLeaseTTL.
+func (r Remote) TTL() time.Duration {
+	if r.LeaseTTL > 0 {
+		return r.LeaseTTL
 	}
 	return DefaultLeaseTTL
 }
 
 // leaseConflict records on s's metrics (if any) whether another writer holds its lease.
-func leaseConflict(s Store, held bool) {
-	if m, ok := instrumentedOf(s); ok {
-		m.leaseConflict(held)
+func leaseConflict(s store.Store, held bool) {
+	if m, ok := store.As[*store.Instrumented](s); ok {
+		m.LeaseConflict(held)
 	}
 }

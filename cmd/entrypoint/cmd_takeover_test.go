@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
+	"snapvisor/remote"
+	"snapvisor/seal"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 	"snapvisor/store/storetest"
@@ -40,7 +43,7 @@ func remoteWriters(t *testing.T, dir string) map[string]string {
 		if _, err := os.Stat(p + ".sha256"); err != nil {
 			continue
 		}
-		if err := snapshot.Verify(t.Context(), p); err != nil {
+		if err := snapshot.VerifyWith(t.Context(), p, seal.Config{}); err != nil {
 			if _, serr := os.Stat(p); os.IsNotExist(serr) {
 				continue // rotated away meanwhile
 			}
@@ -113,8 +116,8 @@ func metric(addr, prefix string) string {
 func TestEntrypoint_TwoWriters(t *testing.T) {
 	requireRoot(t)
 	root := t.TempDir()
-	remote := filepath.Join(root, "remote")
-	url := "file://" + remote
+	remoteDir := filepath.Join(root, "remote")
+	url := "file://" + remoteDir
 	writer := func(name string) ([]string, string) {
 		data := filepath.Join(root, name, "data")
 		if err := os.MkdirAll(data, 0o755); err != nil {
@@ -133,7 +136,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	envB, addrB := writer("writer-b")
 	onlyFrom := func(host string) func() bool {
 		return func() bool {
-			w := remoteWriters(t, remote)
+			w := remoteWriters(t, remoteDir)
 			for k, h := range w {
 				if h != host {
 					t.Fatalf("the remote holds %s from %s while %s holds the lease: %v", k, h, host, w)
@@ -144,9 +147,9 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	}
 
 	a := startPID1As(t, "writer-a", envA, "sleep", "1000")
-	eventually(t, 30*time.Second, "writer A's snapshots reach the remote", onlyFrom("writer-a"))
+	testutil.Eventually(t, 30*time.Second, "writer A's snapshots reach the remote", onlyFrom("writer-a"))
 	b := startPID1As(t, "writer-b", envB, "sleep", "1000")
-	eventually(t, 30*time.Second, "writer B unhealthy, naming the lease holder", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer B unhealthy, naming the lease holder", func() bool {
 		ok, out := health(t, envB)
 		return !ok && strings.Contains(out, "writer-a") && strings.Contains(out, "entrypoint takeover")
 	})
@@ -155,7 +158,7 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 		t.Errorf("writer B's metrics: %q, want %s 1", got, conflict)
 	}
 	// B snapshots locally all the while; the remote gets A's only, none replaced.
-	eventually(t, 30*time.Second, "writer B's local snapshots go on", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer B's local snapshots go on", func() bool {
 		list, _ := snapshot.List(filepath.Join(root, "writer-b", "backups"), "db")
 		return len(list) >= 3
 	})
@@ -167,8 +170,8 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	killed := time.Now()
 	_ = syscall.Kill(a.pid1(t), syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
-	eventually(t, 30*time.Second, "writer B takes over", func() bool {
-		for _, h := range remoteWriters(t, remote) {
+	testutil.Eventually(t, 30*time.Second, "writer B takes over", func() bool {
+		for _, h := range remoteWriters(t, remoteDir) {
 			if h == "writer-b" {
 				return true
 			}
@@ -178,14 +181,14 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	if d := time.Since(killed); d < 2*time.Second {
 		t.Errorf("writer B took over %s after the kill, before the 3s lease could expire", d)
 	}
-	eventually(t, 10*time.Second, "writer B healthy", func() bool { ok, _ := health(t, envB); return ok })
+	testutil.Eventually(t, 10*time.Second, "writer B healthy", func() bool { ok, _ := health(t, envB); return ok })
 	if got := metric(addrB, conflict); got != conflict+" 0" {
 		t.Errorf("writer B's metrics after the takeover: %q", got)
 	}
 
 	// A comes back (a new instance): refused while B lives; takeover at once.
 	a = startPID1As(t, "writer-a", envA, "sleep", "1000")
-	eventually(t, 30*time.Second, "writer A refused", func() bool {
+	testutil.Eventually(t, 30*time.Second, "writer A refused", func() bool {
 		ok, out := health(t, envA)
 		return !ok && strings.Contains(out, "writer-b")
 	})
@@ -193,12 +196,12 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	if code != 0 || !strings.Contains(out, url+": lease taken by the running entrypoint") || !strings.Contains(out, "writer-b") {
 		t.Fatalf("takeover: exit %d: %s %s", code, out, errOut)
 	}
-	eventually(t, 10*time.Second, "writer A healthy after the takeover", func() bool { ok, _ := health(t, envA); return ok })
-	eventually(t, 10*time.Second, "writer B refused after the takeover", func() bool {
+	testutil.Eventually(t, 10*time.Second, "writer A healthy after the takeover", func() bool { ok, _ := health(t, envA); return ok })
+	testutil.Eventually(t, 10*time.Second, "writer B refused after the takeover", func() bool {
 		ok, out := health(t, envB)
 		return !ok && strings.Contains(out, "writer-a")
 	})
-	l, ok, err := store.ReadLease(t.Context(), mustOpenFile(t, url), "db")
+	l, ok, err := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db")
 	if err != nil || !ok || l.Host != "writer-a" {
 		t.Fatalf("lease after the takeover: %+v, %v, %v", l, ok, err)
 	}
@@ -208,13 +211,13 @@ func TestEntrypoint_TwoWriters(t *testing.T) {
 	if code := a.wait(t, 30*time.Second); code != 143 && code != 0 {
 		t.Errorf("writer A exit %d", code)
 	}
-	eventually(t, 10*time.Second, "writer B holds the lease again", func() bool {
-		l, ok, _ := store.ReadLease(t.Context(), mustOpenFile(t, url), "db")
+	testutil.Eventually(t, 10*time.Second, "writer B holds the lease again", func() bool {
+		l, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db")
 		return ok && l.Host == "writer-b"
 	})
 	_ = syscall.Kill(b.pid1(t), syscall.SIGTERM)
 	b.wait(t, 30*time.Second)
-	if _, ok, _ := store.ReadLease(t.Context(), mustOpenFile(t, url), "db"); ok {
+	if _, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, url), "db"); ok {
 		t.Errorf("lease left on the remote after the last writer's clean exit")
 	}
 }
@@ -227,8 +230,8 @@ func TestCmdTakeover_Standalone(t *testing.T) {
 	r1, r2 := filepath.Join(root, "r1"), filepath.Join(root, "r2")
 	env := []string{"SNAPVISOR_NAME=db", "SNAPVISOR_REMOTES=file://" + r1 + ",file://" + r2,
 		"SNAPVISOR_CONTROL_SOCKET=" + sockPath(t), "SNAPVISOR_SOURCE=" + filepath.Join(root, "data"), "SNAPVISOR_DIR=" + filepath.Join(root, "b")}
-	holder := store.Writer{Host: "old-node", Instance: "0123456789abcdef"}
-	if _, err := store.AcquireLease(t.Context(), mustOpenFile(t, "file://"+r1), "db", holder, time.Hour, time.Now()); err != nil {
+	holder := remote.Writer{Host: "old-node", Instance: "0123456789abcdef"}
+	if _, err := remote.AcquireLease(t.Context(), mustOpenFile(t, "file://"+r1), "db", holder, time.Hour, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut := entrypoint(t, env, "takeover")
@@ -240,7 +243,7 @@ func TestCmdTakeover_Standalone(t *testing.T) {
 		!strings.HasPrefix(lines[1], "file://"+r2+": no lease to break") {
 		t.Errorf("takeover printed %q", out)
 	}
-	if _, ok, _ := store.ReadLease(t.Context(), mustOpenFile(t, "file://"+r1), "db"); ok {
+	if _, ok, _ := remote.ReadLease(t.Context(), mustOpenFile(t, "file://"+r1), "db"); ok {
 		t.Errorf("lease still there")
 	}
 	code, out, _ = entrypoint(t, env, "takeover", "--json")

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"snapvisor/snapshot"
+)
+
+func cmdVerify(ctx context.Context, a *app, args []string) error {
+	fs := newFlagSet(a, "verify", "verify [NAME|--all]",
+		"Checks a snapshot's checksum and that its archive reads to the end.\n"+
+			"Without NAME, checks the newest snapshot; --all checks every one.")
+	all := fs.Bool("all", false, "verify every snapshot")
+	pos, done, err := parseArgs(fs, args, 1)
+	if done || err != nil {
+		return err
+	}
+	if *all && len(pos) > 0 {
+		return &usageError{"verify: give NAME or --all, not both"}
+	}
+	var paths []string
+	switch {
+	case len(pos) == 1:
+		paths = []string{snapshotPath(a, pos[0])}
+	default:
+		// Every archive by its name, not List: one whose .sha256 is missing or
+		// damaged must be reported as FAILED, not skipped.
+		archives, err := snapshot.Archives(a.snap.Dir, a.snap.Name)
+		if err != nil {
+			return err
+		}
+		if len(archives) == 0 {
+			return fmt.Errorf("verify: no snapshot named %s-* in %s", a.snap.Name, a.snap.Dir)
+		}
+		if !*all {
+			archives = archives[:1]
+		}
+		paths = archives
+	}
+	failed := 0
+	var last error
+	for _, p := range paths {
+		if err := snapshot.VerifyWith(ctx, p, a.snap.Encryption); err != nil {
+			failed++
+			last = err
+			fmt.Fprintf(a.stdout, "FAILED %s: %v\n", filepath.Base(p), err)
+			continue
+		}
+		fmt.Fprintf(a.stdout, "OK     %s\n", filepath.Base(p))
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case len(paths) == 1:
+		// The FAILED line is the report: exit with the error's code without printing it again.
+		return &exitError{code: report(io.Discard, nil, last)}
+	}
+	return fmt.Errorf("verify: %d of %d snapshots failed", failed, len(paths))
+}
