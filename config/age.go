@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -99,4 +100,58 @@ func FormatAge(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dd%s", days, rest)
 	}
+}
+
+// Age is a variable holding a duration in ParseAge syntax (30d, 2w, 1d12h),
+// parsed once, when envconfig decodes it (or by NewAge). String gives the
+// text back as written, so that errors show what the user typed. Decoding
+// never fails: a bad value is kept with its parse error (Err), and the
+// owning spec's Validate reports it as a *Error with the variable's own
+// accepted text, together with its other errors.
+type Age struct {
+	text string
+	d    time.Duration
+	err  error
+}
+
+// NewAge parses s as ParseAge does, ignoring surrounding blanks; blank is
+// unset (Duration 0, no error).
+func NewAge(s string) Age {
+	a := Age{text: s}
+	if t := strings.TrimSpace(s); t != "" {
+		a.d, a.err = ParseAge(t)
+	}
+	return a
+}
+
+// Decode implements envconfig.Decoder; it never fails (see Age).
+func (a *Age) Decode(s string) error {
+	*a = NewAge(s)
+	return nil
+}
+
+// String returns the value as written.
+func (a Age) String() string { return a.text }
+
+// Duration returns the parsed duration: 0 when blank or invalid.
+func (a Age) Duration() time.Duration {
+	if a.err != nil {
+		return 0
+	}
+	return a.d
+}
+
+// Err returns why the value is not a valid age, nil when it is (or is blank).
+func (a Age) Err() error { return a.err }
+
+// Check returns a *Error for variable name (without prefix) when a is not a
+// valid age, showing the value as written with accepted and the parse
+// error; nil when a is valid.
+func (a Age) Check(name, accepted string) error {
+	if a.err == nil {
+		return nil
+	}
+	e := Invalid(name, a.text, accepted)
+	e.Err = a.err
+	return e
 }

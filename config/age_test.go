@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +86,57 @@ func TestFormatAge_RoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAge_Decode: envconfig parses an Age once at loading; it keeps the text
+// as written ("12w", not "84d"), a default applies, and a bad value does not
+// fail loading but is kept for the owner's Validate to report.
+func TestAge_Decode(t *testing.T) {
+	type ageSpec struct {
+		Every  Age `envconfig:"SNAPVISOR_T_EVERY"`
+		Retain Age `envconfig:"SNAPVISOR_T_RETAIN" default:"7d"`
+		Unset  Age `envconfig:"SNAPVISOR_T_UNSET"`
+	}
+	t.Run("valid, default, unset", func(t *testing.T) {
+		t.Setenv("SNAPVISOR_T_EVERY", "12w")
+		var s ageSpec
+		if err := Load(&s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Every.String() != "12w" || s.Every.Duration() != 12*week || s.Every.Err() != nil {
+			t.Errorf("EVERY = %q %v %v, want 12w, %v", s.Every, s.Every.Duration(), s.Every.Err(), 12*week)
+		}
+		if s.Retain.String() != "7d" || s.Retain.Duration() != 7*day {
+			t.Errorf("RETAIN = %q %v, want the default 7d", s.Retain, s.Retain.Duration())
+		}
+		if s.Unset.String() != "" || s.Unset.Duration() != 0 || s.Unset.Check("T_UNSET", "x") != nil {
+			t.Errorf("UNSET = %q %v, want blank and valid", s.Unset, s.Unset.Duration())
+		}
+	})
+	t.Run("bad value kept for Check", func(t *testing.T) {
+		t.Setenv("SNAPVISOR_T_EVERY", "30 days")
+		var s ageSpec
+		if err := Load(&s); err != nil {
+			t.Fatalf("Load = %v, want no error: Validate reports it", err)
+		}
+		err := s.Every.Check("T_EVERY", "a duration such as 30d")
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Var != "SNAPVISOR_T_EVERY" || s.Every.Duration() != 0 {
+			t.Fatalf("Check = %v, want a *Error for SNAPVISOR_T_EVERY", err)
+		}
+		for _, want := range []string{`SNAPVISOR_T_EVERY="30 days" is invalid`, "accepted: a duration such as 30d", "invalid duration"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%q does not contain %q", err, want)
+			}
+		}
+	})
+	t.Run("blanks around a value", func(t *testing.T) {
+		a := NewAge(" 1d12h ")
+		if a.Duration() != 36*time.Hour || a.String() != " 1d12h " || a.Err() != nil {
+			t.Errorf("NewAge(\" 1d12h \") = %q %v %v", a, a.Duration(), a.Err())
+		}
+		if a := NewAge("-1d"); a.Err() == nil {
+			t.Error("NewAge(-1d) has no error")
+		}
+	})
 }

@@ -156,7 +156,7 @@ func typeName(t reflect.Type) string {
 	switch {
 	case t == reflect.TypeOf(Secret("")):
 		return "secret"
-	case t.String() == "time.Duration":
+	case t.String() == "time.Duration", t == reflect.TypeOf(Age{}):
 		return "duration"
 	case t.Kind() == reflect.Slice:
 		return "list"

@@ -32,6 +32,9 @@ const (
 
 // Config holds the scheduled-snapshot settings (all SNAPVISOR_*).
 type Config struct {
+	// Backup is the one flag that says whether scheduled snapshots are on:
+	// SNAPVISOR_BACKUP, or the variable named by SNAPVISOR_ENABLE_VAR once
+	// ApplyEnableVar ran (configuration loading calls it).
 	Backup        bool          `envconfig:"SNAPVISOR_BACKUP" default:"false" desc:"turn scheduled snapshots on; off, the entrypoint is a pure init"`
 	EnableVar     string        `envconfig:"SNAPVISOR_ENABLE_VAR" desc:"name of another variable that also turns snapshots on when true (an image sets e.g. ZITI_CTRL_BACKUP)"`
 	Schedule      string        `envconfig:"SNAPVISOR_SCHEDULE" default:"@daily" desc:"cron expression (5 or 6 fields), @hourly/@daily/@weekly, or @every 15m; time zone from CRON_TZ=Zone prefix or TZ"`
@@ -53,23 +56,22 @@ type Config struct {
 	HealthGrace   time.Duration `envconfig:"SNAPVISOR_HEALTH_GRACE" default:"0s" desc:"a fresh container without any snapshot counts as healthy for this long (0: unhealthy until the first snapshot exists)"`
 }
 
-// Enabled reports whether scheduled snapshots are on: SNAPVISOR_BACKUP, or the
-// variable named by SNAPVISOR_ENABLE_VAR, is true.
-func (c Config) Enabled(lookup func(string) (string, bool)) (bool, error) {
-	if c.Backup {
-		return true, nil
-	}
-	if c.EnableVar == "" {
-		return false, nil
+// ApplyEnableVar folds the variable named by SNAPVISOR_ENABLE_VAR into
+// Backup: true turns snapshots on, false or unset leaves SNAPVISOR_BACKUP
+// alone, anything else is a *config.Error naming that variable.
+func (c *Config) ApplyEnableVar(lookup func(string) (string, bool)) error {
+	if c.Backup || c.EnableVar == "" {
+		return nil
 	}
 	v, _ := lookup(c.EnableVar)
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "true", "1", "yes", "on":
-		return true, nil
+		c.Backup = true
+		return nil
 	case "", "false", "0", "no", "off":
-		return false, nil
+		return nil
 	}
-	return false, &config.Error{Var: c.EnableVar, Value: v, Accepted: "true or false (named by SNAPVISOR_ENABLE_VAR)"}
+	return &config.Error{Var: c.EnableVar, Value: v, Accepted: "true or false (named by SNAPVISOR_ENABLE_VAR)"}
 }
 
 // Validate checks every setting, the schedule expression included.

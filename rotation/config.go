@@ -2,7 +2,6 @@ package rotation
 
 import (
 	"errors"
-	"strings"
 
 	"snapvisor/config"
 )
@@ -12,8 +11,8 @@ import (
 type Config struct {
 	// Keep is SNAPVISOR_KEEP: the newest Keep snapshots are always kept.
 	Keep int `envconfig:"SNAPVISOR_KEEP" default:"7" desc:"keep the newest N snapshots; beyond them see MAX_AGE (0 only with MAX_AGE or a KEEP_* rule)"`
-	// MaxAge is SNAPVISOR_MAX_AGE as written (parsed by config.ParseAge); empty or 0 means unset.
-	MaxAge string `envconfig:"SNAPVISOR_MAX_AGE" desc:"beyond KEEP, keep snapshots at most this old, e.g. 30d, 2w, 1d12h (empty or 0: delete all beyond KEEP)"`
+	// MaxAge is SNAPVISOR_MAX_AGE (config.ParseAge syntax); empty or 0 means unset.
+	MaxAge config.Age `envconfig:"SNAPVISOR_MAX_AGE" desc:"beyond KEEP, keep snapshots at most this old, e.g. 30d, 2w, 1d12h (empty or 0: delete all beyond KEEP)"`
 	// KeepHourly is SNAPVISOR_KEEP_HOURLY (restic --keep-hourly).
 	KeepHourly int `envconfig:"SNAPVISOR_KEEP_HOURLY" default:"0" desc:"also keep the newest snapshot of each of the last N hours with snapshots (restic forget --keep-hourly, UTC)"`
 	// KeepDaily is SNAPVISOR_KEEP_DAILY (restic --keep-daily).
@@ -43,17 +42,11 @@ func (c Config) Policy() (Policy, error) {
 
 		AllowShrink:  c.AllowShrink,
 		RotateBefore: c.RotateBefore,
+		MaxAge:       c.MaxAge.Duration(),
 	}
 	var errs []error
-	if s := strings.TrimSpace(c.MaxAge); s != "" {
-		age, err := config.ParseAge(s)
-		if err != nil {
-			e := config.Invalid("MAX_AGE", c.MaxAge, acceptedAge)
-			e.Err = err
-			errs = append(errs, e)
-		} else {
-			p.MaxAge = age
-		}
+	if err := c.MaxAge.Check("MAX_AGE", acceptedAge); err != nil {
+		errs = append(errs, err)
 	}
 	if err := p.Validate(); err != nil {
 		errs = append(errs, err)

@@ -26,25 +26,25 @@ func TestConfig_Policy(t *testing.T) {
 	}{
 		{name: "defaults", c: Config{Keep: 7}, want: Policy{Keep: 7}},
 		{name: "all set",
-			c:    Config{Keep: 3, MaxAge: "30d", KeepHourly: 24, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 12, KeepYearly: 2},
+			c:    Config{Keep: 3, MaxAge: config.NewAge("30d"), KeepHourly: 24, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 12, KeepYearly: 2},
 			want: Policy{Keep: 3, MaxAge: 30 * day, Hourly: 24, Daily: 7, Weekly: 4, Monthly: 12, Yearly: 2}},
-		{name: "max age 0 is unset", c: Config{Keep: 7, MaxAge: "0"}, want: Policy{Keep: 7}},
-		{name: "max age blank is unset", c: Config{Keep: 7, MaxAge: "  "}, want: Policy{Keep: 7}},
-		{name: "max age mixed units", c: Config{Keep: 1, MaxAge: "1d12h"}, want: Policy{Keep: 1, MaxAge: 36 * time.Hour}},
-		{name: "keep 0 with max age", c: Config{MaxAge: "2w"}, want: Policy{MaxAge: 2 * week}},
+		{name: "max age 0 is unset", c: Config{Keep: 7, MaxAge: config.NewAge("0")}, want: Policy{Keep: 7}},
+		{name: "max age blank is unset", c: Config{Keep: 7, MaxAge: config.NewAge("  ")}, want: Policy{Keep: 7}},
+		{name: "max age mixed units", c: Config{Keep: 1, MaxAge: config.NewAge("1d12h")}, want: Policy{Keep: 1, MaxAge: 36 * time.Hour}},
+		{name: "keep 0 with max age", c: Config{MaxAge: config.NewAge("2w")}, want: Policy{MaxAge: 2 * week}},
 		{name: "keep 0 with gfs", c: Config{KeepDaily: 7}, want: Policy{Daily: 7}},
 		{name: "keep 0 alone", c: Config{}, vars: []string{"SNAPVISOR_KEEP"}},
-		{name: "keep 0 with max age 0", c: Config{MaxAge: "0"}, vars: []string{"SNAPVISOR_KEEP"}},
+		{name: "keep 0 with max age 0", c: Config{MaxAge: config.NewAge("0")}, vars: []string{"SNAPVISOR_KEEP"}},
 		{name: "negative keep", c: Config{Keep: -1}, vars: []string{"SNAPVISOR_KEEP"}},
-		{name: "bad max age", c: Config{Keep: 7, MaxAge: "30 days"}, vars: []string{"SNAPVISOR_MAX_AGE"}},
-		{name: "negative max age", c: Config{Keep: 7, MaxAge: "-1d"}, vars: []string{"SNAPVISOR_MAX_AGE"}},
+		{name: "bad max age", c: Config{Keep: 7, MaxAge: config.NewAge("30 days")}, vars: []string{"SNAPVISOR_MAX_AGE"}},
+		{name: "negative max age", c: Config{Keep: 7, MaxAge: config.NewAge("-1d")}, vars: []string{"SNAPVISOR_MAX_AGE"}},
 		{name: "negative daily", c: Config{Keep: 7, KeepDaily: -7}, vars: []string{"SNAPVISOR_KEEP_DAILY"}},
 		{name: "allow shrink", c: Config{Keep: 7, AllowShrink: true}, want: Policy{Keep: 7, AllowShrink: true}},
 		{name: "rotate before on-enospc", c: Config{Keep: 7, RotateBefore: "on-enospc"}, want: Policy{Keep: 7, RotateBefore: RotateBeforeOnENOSPC}},
 		{name: "rotate before never", c: Config{Keep: 7, RotateBefore: "never"}, want: Policy{Keep: 7, RotateBefore: RotateBeforeNever}},
 		{name: "rotate before garbage", c: Config{Keep: 7, RotateBefore: "always"}, vars: []string{"SNAPVISOR_ROTATE_BEFORE"}},
 		{name: "rotate before wrong case", c: Config{Keep: 7, RotateBefore: "Never"}, vars: []string{"SNAPVISOR_ROTATE_BEFORE"}},
-		{name: "several problems", c: Config{Keep: 7, MaxAge: "1y", KeepWeekly: -1, KeepYearly: -2},
+		{name: "several problems", c: Config{Keep: 7, MaxAge: config.NewAge("1y"), KeepWeekly: -1, KeepYearly: -2},
 			vars: []string{"SNAPVISOR_MAX_AGE", "SNAPVISOR_KEEP_WEEKLY", "SNAPVISOR_KEEP_YEARLY"}},
 	}
 	for _, tt := range tests {
@@ -77,7 +77,7 @@ func TestConfig_Policy(t *testing.T) {
 		})
 	}
 	t.Run("bad max age shows value and cause", func(t *testing.T) {
-		_, err := Config{Keep: 7, MaxAge: "30 days"}.Policy()
+		_, err := Config{Keep: 7, MaxAge: config.NewAge("30 days")}.Policy()
 		msg := err.Error()
 		for _, want := range []string{`SNAPVISOR_MAX_AGE="30 days" is invalid`, "30d", "accepted:"} {
 			if !strings.Contains(msg, want) {

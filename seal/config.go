@@ -8,9 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"filippo.io/age"
+	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"snapvisor/config"
 )
@@ -26,7 +26,10 @@ const DefaultPBKDF2Iter = 600000
 // value is "no encryption".
 //
 // Key material lives in config.Secret fields (never printed) and in the
-// keyring file, which is read afresh at every snapshot and restore.
+// keyring file. Validate parses every credential once, reading the files,
+// and keeps the result in the Config; NewWriter, NewReader and KeyStates use
+// it. A snapshot reads the keyring file again (RereadKeyring); a Config that
+// has not passed Validate parses what it needs at each use.
 type Config struct {
 	Algorithm string `envconfig:"SNAPVISOR_ENCRYPTION" default:"none" desc:"none, aes256-gcm (recommended), age, gpg or aes256-cbc; the file gets .aes256gcm, .age, .gpg or .aes256cbc after the compression suffix and restore detects the algorithm of each file"`
 	// Key is one aes256-gcm key (base64 of 32 bytes; its key id is
@@ -34,12 +37,12 @@ type Config struct {
 	Key config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEY" desc:"aes256-gcm: base64 of 32 random bytes (openssl rand -base64 32); aes256-cbc: the passphrase given to openssl enc -pass (the same base64 line serves)"`
 	// Keys is the aes256-gcm keyring: lines id:base64key[:created]; the last line encrypts.
 	Keys config.Secret `envconfig:"SNAPVISOR_ENCRYPTION_KEYS" desc:"aes256-gcm keyring, one key a line: id:base64key or id:base64key:created (RFC 3339); the last line encrypts, every line (and ENCRYPTION_KEY) decrypts"`
-	// KeysFile is the path of the keyring (SNAPVISOR_ENCRYPTION_KEYS_FILE), re-read at each use.
-	KeysFile string `envconfig:"SNAPVISOR_ENCRYPTION_KEYS_FILE" desc:"path of the keyring file, re-read at every snapshot and restore; with KEY_ROTATION the entrypoint rewrites it (temporary file and rename, mode 0600)"`
-	// Rotation is SNAPVISOR_KEY_ROTATION as written (config.ParseAge syntax); empty: off.
-	Rotation string `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
-	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION as written.
-	OldKeysRetention string `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
+	// KeysFile is the path of the keyring (SNAPVISOR_ENCRYPTION_KEYS_FILE), read by Validate and again before each snapshot.
+	KeysFile string `envconfig:"SNAPVISOR_ENCRYPTION_KEYS_FILE" desc:"path of the keyring file, read once by each command (a restore, however many snapshots it tries) and again before every snapshot; with KEY_ROTATION the entrypoint rewrites it (temporary file and rename, mode 0600)"`
+	// Rotation is SNAPVISOR_KEY_ROTATION (config.ParseAge syntax); empty: off.
+	Rotation config.Age `envconfig:"SNAPVISOR_KEY_ROTATION" desc:"aes256-gcm: when the newest key of ENCRYPTION_KEYS_FILE is older than this (90d, 12w), generate a random key, append it to the file and encrypt with it from then on; empty: never"`
+	// OldKeysRetention is SNAPVISOR_OLD_KEYS_RETENTION (config.ParseAge syntax).
+	OldKeysRetention config.Age `envconfig:"SNAPVISOR_OLD_KEYS_RETENTION" default:"7d" desc:"with KEY_ROTATION, a replaced key stays in the keyring at least this long after its replacement, and as long as a snapshot in SNAPVISOR_DIR uses it"`
 	// PBKDF2Iter is the aes256-cbc PBKDF2-SHA256 iteration count (openssl enc -iter).
 	PBKDF2Iter int `envconfig:"SNAPVISOR_PBKDF2_ITER" default:"600000" desc:"aes256-cbc: PBKDF2-SHA256 iterations (openssl enc -d -aes-256-cbc -pbkdf2 -iter N); restore needs the same number"`
 	// AgeRecipients are age recipients (age1..., age1pq1..., ssh-ed25519 ..., ssh-rsa ...).
@@ -59,6 +62,17 @@ type Config struct {
 
 	// scryptLogN overrides age's scrypt work factor (tests only; 0: age's default, 18).
 	scryptLogN int
+	// creds are the credentials Validate parsed; nil before.
+	creds *credentials
+}
+
+// credentials are a Config's parsed key material, never changed once made.
+type credentials struct {
+	ring       Keyring // ENCRYPTION_KEYS or the file ENCRYPTION_KEYS_FILE
+	recipients []age.Recipient
+	identities []age.Identity
+	gpgPublic  openpgp.EntityList
+	gpgSecret  openpgp.EntityList
 }
 
 // Effective returns the algorithm new files are written with: Algorithm,
@@ -90,9 +104,13 @@ func secretInvalid(name, accepted string, err error) *config.Error {
 }
 
 // Validate checks the encryption settings: the algorithm, that it has what it
-// needs to encrypt, and the syntax of every credential given. Errors are
-// *config.Error values naming the variable; secret values are never shown.
-func (e Config) Validate() error {
+// needs to encrypt, and the syntax of every credential given, reading the
+// keyring, recipients and key ring files once; it keeps what it parsed in e.
+// Errors are *config.Error values naming the variable; secret values are
+// never shown.
+func (e *Config) Validate() error {
+	e.creds = nil
+	var c credentials
 	alg := e.Effective()
 	if alg != None && suffixes[alg] == "" {
 		return config.Invalid("ENCRYPTION", e.Algorithm, acceptedAlgorithm)
@@ -102,40 +120,43 @@ func (e Config) Validate() error {
 			return secretInvalid("ENCRYPTION_KEY", acceptedKey, err)
 		}
 	}
-	ring, err := e.keyring()
+	ring, err := e.readKeyring()
 	if err != nil {
 		return err
 	}
-	interval, err := parseDuration("KEY_ROTATION", e.Rotation)
-	if err != nil {
+	c.ring = ring
+	if err := e.Rotation.Check("KEY_ROTATION", acceptedDuration); err != nil {
 		return err
 	}
-	if _, err := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention); err != nil {
+	if err := e.OldKeysRetention.Check("OLD_KEYS_RETENTION", acceptedDuration); err != nil {
 		return err
 	}
+	interval := e.Rotation.Duration()
 	if interval > 0 {
 		if alg != AESGCM {
-			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION=aes256-gcm (only its files carry a key id)")
+			return config.Invalid("KEY_ROTATION", e.Rotation.String(), "empty unless SNAPVISOR_ENCRYPTION=aes256-gcm (only its files carry a key id)")
 		}
 		if e.KeysFile == "" {
-			return config.Invalid("KEY_ROTATION", e.Rotation, "empty unless SNAPVISOR_ENCRYPTION_KEYS_FILE names the keyring file the entrypoint may rewrite (create it empty, mode 0600, for a first key to be generated)")
+			return config.Invalid("KEY_ROTATION", e.Rotation.String(), "empty unless SNAPVISOR_ENCRYPTION_KEYS_FILE names the keyring file the entrypoint may rewrite (create it empty, mode 0600, for a first key to be generated)")
 		}
 	}
 	if e.PBKDF2Iter < 0 || (e.PBKDF2Iter != 0 && e.PBKDF2Iter < 1000) {
 		return config.Invalid("PBKDF2_ITER", strconv.Itoa(e.PBKDF2Iter), "a whole number of at least 1000 (openssl's default is 10000; 600000 is the default here; 0 means the default)")
 	}
-	recipients, err := e.ageRecipients()
+	recipients, err := e.readAgeRecipients()
 	if err != nil {
 		return err
 	}
-	if _, err := e.ageIdentities(); err != nil {
+	c.recipients = recipients
+	if c.identities, err = e.readAgeIdentities(); err != nil {
 		return err
 	}
-	pub, err := e.gpgPublicKeys()
+	pub, err := e.readGPGPublicKeys()
 	if err != nil {
 		return err
 	}
-	if _, err := e.gpgSecretKeys(); err != nil {
+	c.gpgPublic = pub
+	if c.gpgSecret, err = e.readGPGSecretKeys(); err != nil {
 		return err
 	}
 	switch alg {
@@ -159,32 +180,27 @@ func (e Config) Validate() error {
 			return config.Invalid("ENCRYPTION", alg, "gpg with SNAPVISOR_GPG_PASSPHRASE (or _FILE) or SNAPVISOR_GPG_PUBLIC_KEYRING")
 		}
 	}
+	e.creds = &c
 	return nil
 }
 
-// parseDuration parses a duration variable in config.ParseAge syntax; empty is 0.
-func parseDuration(name, v string) (time.Duration, error) {
-	if strings.TrimSpace(v) == "" {
-		return 0, nil
+// RereadKeyring returns e with its keyring read again from
+// SNAPVISOR_ENCRYPTION_KEYS_FILE, as each snapshot does before it encrypts,
+// so that a keyring rewritten since Validate (by key rotation or by hand)
+// is used; the errors are Validate's for that variable. e is returned as it
+// is when it names no keyring file or has not passed Validate.
+func (e Config) RereadKeyring() (Config, error) {
+	if e.KeysFile == "" || e.creds == nil {
+		return e, nil
 	}
-	d, err := config.ParseAge(strings.TrimSpace(v))
+	ring, err := e.readKeyring()
 	if err != nil {
-		e := config.Invalid(name, v, acceptedDuration)
-		e.Err = err
-		return 0, e
+		return Config{}, err
 	}
-	return d, nil
-}
-
-// rotationInterval and retention return the parsed durations (Validate has checked them).
-func (e Config) rotationInterval() time.Duration {
-	d, _ := parseDuration("KEY_ROTATION", e.Rotation)
-	return d
-}
-
-func (e Config) retention() time.Duration {
-	d, _ := parseDuration("OLD_KEYS_RETENTION", e.OldKeysRetention)
-	return d
+	c := *e.creds
+	c.ring = ring
+	e.creds = &c
+	return e, nil
 }
 
 func (e Config) pbkdf2Iter() int {
@@ -209,9 +225,18 @@ func decodeKey(s string) ([]byte, error) {
 	return nil, errors.New("the key is not valid base64")
 }
 
-// keyring returns the configured keyring: the file when KeysFile is set (read
-// now, so that a rotation by another process is seen), else Keys.
+// keyring returns the keyring Validate read; for a Config that has not
+// passed Validate, it reads it now.
 func (e Config) keyring() (Keyring, error) {
+	if e.creds != nil {
+		return e.creds.ring, nil
+	}
+	return e.readKeyring()
+}
+
+// readKeyring reads the configured keyring: the file when KeysFile is set,
+// else Keys.
+func (e Config) readKeyring() (Keyring, error) {
 	text := e.Keys.Reveal()
 	name := "ENCRYPTION_KEYS"
 	if e.KeysFile != "" {
@@ -270,8 +295,17 @@ func (e Config) currentGCMKey() (Key, error) {
 	return Key{}, fmt.Errorf("%w: aes256-gcm has no key: set SNAPVISOR_ENCRYPTION_KEY, or SNAPVISOR_ENCRYPTION_KEYS(_FILE) with at least one line", ErrKey)
 }
 
-// ageRecipients parses AgeRecipients and AgeRecipientsFile.
+// ageRecipients returns the age recipients Validate parsed (parses them now
+// for a Config that has not passed Validate).
 func (e Config) ageRecipients() ([]age.Recipient, error) {
+	if e.creds != nil {
+		return e.creds.recipients, nil
+	}
+	return e.readAgeRecipients()
+}
+
+// readAgeRecipients parses AgeRecipients and AgeRecipientsFile.
+func (e Config) readAgeRecipients() ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, s := range e.AgeRecipients {
 		s = strings.TrimSpace(s)
@@ -321,8 +355,17 @@ func parseAgeRecipientLines(b []byte) ([]age.Recipient, error) {
 	return out, nil
 }
 
-// ageIdentities parses AgeIdentity (age identity lines or one OpenSSH private key).
+// ageIdentities returns the age identities Validate parsed (parses them now
+// for a Config that has not passed Validate).
 func (e Config) ageIdentities() ([]age.Identity, error) {
+	if e.creds != nil {
+		return e.creds.identities, nil
+	}
+	return e.readAgeIdentities()
+}
+
+// readAgeIdentities parses AgeIdentity (age identity lines or one OpenSSH private key).
+func (e Config) readAgeIdentities() ([]age.Identity, error) {
 	if e.AgeIdentity == "" {
 		return nil, nil
 	}

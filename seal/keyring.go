@@ -257,7 +257,7 @@ func generateKey(ring Keyring, now time.Time) (Key, error) {
 // Rotates reports whether key rotation is on: SNAPVISOR_KEY_ROTATION set,
 // with aes256-gcm and a keyring file to rewrite.
 func (e Config) Rotates() bool {
-	return e.rotationInterval() > 0 && e.KeysFile != "" && e.Effective() == AESGCM
+	return e.Rotation.Duration() > 0 && e.KeysFile != "" && e.Effective() == AESGCM
 }
 
 // Rotation is what Rotate did to the keyring file.
@@ -282,11 +282,13 @@ func (e Config) Rotate(now time.Time, used map[string]bool) (Rotation, error) {
 	if !e.Rotates() {
 		return Rotation{}, nil
 	}
-	ring, err := e.keyring()
+	// Always the file as it is now, never a keyring read earlier: what is
+	// written back must keep every key added since.
+	ring, err := e.readKeyring()
 	if err != nil {
 		return Rotation{}, err
 	}
-	plan := PlanRotation(ring, now, e.rotationInterval(), e.retention(), used)
+	plan := PlanRotation(ring, now, e.Rotation.Duration(), e.OldKeysRetention.Duration(), used)
 	if used == nil {
 		plan.Drop = nil
 	}
@@ -346,7 +348,7 @@ func (e Config) KeyStates() ([]KeyState, error) {
 	keyring, _ := e.keyring()
 	interval := time.Duration(0)
 	if e.Rotates() {
-		interval = e.rotationInterval()
+		interval = e.Rotation.Duration()
 	}
 	out := make([]KeyState, 0, len(ring))
 	for _, k := range ring {
@@ -357,7 +359,7 @@ func (e Config) KeyStates() ([]KeyState, error) {
 			}
 			for i, rk := range keyring {
 				if rk.ID == k.ID && i+1 < len(keyring) && !keyring[i+1].Created.IsZero() {
-					u.DropAfter = keyring[i+1].Created.Add(e.retention())
+					u.DropAfter = keyring[i+1].Created.Add(e.OldKeysRetention.Duration())
 				}
 			}
 		}

@@ -121,7 +121,7 @@ func TestConfig_RotateUnknownUseDropsNothing(t *testing.T) {
 	old := Keyring{{ID: "old", Created: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), material: make([]byte, 32)},
 		{ID: "mid", Created: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC), material: make([]byte, 32)}}
 	must(t, writeKeyringFile(ringPath, old))
-	e := Config{Algorithm: AESGCM, KeysFile: ringPath, Rotation: "90d", OldKeysRetention: "7d"}
+	e := Config{Algorithm: AESGCM, KeysFile: ringPath, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	r, err := e.Rotate(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), nil)
 	must(t, err)
 	if !r.Generate || len(r.Drop) != 0 || r.Replaced != "mid" || r.NewKey == "" {
@@ -147,7 +147,7 @@ func TestConfig_Validate(t *testing.T) {
 		{Algorithm: None, Key: "restores old cbc snapshots"},
 		{Algorithm: AESGCM, Key: config.Secret(key)},
 		{Algorithm: AESGCM, Keys: config.Secret("a:" + key)},
-		{Algorithm: AESGCM, KeysFile: ringFile, Rotation: "90d", OldKeysRetention: "7d"},
+		{Algorithm: AESGCM, KeysFile: ringFile, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")},
 		{Algorithm: AESCBC, Key: "any passphrase"},
 		{Algorithm: Age, AgePassphrase: "p"},
 		{Algorithm: GPG, GPGPassphrase: "p"},
@@ -168,10 +168,10 @@ func TestConfig_Validate(t *testing.T) {
 		{"BadKeyring", Config{Algorithm: AESGCM, Keys: config.Secret("a:" + key[:30])}, "SNAPVISOR_ENCRYPTION_KEYS"},
 		{"BadKeyringFile", Config{Algorithm: AESGCM, KeysFile: badRing}, "SNAPVISOR_ENCRYPTION_KEYS_FILE"},
 		{"MissingKeyringFile", Config{Algorithm: AESGCM, KeysFile: "/nonexistent/ring"}, "SNAPVISOR_ENCRYPTION_KEYS_FILE"},
-		{"RotationSyntax", Config{Algorithm: AESGCM, Key: config.Secret(key), Rotation: "quarterly"}, "SNAPVISOR_KEY_ROTATION"},
-		{"RotationWithoutFile", Config{Algorithm: AESGCM, Key: config.Secret(key), Rotation: "90d"}, "SNAPVISOR_KEY_ROTATION"},
-		{"RotationNotGCM", Config{Algorithm: Age, AgePassphrase: "p", KeysFile: ringFile, Rotation: "90d"}, "SNAPVISOR_KEY_ROTATION"},
-		{"Retention", Config{Algorithm: AESGCM, Key: config.Secret(key), OldKeysRetention: "-1d"}, "SNAPVISOR_OLD_KEYS_RETENTION"},
+		{"RotationSyntax", Config{Algorithm: AESGCM, Key: config.Secret(key), Rotation: config.NewAge("quarterly")}, "SNAPVISOR_KEY_ROTATION"},
+		{"RotationWithoutFile", Config{Algorithm: AESGCM, Key: config.Secret(key), Rotation: config.NewAge("90d")}, "SNAPVISOR_KEY_ROTATION"},
+		{"RotationNotGCM", Config{Algorithm: Age, AgePassphrase: "p", KeysFile: ringFile, Rotation: config.NewAge("90d")}, "SNAPVISOR_KEY_ROTATION"},
+		{"Retention", Config{Algorithm: AESGCM, Key: config.Secret(key), OldKeysRetention: config.NewAge("-1d")}, "SNAPVISOR_OLD_KEYS_RETENTION"},
 		{"CBCWithoutPassphrase", Config{Algorithm: AESCBC}, "SNAPVISOR_ENCRYPTION"},
 		{"CBCIterations", Config{Algorithm: AESCBC, Key: "p", PBKDF2Iter: 10}, "SNAPVISOR_PBKDF2_ITER"},
 		{"AgeNothing", Config{Algorithm: Age}, "SNAPVISOR_ENCRYPTION"},

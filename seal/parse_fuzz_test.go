@@ -91,19 +91,20 @@ func FuzzParseDuration(f *testing.F) {
 		if len(v) > 256 {
 			return
 		}
-		d, err := parseDuration("KEY_ROTATION", v)
-		if err != nil {
+		a := config.NewAge(v)
+		if err := a.Check("KEY_ROTATION", acceptedDuration); err != nil {
 			var ce *config.Error
-			if !errors.As(err, &ce) || ce.Var != config.Var("KEY_ROTATION") {
-				t.Fatalf("parseDuration(%q): %v, not a *config.Error naming SNAPVISOR_KEY_ROTATION", v, err)
+			if !errors.As(err, &ce) || ce.Var != config.Var("KEY_ROTATION") || ce.Value != v {
+				t.Fatalf("Age(%q).Check: %v, not a *config.Error naming SNAPVISOR_KEY_ROTATION with the value as written", v, err)
 			}
 			return
 		}
+		d := a.Duration()
 		if d < 0 {
-			t.Fatalf("parseDuration(%q) = %v", v, d)
+			t.Fatalf("Age(%q) = %v", v, d)
 		}
 		if strings.TrimSpace(v) == "" && d != 0 {
-			t.Fatalf("parseDuration(%q) = %v, want 0", v, d)
+			t.Fatalf("Age(%q) = %v, want 0", v, d)
 		}
 	})
 }

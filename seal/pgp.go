@@ -129,9 +129,18 @@ func readPGPKeys(b []byte) (openpgp.EntityList, error) {
 	return openpgp.ReadKeyRing(bytes.NewReader(b))
 }
 
-// gpgPublicKeys parses SNAPVISOR_GPG_PUBLIC_KEYRING (a path or armored text);
-// every key must be able to encrypt.
+// gpgPublicKeys returns the OpenPGP public keys Validate read (reads them now
+// for a Config that has not passed Validate).
 func (e Config) gpgPublicKeys() (openpgp.EntityList, error) {
+	if e.creds != nil {
+		return e.creds.gpgPublic, nil
+	}
+	return e.readGPGPublicKeys()
+}
+
+// readGPGPublicKeys parses SNAPVISOR_GPG_PUBLIC_KEYRING (a path or armored
+// text); every key must be able to encrypt.
+func (e Config) readGPGPublicKeys() (openpgp.EntityList, error) {
 	v := strings.TrimSpace(e.GPGPublicKeyring)
 	if v == "" {
 		return nil, nil
@@ -168,8 +177,17 @@ func (e Config) gpgPublicKeys() (openpgp.EntityList, error) {
 	return keys, nil
 }
 
-// gpgSecretKeys parses SNAPVISOR_GPG_SECRET_KEYRING.
+// gpgSecretKeys returns the OpenPGP secret keys Validate parsed (parses them
+// now for a Config that has not passed Validate).
 func (e Config) gpgSecretKeys() (openpgp.EntityList, error) {
+	if e.creds != nil {
+		return e.creds.gpgSecret, nil
+	}
+	return e.readGPGSecretKeys()
+}
+
+// readGPGSecretKeys parses SNAPVISOR_GPG_SECRET_KEYRING.
+func (e Config) readGPGSecretKeys() (openpgp.EntityList, error) {
 	if e.GPGSecretKeyring == "" {
 		return nil, nil
 	}

@@ -119,8 +119,11 @@ type Config struct {
 	Encryption seal.Config `ignored:"true"`
 }
 
-// Validate checks the configuration and returns a *config.Error naming the faulty variable.
-func (c Config) Validate() error {
+// Validate checks the configuration and returns a *config.Error naming the
+// faulty variable. It keeps the parsed encryption credentials in c
+// (seal.Config.Validate): Create, Stream and Restore take a Config that
+// passed Validate and do not check it again.
+func (c *Config) Validate() error {
 	if len(c.Sources) == 0 {
 		return config.Invalid("SOURCE", "", "one or more comma-separated directory paths")
 	}

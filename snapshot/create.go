@@ -74,6 +74,8 @@ type hooks struct {
 // .sha256 and is renamed into place. On error nothing new is listed.
 // Leftover temporary files of earlier crashed runs are removed first.
 // Runs on the same Dir are serialised by a lock; a concurrent run fails.
+// cfg must have passed Validate; the keyring file, if any, is read again
+// after key rotation (seal.Config.RereadKeyring).
 // While it runs, the process's Go memory limit (debug.SetMemoryLimit) is
 // lowered to 32 MiB and its GC percentage (debug.SetGCPercent) to 10 unless
 // they are already lower; both are restored afterwards.
@@ -82,9 +84,6 @@ func Create(ctx context.Context, cfg Config, log *zap.Logger) (Info, error) {
 }
 
 func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, error) {
-	if err := cfg.Validate(); err != nil {
-		return Info{}, err
-	}
 	if strings.TrimSpace(cfg.Dir) == "" {
 		return Info{}, fmt.Errorf("snapshot: no snapshot directory (SNAPVISOR_DIR is empty): use Stream to write to a remote")
 	}
@@ -111,6 +110,9 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 	start := h.now().UTC()
 	if err := rotateKeys(cfg.Encryption, dir, start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
+	}
+	if cfg.Encryption, err = cfg.Encryption.RereadKeyring(); err != nil {
+		return Info{}, err
 	}
 	final := cfg.NameAt(start).String()
 	finalPath := filepath.Join(dir, final)
@@ -147,21 +149,19 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 }
 
 // Stream writes one snapshot of cfg.Sources, named for at (the caller has
-// chosen its name, FileName(cfg, at), before the upload starts), to w (a
+// chosen its name, cfg.NameAt(at), before the upload starts), to w (a
 // remote upload, say) and returns its Info with an empty Path: that name,
 // its size and the sha256 of the bytes written. It needs no snapshot
 // directory and takes no lock; w sees exactly the bytes Create would have
 // put in the file. On error, what was written to w is not a snapshot.
 // When w has a MemoryNeeded() int64 method (upload buffers), the memory
-// limit set for the run makes room for that much on top.
+// limit set for the run makes room for that much on top. cfg must have
+// passed Validate, as for Create.
 func Stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger) (Info, error) {
 	return stream(ctx, cfg, at, w, log, hooks{})
 }
 
 func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap.Logger, h hooks) (Info, error) {
-	if err := cfg.Validate(); err != nil {
-		return Info{}, err
-	}
 	h = h.withDefaults()
 	var extra int64
 	if m, ok := w.(interface{ MemoryNeeded() int64 }); ok {
@@ -176,6 +176,9 @@ func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap
 	// No snapshot directory tells which keys the (remote) snapshots use: rotation drops none here.
 	if err := rotateKeys(cfg.Encryption, "", start, log); err != nil {
 		log.Error("encryption key rotation failed; this snapshot uses the current key", zap.Error(err))
+	}
+	if cfg.Encryption, err = cfg.Encryption.RereadKeyring(); err != nil {
+		return Info{}, err
 	}
 	log = log.With(zap.String("snapshot", cfg.NameAt(start).String()))
 	info, err := write(ctx, cfg, sources, w, start, devIno{}, log, h)

@@ -39,7 +39,7 @@ func TestEncryption_RotationFakeClock(t *testing.T) {
 	ringPath := filepath.Join(secrets, "keyring")
 	must(t, os.WriteFile(ringPath, nil, 0o600))
 	cfg := testConfig(t, CompressionGzip, src)
-	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: "90d", OldKeysRetention: "7d"}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	must(t, cfg.Validate())
 
 	var logs bytes.Buffer
@@ -66,9 +66,17 @@ func TestEncryption_RotationFakeClock(t *testing.T) {
 		must(t, err)
 		return id
 	}
+	// A restore or `entrypoint keys` is a later command: it loads the
+	// configuration, the keyring as rotated by the snapshots, once.
+	later := func() Config {
+		t.Helper()
+		c := cfg
+		must(t, c.Validate())
+		return c
+	}
 	restore := func(i Info) {
 		t.Helper()
-		must(t, Restore(ctx, cfg, i.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
+		must(t, Restore(ctx, later(), i.Path, RestoreOptions{DiscardCurrent: true}, testLogger(t)))
 		sameTree(t, want, model(t, src), false)
 	}
 
@@ -103,7 +111,7 @@ func TestEncryption_RotationFakeClock(t *testing.T) {
 	for _, s := range []Info{s1, s2, s3, s4} {
 		restore(s)
 	}
-	uses, err := KeyUsage(cfg.Encryption, cfg.Dir)
+	uses, err := KeyUsage(later().Encryption, cfg.Dir)
 	must(t, err)
 	if len(uses) != 3 || len(uses[0].Snapshots) != 2 || !uses[2].Current || uses[0].Current || uses[0].DropAfter.IsZero() {
 		t.Fatalf("KeyUsage = %+v", uses)
@@ -151,7 +159,7 @@ func TestEncryption_UnreadableKeyring(t *testing.T) {
 	cfg := testConfig(t, CompressionGzip, src)
 	ringPath := filepath.Join(t.TempDir(), "keyring")
 	must(t, os.WriteFile(ringPath, nil, 0o600))
-	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: "90d", OldKeysRetention: "7d"}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ringPath, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	must(t, cfg.Validate())
 	must(t, os.Remove(ringPath)) // gone after start-up
 	_, err := Create(context.Background(), cfg, testLogger(t))
@@ -176,7 +184,7 @@ func TestConfig_ValidateEncryption(t *testing.T) {
 		{seal.Config{Algorithm: seal.AESGCM}, "SNAPVISOR_ENCRYPTION"},
 		{seal.Config{Algorithm: seal.AESGCM, Keys: "a:short"}, "SNAPVISOR_ENCRYPTION_KEYS"},
 		{seal.Config{Algorithm: seal.AESGCM, KeysFile: "/nonexistent/ring"}, "SNAPVISOR_ENCRYPTION_KEYS_FILE"},
-		{seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t)), Rotation: "quarterly"}, "SNAPVISOR_KEY_ROTATION"},
+		{seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t)), Rotation: config.NewAge("quarterly")}, "SNAPVISOR_KEY_ROTATION"},
 		{seal.Config{Algorithm: seal.AESCBC, Key: "p", PBKDF2Iter: 10}, "SNAPVISOR_PBKDF2_ITER"},
 		{seal.Config{Algorithm: seal.Age}, "SNAPVISOR_ENCRYPTION"},
 	} {

@@ -54,6 +54,8 @@ type RestoreOptions struct {
 // kept. On any error the
 // staging directories are removed and the targets are untouched. Ownership is
 // restored when running as root. Errors name the archive, the entry and the fault.
+// cfg must have passed Validate: it decrypts with the credentials Validate
+// read, so that restoring one candidate after another reads no key file again.
 func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger) error {
 	return restore(ctx, cfg, path, opts, log, hooks{})
 }
@@ -61,9 +63,6 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger, h hooks) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
 	}
 	start := time.Now()
 	log = log.With(zap.String("archive", path))

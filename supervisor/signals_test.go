@@ -157,6 +157,31 @@ func TestConfig_Validate(t *testing.T) {
 	}
 }
 
+// TestNew_ValidatedConfig: New uses what Validate parsed and does not parse
+// SIGNAL_REWRITE and SUCCESS_CODES again (the texts changed after Validate
+// are not looked at); an unvalidated Config is still validated by New.
+func TestNew_ValidatedConfig(t *testing.T) {
+	cfg := Config{StopTimeout: time.Second, SignalRewrite: "TERM:QUIT", SuccessCodes: "143"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.SignalRewrite, cfg.SuccessCodes = "not parsed again", "nor this"
+	s, err := New(cfg, []string{"true"}, nil, zap.NewNop())
+	if err != nil {
+		t.Fatalf("New(validated) = %v, want the values Validate parsed", err)
+	}
+	if got := s.forwardAs(unix.SIGTERM); got != unix.SIGQUIT {
+		t.Errorf("forwardAs(TERM) = %v, want QUIT (from Validate)", got)
+	}
+	if got := s.ExitCode(Status{unix.WaitStatus(143 << 8)}); got != 0 {
+		t.Errorf("ExitCode(143) = %d, want 0 (from Validate)", got)
+	}
+	var ce *config.Error
+	if _, err := New(Config{StopTimeout: time.Second, SuccessCodes: "300"}, []string{"true"}, nil, zap.NewNop()); !errors.As(err, &ce) || ce.Var != "SNAPVISOR_SUCCESS_CODES" {
+		t.Errorf("New(unvalidated, bad) = %v, want a config error naming SNAPVISOR_SUCCESS_CODES", err)
+	}
+}
+
 func TestSupervisor_ExitCode(t *testing.T) {
 	s, err := New(Config{StopTimeout: time.Second, SuccessCodes: "143,3"}, []string{"true"}, nil, zap.NewNop())
 	if err != nil {

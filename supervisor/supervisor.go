@@ -33,23 +33,34 @@ type Config struct {
 	// Inherited is the signal state the process was started with (from
 	// CaptureInherited at the start of main), not read from the environment.
 	Inherited Inherited `ignored:"true"`
+
+	// Set by Validate, for New: the parsed SignalRewrite and SuccessCodes.
+	rewrite map[syscall.Signal]syscall.Signal
+	success map[int]bool
+	valid   bool
 }
 
-// Validate checks the stop timeout, the rewrites and the success codes.
-func (c Config) Validate() error {
+// Validate checks the stop timeout, the rewrites and the success codes, and
+// keeps the parsed rewrites and codes in c: New uses them without parsing
+// again.
+func (c *Config) Validate() error {
+	c.valid = false
 	if c.StopTimeout <= 0 {
 		return config.Invalid("STOP_TIMEOUT", c.StopTimeout.String(), "a positive duration such as 10s")
 	}
-	if _, err := parseSignalRewrite(c.SignalRewrite); err != nil {
+	rewrite, err := parseSignalRewrite(c.SignalRewrite)
+	if err != nil {
 		e := config.Invalid("SIGNAL_REWRITE", c.SignalRewrite, "comma-separated FROM:TO pairs of signal numbers (1-64) or names, e.g. 15:3,2:3 or TERM:QUIT; TO 0 means do not forward")
 		e.Err = err
 		return e
 	}
-	if _, err := parseSuccessCodes(c.SuccessCodes); err != nil {
+	success, err := parseSuccessCodes(c.SuccessCodes)
+	if err != nil {
 		e := config.Invalid("SUCCESS_CODES", c.SuccessCodes, "comma-separated exit codes from 0 to 255, e.g. 143 or 130,143")
 		e.Err = err
 		return e
 	}
+	c.rewrite, c.success, c.valid = rewrite, success, true
 	return nil
 }
 
@@ -138,20 +149,21 @@ type instance struct {
 	planned bool            // stopped on purpose by Stop (guarded by Supervisor.mu)
 }
 
-// New validates argv (PATH lookup happens here) and the configuration, and
-// prepares a supervisor. env is the service's environment.
+// New checks argv (looked up in PATH when Run starts it) and prepares a supervisor
+// with cfg as Validate parsed it; a cfg that has not passed Validate is
+// validated here. env is the service's environment.
 func New(cfg Config, argv, env []string, log *zap.Logger) (*Supervisor, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no service command given")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if !cfg.valid {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
 	}
-	rewrite, _ := parseSignalRewrite(cfg.SignalRewrite)
-	success, _ := parseSuccessCodes(cfg.SuccessCodes)
 	return &Supervisor{
 		cfg: cfg, log: log, argv: argv, env: env,
-		rewrite: rewrite, success: success,
+		rewrite: cfg.rewrite, success: cfg.success,
 		r:       newReaper(log),
 		state:   StateStarting,
 		restart: make(chan struct{}, 1),

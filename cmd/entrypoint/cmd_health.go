@@ -18,7 +18,7 @@ func cmdHealth(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintln(a.stdout, "Usage: entrypoint health\n\nExits 0 when the service runs and the last good snapshot is younger than\nSNAPVISOR_HEALTH_MAX_AGE; 1 otherwise. For HEALTHCHECK and Kubernetes probes.")
 		return nil
 	}
-	if !a.cfg.Backup {
+	if !a.cfg.Jobs.Backup {
 		fmt.Fprintln(a.stdout, "healthy: snapshots are off (SNAPVISOR_BACKUP); the entrypoint exits with the service, so a running container has a running service")
 		return nil
 	}

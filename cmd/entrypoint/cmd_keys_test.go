@@ -37,7 +37,7 @@ func TestCmdKeys(t *testing.T) {
 	if err := os.WriteFile(ring, []byte("first:"+k1+":2025-01-01T00:00:00Z\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.a.snap.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ring, Rotation: "90d", OldKeysRetention: "7d"}
+	f.a.snap.Encryption = seal.Config{Algorithm: seal.AESGCM, KeysFile: ring, Rotation: config.NewAge("90d"), OldKeysRetention: config.NewAge("7d")}
 	if err := cmdSnapshot(ctx, f.a, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestConfig_EncryptionVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Snapshot.Encryption.Key.Reveal() != key || c.Snapshot.Encryption.PBKDF2Iter != seal.DefaultPBKDF2Iter || c.Snapshot.Encryption.OldKeysRetention != "7d" {
+	if c.Snapshot.Encryption.Key.Reveal() != key || c.Snapshot.Encryption.PBKDF2Iter != seal.DefaultPBKDF2Iter || c.Snapshot.Encryption.OldKeysRetention.String() != "7d" {
 		t.Fatalf("loaded %+v", c.Snapshot.Encryption)
 	}
 	secrets := config.SecretVars(c.specs()...)

@@ -73,7 +73,7 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 	// The hooks see what they see in a scheduled run: the environment minus
 	// snapvisor's secrets, the stores' credentials included.
 	c := *a.cfg
-	c.Backup = true
+	c.Jobs.Backup = true
 	env := serviceEnv(os.Environ(), c.serviceSecrets())
 	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, nil, env, a.log, nil)
 	runner.SetRemotes(stores)

@@ -28,7 +28,7 @@ type LogConfig struct {
 // "service started" and "service exited" never land in a `docker run -it`
 // terminal where tini prints nothing. An explicit level always wins.
 func (c *Config) quietInit(lookup config.Lookup) {
-	if v, _ := lookup(config.Var("LOG_LEVEL")); v == "" && !c.Backup {
+	if v, _ := lookup(config.Var("LOG_LEVEL")); v == "" && !c.Jobs.Backup {
 		c.Log.Level = zapcore.WarnLevel.String()
 	}
 }
@@ -55,7 +55,6 @@ type Config struct {
 	Rotation   rotation.Config
 	Store      store.Config
 
-	Backup bool            // scheduled snapshots are on (SNAPVISOR_BACKUP or SNAPVISOR_ENABLE_VAR)
 	Policy rotation.Policy // validated retention policy
 }
 
@@ -70,7 +69,7 @@ func (c *Config) specs() []any {
 // they may well be the service's own.
 func (c *Config) serviceSecrets() []string {
 	specs := c.specs()
-	if !c.Backup || len(c.Store.Remotes) == 0 {
+	if !c.Jobs.Backup || len(c.Store.Remotes) == 0 {
 		specs = slices.DeleteFunc(specs, func(s any) bool { return s == any(&c.Store) })
 	}
 	return config.SecretVars(specs...)
@@ -117,15 +116,15 @@ func loadConfig() (*Config, error) {
 		return nil, err
 	}
 	c.Policy = p
-	if c.Backup, err = c.Jobs.Enabled(os.LookupEnv); err != nil {
+	if err := c.Jobs.ApplyEnableVar(os.LookupEnv); err != nil {
 		return nil, err
 	}
-	if c.Backup && c.Snapshot.Dir == "" && len(c.Store.URLs()) == 0 {
+	if c.Jobs.Backup && c.Snapshot.Dir == "" && len(c.Store.URLs()) == 0 {
 		e := config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode: snapshots go straight to the remotes)")
 		e.Err = fmt.Errorf("SNAPVISOR_DIR is empty and SNAPVISOR_REMOTES names no remote: snapshots would go nowhere")
 		return nil, e
 	}
-	if c.Backup {
+	if c.Jobs.Backup {
 		// Before auto-restore and the service: paths that are files fail here, named.
 		if err := c.Snapshot.CheckPaths(); err != nil {
 			return nil, err

@@ -434,3 +434,23 @@ func TestEntrypoint_InvalidJobsConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestEntrypoint_EnableVarAlias: SNAPVISOR_ENABLE_VAR's variable (an image's
+// ZITI_CTRL_BACKUP, say) turns snapshots on for every part, as
+// SNAPVISOR_BACKUP does: here `health`, which asks the (absent) entrypoint
+// instead of answering "snapshots are off".
+func TestEntrypoint_EnableVarAlias(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  int
+	}{{"true", 1}, {"false", 0}} {
+		t.Run("ZITI_CTRL_BACKUP="+tc.value, func(t *testing.T) {
+			env := []string{"SNAPVISOR_BACKUP=false", "SNAPVISOR_ENABLE_VAR=ZITI_CTRL_BACKUP", "ZITI_CTRL_BACKUP=" + tc.value,
+				"SNAPVISOR_SOURCE=" + filepath.Join(t.TempDir(), "data"), "SNAPVISOR_DIR=" + t.TempDir(), "SNAPVISOR_CONTROL_SOCKET=" + sockPath(t)}
+			code, out, errOut := entrypoint(t, env, "health")
+			if code != tc.want || (tc.want == 0) != strings.Contains(out, "snapshots are off") {
+				t.Fatalf("health exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.want, out, errOut)
+			}
+		})
+	}
+}

@@ -181,7 +181,7 @@ func runService(ctx context.Context, a *app, argv []string) error {
 		<-sup.Started()
 		trimResidentCode()
 	}()
-	if !a.cfg.Backup {
+	if !a.cfg.Jobs.Backup {
 		st, err := sup.Run(ctx)
 		if err != nil {
 			return notStarted(a.log, err)

@@ -129,6 +129,8 @@ func TestEntrypoint_InvalidRetentionConfig(t *testing.T) {
 	for _, tc := range []struct{ name, env, mention string }{
 		{"invalid rotate before", "SNAPVISOR_ROTATE_BEFORE=always", "SNAPVISOR_ROTATE_BEFORE"},
 		{"invalid allow shrink", "SNAPVISOR_ALLOW_SHRINK=perhaps", "SNAPVISOR_ALLOW_SHRINK"},
+		{"invalid max age, shown as written", "SNAPVISOR_MAX_AGE=30 days", `SNAPVISOR_MAX_AGE="30 days" is invalid`},
+		{"invalid key rotation, shown as written", "SNAPVISOR_KEY_ROTATION=12 w", `SNAPVISOR_KEY_ROTATION="12 w" is invalid`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "started")
