@@ -2,8 +2,6 @@ package seal
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
 )
 
 func TestParseKeyring(t *testing.T) {
@@ -137,7 +136,7 @@ func TestConfig_RotateUnknownUseDropsNothing(t *testing.T) {
 // TestConfig_Validate checks the configuration errors: each names its
 // variable and never shows a secret value.
 func TestConfig_Validate(t *testing.T) {
-	key := randomKey(t)
+	key := testutil.RandomKey(t)
 	ringFile := filepath.Join(t.TempDir(), "ring")
 	must(t, os.WriteFile(ringFile, []byte("a:"+key+"\n"), 0o600))
 	badRing := filepath.Join(t.TempDir(), "bad")
@@ -199,7 +198,7 @@ func TestConfig_Validate(t *testing.T) {
 
 // TestKey_NeverPrinted checks that fmt and the config's printers show key ids, never material.
 func TestKey_NeverPrinted(t *testing.T) {
-	key := randomKey(t)
+	key := testutil.RandomKey(t)
 	ring, err := ParseKeyring("main:" + key)
 	must(t, err)
 	e := Config{Algorithm: AESGCM, Key: config.Secret(key), Keys: config.Secret("main:" + key)}
@@ -217,12 +216,4 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func randomKey(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 32)
-	_, err := rand.Read(b)
-	must(t, err)
-	return base64.StdEncoding.EncodeToString(b)
 }

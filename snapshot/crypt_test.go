@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -37,14 +36,6 @@ func smallTree(t *testing.T, root string) {
 	}
 	writeFile(t, filepath.Join(root, "random.bin"), rnd, 0o600)
 	writeFile(t, filepath.Join(root, "sub", "b.txt"), []byte("b\n"), 0o640)
-}
-
-func randomKey(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 32)
-	_, err := rand.Read(b)
-	must(t, err)
-	return base64.StdEncoding.EncodeToString(b)
 }
 
 // creds are credentials made by the real CLIs: an age identity (age-keygen)
@@ -100,7 +91,7 @@ type cryptCase struct {
 
 func cryptCases(t *testing.T, c creds) []cryptCase {
 	return []cryptCase{
-		{"aes256-gcm", seal.AESGCM, seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}},
+		{"aes256-gcm", seal.AESGCM, seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(testutil.RandomKey(t))}},
 		{"age-recipient", seal.Age, seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}, AgeIdentity: c.ageIdentity(t)}},
 		{"age-passphrase", seal.Age, seal.Config{Algorithm: seal.Age, AgePassphrase: "correct horse battery staple"}.WithAgeWorkFactor(10)},
 		{"gpg-passphrase", seal.GPG, seal.Config{Algorithm: seal.GPG, GPGPassphrase: "gpg passphrase"}},
@@ -164,7 +155,7 @@ func TestEncryption_Stream(t *testing.T) {
 	smallTree(t, src)
 	cfg := testConfig(t, CompressionZstd, src)
 	cfg.Dir = ""
-	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(testutil.RandomKey(t))}
 	var buf bytes.Buffer
 	info, err := Stream(context.Background(), cfg, time.Now(), &buf, testLogger(t))
 	must(t, err)
@@ -408,8 +399,8 @@ func TestEncryption_CBCIntegrityIsTheChecksum(t *testing.T) {
 func TestEncryption_WrongKey(t *testing.T) {
 	c := newCreds(t)
 	other := newCreds(t)
-	gcmKey := config.Secret(randomKey(t))
-	otherRing := config.Secret(fmt.Sprintf("%s:%s\n", singleKeyIDOf(t, gcmKey), randomKey(t)))
+	gcmKey := config.Secret(testutil.RandomKey(t))
+	otherRing := config.Secret(fmt.Sprintf("%s:%s\n", singleKeyIDOf(t, gcmKey), testutil.RandomKey(t)))
 	cases := []struct {
 		name      string
 		enc, dec  seal.Config
@@ -417,7 +408,7 @@ func TestEncryption_WrongKey(t *testing.T) {
 		keyAbsent string // must not appear in the error
 	}{
 		{"gcm/no key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{}, "not configured", gcmKey.Reveal()},
-		{"gcm/other key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{Key: config.Secret(randomKey(t))}, "not configured", gcmKey.Reveal()},
+		{"gcm/other key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{Key: config.Secret(testutil.RandomKey(t))}, "not configured", gcmKey.Reveal()},
 		{"gcm/same id other key", seal.Config{Algorithm: seal.AESGCM, Key: gcmKey}, seal.Config{Keys: otherRing}, "is not the key", gcmKey.Reveal()},
 		{"age/no identity", seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}}, seal.Config{}, "SNAPVISOR_AGE_IDENTITY", ""},
 		{"age/other identity", seal.Config{Algorithm: seal.Age, AgeRecipients: []string{c.ageRecipient}}, seal.Config{AgeIdentity: other.ageIdentity(t)}, "no configured identity", ""},
@@ -472,7 +463,7 @@ func TestEncryption_MisnamedFile(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "data")
 	smallTree(t, src)
 	cfg := testConfig(t, CompressionGzip, src)
-	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t))}
+	cfg.Encryption = seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(testutil.RandomKey(t))}
 	info, err := Create(context.Background(), cfg, testLogger(t))
 	must(t, err)
 	plainName := strings.TrimSuffix(info.Path, ".aes256gcm")

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"snapvisor/config"
+	"snapvisor/internal/testutil"
 	"snapvisor/seal"
 )
 
@@ -184,7 +185,7 @@ func TestConfig_ValidateEncryption(t *testing.T) {
 		{seal.Config{Algorithm: seal.AESGCM}, "SNAPVISOR_ENCRYPTION"},
 		{seal.Config{Algorithm: seal.AESGCM, Keys: "a:short"}, "SNAPVISOR_ENCRYPTION_KEYS"},
 		{seal.Config{Algorithm: seal.AESGCM, KeysFile: "/nonexistent/ring"}, "SNAPVISOR_ENCRYPTION_KEYS_FILE"},
-		{seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(randomKey(t)), Rotation: config.NewAge("quarterly")}, "SNAPVISOR_KEY_ROTATION"},
+		{seal.Config{Algorithm: seal.AESGCM, Key: config.Secret(testutil.RandomKey(t)), Rotation: config.NewAge("quarterly")}, "SNAPVISOR_KEY_ROTATION"},
 		{seal.Config{Algorithm: seal.AESCBC, Key: "p", PBKDF2Iter: 10}, "SNAPVISOR_PBKDF2_ITER"},
 		{seal.Config{Algorithm: seal.Age}, "SNAPVISOR_ENCRYPTION"},
 	} {

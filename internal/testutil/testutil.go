@@ -5,6 +5,8 @@
 package testutil
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -61,4 +63,15 @@ func RequireRoot(t testing.TB, why string) {
 	if os.Geteuid() != 0 {
 		Unavailable(t, "%s needs root", why)
 	}
+}
+
+// RandomKey returns a fresh 32-byte key, base64 (standard encoding), as an
+// aes256-gcm keyring line wants it.
+func RandomKey(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
