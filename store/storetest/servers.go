@@ -288,6 +288,17 @@ func (m *MinIO) Start() {
 		if resp.StatusCode != 200 {
 			return errors.New("health: " + resp.Status)
 		}
+		// Ready can come before the object layer is: the S3 API then
+		// answers 503 XMinioServerNotInitialized (seen under load). An
+		// anonymous request gets 403 once it is initialised.
+		resp, err = hc.Get("http://" + m.Addr + "/readiness-probe/key")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return errors.New("S3 API: " + resp.Status)
+		}
 		return nil
 	})
 }
