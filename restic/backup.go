@@ -22,9 +22,9 @@ import (
 
 // BackupOptions say what one snapshot holds and how it is labelled.
 type BackupOptions struct {
-	Sources  []string                        // absolute directory paths
+	Sources  []string                          // absolute directory paths
 	Excluded func(base, rel, arch string) bool // nil: nothing excluded
-	Host     string                          // the snapshot's hostname: parents are looked up by it
+	Host     string                            // the snapshot's hostname: parents are looked up by it
 	Tags     []string
 	Time     time.Time // the snapshot's time
 	Version  string    // program_version

@@ -28,12 +28,12 @@ type Node struct {
 	Links      uint64      `json:"links,omitempty"`
 	LinkTarget string      `json:"linktarget,omitempty"`
 	// LinkTargetRaw holds a symlink target that is not valid UTF-8 (newer restic writes it).
-	LinkTargetRaw []byte   `json:"linktarget_raw,omitempty"`
-	ExtendedAttrs []xattr  `json:"extended_attributes,omitempty"`
-	Device        uint64   `json:"device,omitempty"`
-	Content       []ID     `json:"content"`
-	Subtree       *ID      `json:"subtree,omitempty"`
-	Error         string   `json:"error,omitempty"`
+	LinkTargetRaw []byte  `json:"linktarget_raw,omitempty"`
+	ExtendedAttrs []xattr `json:"extended_attributes,omitempty"`
+	Device        uint64  `json:"device,omitempty"`
+	Content       []ID    `json:"content"`
+	Subtree       *ID     `json:"subtree,omitempty"`
+	Error         string  `json:"error,omitempty"`
 }
 
 type xattr struct {
