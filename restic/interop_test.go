@@ -1,27 +1,89 @@
 package restic
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
+
+// richTree makes a source with what a tree must carry: modes, owners,
+// times, symlinks, hardlinks, empty directories, a large file.
+func richTree(t *testing.T, src string) {
+	t.Helper()
+	big := make([]byte, 5<<20)
+	for i := range big {
+		big[i] = byte(i * 7 / 3)
+	}
+	writeTree(t, src, map[string]string{"a.txt": "hello", "sub/b.txt": "world", "sub/deep/big": string(big), "exec.sh": "#!/bin/sh\n"})
+	must(t, os.Chmod(filepath.Join(src, "exec.sh"), 0o4755))
+	must(t, os.Symlink("a.txt", filepath.Join(src, "link")))
+	must(t, os.Symlink("/nowhere", filepath.Join(src, "dangling")))
+	must(t, os.Mkdir(filepath.Join(src, "empty"), 0o700))
+	must(t, os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "sub", "hard")))
+	must(t, os.Lchown(filepath.Join(src, "sub", "b.txt"), 1234, 5678))
+	must(t, os.Lchown(filepath.Join(src, "link"), 1234, 5678))
+	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
+	must(t, os.Chtimes(filepath.Join(src, "sub", "b.txt"), old, old))
+	must(t, os.Chtimes(filepath.Join(src, "sub"), old, old))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 func TestBackup_ResticReads(t *testing.T) {
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "data")
-	writeTree(t, src, map[string]string{"a.txt": "hello", "sub/b.txt": "world", "sub/deep/c": string(make([]byte, 3<<20))})
-	os.Symlink("a.txt", filepath.Join(src, "link"))
-	os.Mkdir(filepath.Join(src, "empty"), 0o700)
-	os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "hard"))
+	richTree(t, src)
 	repoDir := filepath.Join(tmp, "repo")
 	r := openOrInit(t, openFileStore(t, repoDir))
 	backupNow(t, src, r)
-	t.Log(resticCLI(t, repoDir, "check", "--read-data"))
-	t.Log(resticCLI(t, repoDir, "snapshots"))
+	resticCLI(t, repoDir, "check", "--read-data")
 	out := filepath.Join(tmp, "out")
-	t.Log(resticCLI(t, repoDir, "restore", "latest", "--target", out))
-	if b, err := exec.Command("diff", "-r", "--no-dereference", src, filepath.Join(out, src)).CombinedOutput(); err != nil {
-		t.Fatalf("diff: %v\n%s", err, b)
+	resticCLI(t, repoDir, "restore", "latest", "--target", out)
+	sameTree(t, src, filepath.Join(out, src))
+}
+
+func TestRepo_RestoreTree(t *testing.T) {
+	for _, writer := range []string{"ours", "restic"} {
+		t.Run(writer, func(t *testing.T) {
+			tmp := t.TempDir()
+			src := filepath.Join(tmp, "data")
+			richTree(t, src)
+			repoDir := filepath.Join(tmp, "repo")
+			if writer == "restic" {
+				resticCLI(t, repoDir, "init")
+				resticCLI(t, repoDir, "backup", src)
+			}
+			r := openOrInit(t, openFileStore(t, repoDir))
+			if writer == "ours" {
+				backupNow(t, src, r)
+			}
+			ctx := context.Background()
+			snaps, err := r.Snapshots(ctx)
+			must(t, err)
+			n, err := r.FindPath(ctx, r.index, snaps[len(snaps)-1], src)
+			must(t, err)
+			out := filepath.Join(tmp, "out")
+			must(t, os.Mkdir(out, 0o700))
+			if _, err := r.RestoreTree(ctx, r.index, n, out, RestoreOptions{Chown: os.Geteuid() == 0}); err != nil {
+				t.Fatal(err)
+			}
+			sameTree(t, src, out)
+			if b, err := exec.Command("diff", "-r", "--no-dereference", src, out).CombinedOutput(); err != nil {
+				t.Fatalf("diff: %v\n%s", err, b)
+			}
+			rep, err := r.Check(ctx, CheckOptions{ReadData: true})
+			must(t, err)
+			if !rep.OK() {
+				t.Fatalf("check: %+v", rep)
+			}
+		})
 	}
 }

@@ -61,9 +61,6 @@ func Restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 }
 
 func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, log *zap.Logger, h hooks) error {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	start := time.Now()
 	log = log.With(zap.String("archive", path))
 	want, err := ReadChecksum(path)
@@ -75,6 +72,68 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
+	var s scanned
+	fill := func(ctx context.Context, x *extractor) error {
+		// The checksum is computed while the archive is read (on another
+		// goroutine) and checked before anything is swapped.
+		in := &fsx.CountingReader{R: f}
+		stopProgress := startProgress(log, "restore progress", progressEvery, &in.N, nil, start)
+		stopFlusher := x.startFlusher()
+		var err error
+		s, err = readVerified(ctx, f, in, want, formatOf(path, cfg.Encryption), x.entry)
+		stopProgress()
+		if ferr := stopFlusher(); err == nil && ferr != nil {
+			err = ferr
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("restore: checksum verified and archive read to its end", zap.String("sha256", want))
+		for top, target := range x.targets {
+			if !s.tops[top] {
+				return fmt.Errorf("the archive has no directory %q for source %s (it holds %s)", top+"/", target, strings.Join(sortedKeys(s.tops), ", "))
+			}
+		}
+		if err := x.finishDirs(); err != nil {
+			return err
+		}
+		if m := s.manifest; m != nil {
+			log.Info("restore: archive extracted", zap.String("created", m.Created.Format(time.RFC3339)), zap.String("host", m.Host),
+				zap.String("instance", m.Instance), zap.String("version", m.Version), zap.Int64("files", s.counted.Files), zap.Int64("bytes", s.counted.Bytes))
+		}
+		return nil
+	}
+	if err := stagedRestore(ctx, cfg, path, fill, opts, log, h); err != nil {
+		return err
+	}
+	log.Info("restore complete", zap.Strings("targets", cfg.Sources), zap.Int64("files", s.counted.Files),
+		zap.Int64("bytes", s.counted.Bytes), zap.Duration("elapsed", time.Since(start)))
+	return nil
+}
+
+// Filler writes a snapshot's content into staging directories: staging maps
+// each source's base name (an archive's top-level directory) to an empty
+// directory, whose own metadata the filler sets too.
+type Filler func(ctx context.Context, staging map[string]string) error
+
+// RestoreWith restores exactly as Restore does (lock, Recover, staging
+// beside or inside each target, sync, journaled swap, previous contents
+// kept), the content coming from fill instead of an archive: another
+// snapshot format. what names the snapshot in errors. Nothing is swapped
+// unless fill returns nil.
+func RestoreWith(ctx context.Context, cfg Config, what string, fill Filler, opts RestoreOptions, log *zap.Logger) error {
+	return stagedRestore(ctx, cfg, what, func(ctx context.Context, x *extractor) error {
+		return fill(ctx, x.roots)
+	}, opts, log, hooks{})
+}
+
+// stagedRestore makes a staging directory for every source, has fill write
+// them, syncs them and swaps them into place (swapAll).
+func stagedRestore(ctx context.Context, cfg Config, what string, fill func(context.Context, *extractor) error, opts RestoreOptions, log *zap.Logger, h hooks) error {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	start := time.Now()
 	unlock, err := lockSources(cfg, true, log)
 	if err != nil {
 		return err
@@ -120,50 +179,25 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		x.dirs[staging] = true
 	}
 
-	// The checksum is computed while the archive is read (on another
-	// goroutine) and checked before anything is swapped.
-	in := &fsx.CountingReader{R: f}
-	stopProgress := startProgress(log, "restore progress", progressEvery, &in.N, nil, start)
-	stopFlusher := x.startFlusher()
-	s, err := readVerified(ctx, f, in, want, formatOf(path, cfg.Encryption), x.entry)
-	stopProgress()
-	if ferr := stopFlusher(); err == nil && ferr != nil {
-		err = ferr
-	}
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", path, err)
-	}
-	log.Info("restore: checksum verified and archive read to its end", zap.String("sha256", want))
-	for top, target := range x.targets {
-		if !s.tops[top] {
-			return fmt.Errorf("restore %s: the archive has no directory %q for source %s (it holds %s)", path, top+"/", target, strings.Join(sortedKeys(s.tops), ", "))
-		}
-	}
-	if err := x.finishDirs(); err != nil {
-		return fmt.Errorf("restore %s: %w", path, err)
+	if err := fill(ctx, x); err != nil {
+		return fmt.Errorf("restore %s: %w", what, err)
 	}
 	extracted := time.Now()
 	for _, staging := range x.roots {
 		if err := syncFS(staging); err != nil {
-			return fmt.Errorf("restore %s: %w", path, err)
+			return fmt.Errorf("restore %s: %w", what, err)
 		}
 	}
 	log.Debug("restore: extracted and synced", zap.Duration("extract", extracted.Sub(start)), zap.Duration("sync", time.Since(extracted)))
-	if m := s.manifest; m != nil {
-		log.Info("restore: archive extracted", zap.String("created", m.Created.Format(time.RFC3339)), zap.String("host", m.Host),
-			zap.String("instance", m.Instance), zap.String("version", m.Version), zap.Int64("files", s.counted.Files), zap.Int64("bytes", s.counted.Bytes))
-	}
 
 	// The last point at which the restore is abandoned: from here on ctx is
 	// not consulted (a TERM must not leave a half-swapped target).
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("restore %s: stopped before the swap, nothing changed: %w", path, err)
+		return fmt.Errorf("restore %s: stopped before the swap, nothing changed: %w", what, err)
 	}
 	if err := swapAll(x, opts, h, log); err != nil {
-		return fmt.Errorf("restore %s: swap into place: %w", path, err)
+		return fmt.Errorf("restore %s: swap into place: %w", what, err)
 	}
-	log.Info("restore complete", zap.Strings("targets", cfg.Sources), zap.Int64("files", s.counted.Files),
-		zap.Int64("bytes", s.counted.Bytes), zap.Duration("elapsed", time.Since(start)))
 	return nil
 }
 
