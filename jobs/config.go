@@ -37,6 +37,7 @@ type Config struct {
 	// ApplyEnableVar ran (configuration loading calls it).
 	Backup        bool          `envconfig:"SNAPVISOR_BACKUP" default:"false" desc:"turn scheduled snapshots on; off, the entrypoint is a pure init"`
 	EnableVar     string        `envconfig:"SNAPVISOR_ENABLE_VAR" desc:"name of another variable that also turns snapshots on when true (an image sets e.g. ZITI_CTRL_BACKUP)"`
+	Format        string        `envconfig:"SNAPVISOR_FORMAT" default:"archive" desc:"archive: each snapshot a tar archive (SNAPVISOR_COMPRESSION, encryption); restic: a deduplicated restic repository (version 2) in SNAPVISOR_DIR and on every remote, readable by the restic CLI (needs RESTIC_PASSWORD)"`
 	Schedule      string        `envconfig:"SNAPVISOR_SCHEDULE" default:"@daily" desc:"cron expression (5 or 6 fields), @hourly/@daily/@weekly, or @every 15m; time zone from CRON_TZ=Zone prefix or TZ"`
 	Jitter        time.Duration `envconfig:"SNAPVISOR_JITTER" default:"0s" desc:"wait a random time up to this before each scheduled snapshot"`
 	OnStart       bool          `envconfig:"SNAPVISOR_ON_START" default:"false" desc:"take one snapshot once the service is up (after SNAPVISOR_START_DELAY)"`
@@ -80,6 +81,11 @@ func (c Config) Validate() error {
 		e := config.Invalid("SCHEDULE", c.Schedule, "a cron expression of 5 or 6 fields, @hourly, @daily, @weekly, @monthly or @every <duration>, optionally prefixed with CRON_TZ=<Zone>")
 		e.Err = err
 		return e
+	}
+	switch c.Format {
+	case FormatArchive, FormatRestic:
+	default:
+		return config.Invalid("FORMAT", c.Format, "archive or restic")
 	}
 	switch c.Freeze {
 	case FreezeNone, FreezePause, FreezeStop:

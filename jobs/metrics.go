@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"sync"
 
@@ -50,6 +51,16 @@ func NewMetrics() *Metrics {
 		shrunk:       s.NewGauge("snapvisor_last_snapshot_shrunk", nil),
 		shrunkTotal:  s.NewCounter("snapvisor_shrunk_snapshots_total"),
 	}
+}
+
+// resticAdded records the bytes a restic-format snapshot added to a repository.
+func (m *Metrics) resticAdded(repo string, n uint64) {
+	m.set.GetOrCreateGauge(fmt.Sprintf("snapvisor_last_added_bytes{repository=%q}", repo), nil).Set(float64(n))
+}
+
+// resticSize records a restic repository's size.
+func (m *Metrics) resticSize(repo string, n int64) {
+	m.set.GetOrCreateGauge(fmt.Sprintf("snapvisor_repository_size_bytes{repository=%q}", repo), nil).Set(float64(n))
 }
 
 // WritePrometheus writes every metric in the Prometheus text format.

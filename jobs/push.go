@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"snapvisor/remote"
+	"snapvisor/restic"
 	"snapvisor/snapshot"
 )
 
@@ -33,6 +34,10 @@ type PushResult = remote.Result
 type made struct {
 	snapshot.Info
 	streamed []PushResult
+	// The restic format (restic.go): the repositories the snapshot was
+	// written to, and every place (streamed holds each one's outcome).
+	repos  []*restic.Repo
+	places []remote.Remote
 }
 
 // streaming reports whether snapshots go straight to the remotes (SNAPVISOR_DIR empty).
@@ -43,6 +48,9 @@ func (r *Runner) streaming() bool { return r.snap.Dir == "" }
 // streaming mode, straight to every remote whose lease this writer holds
 // (remote.Stream), their outcomes returned for push.
 func (r *Runner) create(ctx context.Context, log *zap.Logger) (made, error) {
+	if r.restic != nil {
+		return r.resticCreate(ctx, log)
+	}
 	if !r.streaming() {
 		info, err := snapshot.Create(ctx, r.snap, log)
 		return made{Info: info}, err
@@ -104,6 +112,10 @@ func (r *Runner) lastStreamed(ctx context.Context, now time.Time, log *zap.Logge
 // SNAPVISOR_REMOTE_TIMEOUT (remote.ListAll); one that cannot be listed is
 // logged and skipped.
 func (r *Runner) seedFromRemotes(ctx context.Context) {
+	if r.restic != nil {
+		r.resticSeed(ctx)
+		return
+	}
 	r.mu.Lock()
 	found := !r.lastGood.Started.IsZero()
 	r.mu.Unlock()

@@ -53,22 +53,11 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []remote.R
 	if err := snapshot.Recover(cfg, log); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrRestoreFailed, err)
 	}
+	opts, empty, err := emptySources(cfg, log)
+	if !empty || err != nil {
+		return "", err
+	}
 	first := cfg.Sources[0]
-	empty, err := snapshot.IsEmpty(first)
-	if err != nil {
-		return "", fmt.Errorf("auto-restore: inspect %s: %w", first, err)
-	}
-	if !empty {
-		log.Info("auto-restore: data present, nothing to restore", zap.String("source", first))
-		return "", nil
-	}
-	discard := true // nothing to keep when every source is empty
-	for _, s := range cfg.Sources[1:] {
-		if e, _ := snapshot.IsEmpty(s); !e {
-			discard = false
-		}
-	}
-	opts := snapshot.RestoreOptions{DiscardCurrent: discard}
 
 	var list []snapshot.Info
 	if cfg.Dir != "" {
@@ -122,6 +111,28 @@ func RestoreIfEmpty(ctx context.Context, cfg snapshot.Config, remotes []remote.R
 		return "", nil
 	}
 	return rs.Key, nil
+}
+
+// emptySources reports whether auto-restore has work: the first source is
+// missing or empty. The options discard the current contents when every
+// source is empty (nothing to keep).
+func emptySources(cfg snapshot.Config, log *zap.Logger) (snapshot.RestoreOptions, bool, error) {
+	first := cfg.Sources[0]
+	empty, err := snapshot.IsEmpty(first)
+	if err != nil {
+		return snapshot.RestoreOptions{}, false, fmt.Errorf("auto-restore: inspect %s: %w", first, err)
+	}
+	if !empty {
+		log.Info("auto-restore: data present, nothing to restore", zap.String("source", first))
+		return snapshot.RestoreOptions{}, false, nil
+	}
+	discard := true // nothing to keep when every source is empty
+	for _, s := range cfg.Sources[1:] {
+		if e, _ := snapshot.IsEmpty(s); !e {
+			discard = false
+		}
+	}
+	return snapshot.RestoreOptions{DiscardCurrent: discard}, true, nil
 }
 
 // unusable reports whether err says that a snapshot itself is bad (checksum

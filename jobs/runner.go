@@ -17,6 +17,7 @@ import (
 
 	"snapvisor/internal/fsx"
 	"snapvisor/remote"
+	"snapvisor/restic"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/supervisor"
@@ -75,8 +76,9 @@ type Runner struct {
 	env     []string
 	log     *zap.Logger
 	metrics *Metrics
-	remotes []remote.Remote // remotes each snapshot is pushed to
-	leases  *leases         // this writer's hold on the remotes' leases (lease.go); set with remotes
+	remotes []remote.Remote  // remotes each snapshot is pushed to
+	leases  *leases          // this writer's hold on the remotes' leases (lease.go); set with remotes
+	restic  *restic.Settings // the restic format's settings (SetRestic); nil: archives
 
 	started time.Time       // when the runner was made: the health grace period starts here
 	clock   clockwork.Clock // the schedule's and the on-start delay's clock (a fake one in tests)
@@ -360,6 +362,11 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	r.metrics.lastSize.Set(float64(info.Size))
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
+	if r.restic != nil {
+		res.Remotes = info.streamed
+		res.Deleted = r.resticRetain(ctx, info, log)
+		return res
+	}
 	r.remember(info.Info, reason)
 	res.Deleted = r.rotate(log, r.policy)
 	res.Remotes = r.push(ctx, info, log)

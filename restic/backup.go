@@ -231,8 +231,9 @@ func (b *backup) run(ctx context.Context, paths []string) {
 	var readers, packers sync.WaitGroup
 	for range 2 { // two files read at once: restic's choice, measured there and here
 		readers.Go(func() {
+			rd := &reader{buf: make([]byte, chunker.MaxSize)}
 			for j := range b.files {
-				j.err = b.readFile(ctx, j)
+				j.err = b.readFile(ctx, rd, j)
 				close(j.done)
 			}
 		})
@@ -495,7 +496,14 @@ func (b *backup) reuse(n *Node, parents []*Tree) ([]ID, bool) {
 
 // readFile chunks one file and queues its new chunks; node.Content and
 // node.Size come from what was read.
-func (b *backup) readFile(ctx context.Context, j *fileJob) error {
+// reader is one file reader's reusable state: a chunk buffer of the
+// chunker's maximum size and the chunker itself.
+type reader struct {
+	buf []byte
+	c   *chunker.Chunker
+}
+
+func (b *backup) readFile(ctx context.Context, rd *reader, j *fileJob) error {
 	f, err := os.OpenFile(j.path, os.O_RDONLY|syscall.O_NOATIME, 0)
 	if err != nil {
 		f, err = os.Open(j.path)
@@ -507,8 +515,12 @@ func (b *backup) readFile(ctx context.Context, j *fileJob) error {
 		return err
 	}
 	defer f.Close()
-	c := chunker.New(f, b.pol)
-	buf := make([]byte, chunker.MaxSize)
+	if rd.c == nil {
+		rd.c = chunker.New(f, b.pol)
+	} else {
+		rd.c.Reset(f, b.pol)
+	}
+	c, buf := rd.c, rd.buf
 	var size uint64
 	content := []ID{}
 	for {

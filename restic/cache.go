@@ -48,7 +48,7 @@ func (c *packCache) put(id ID, b []byte) {
 func (r *Repo) loadTreeBlob(ctx context.Context, x *Index, id ID) ([]byte, error) {
 	b, ok := x.Lookup(TreeBlob, id)
 	if !ok {
-		return nil, fmt.Errorf("%s: tree %s is in no index", r.name, id.Str())
+		return nil, fmt.Errorf("%s: tree %s: %w: in no index", r.name, id.Str(), ErrMissing)
 	}
 	data, ok := r.trees.get(b.Pack)
 	if !ok {

@@ -86,7 +86,7 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (CheckReport, error
 	badBlob := func(t BlobType, id ID) error {
 		b, ok := x.Lookup(t, id)
 		if !ok {
-			return fmt.Errorf("%s blob %s is in no index", t, id.Str())
+			return fmt.Errorf("%s blob %s: %w: in no index", t, id.Str(), ErrMissing)
 		}
 		if err := badPacks[b.Pack]; err != nil {
 			return err

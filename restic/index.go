@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 )
 
@@ -246,6 +247,16 @@ func appendHeader(dst []byte, blobs []Blob) []byte {
 	return dst
 }
 
+// ErrMissing marks a blob that no index names (an index file or a pack
+// deleted behind our back).
+var ErrMissing = errors.New("missing")
+
+// Unusable reports whether err says a snapshot cannot be restored whole
+// because its data is damaged or missing: another snapshot may do.
+func Unusable(err error) bool {
+	return errors.Is(err, ErrDamaged) || errors.Is(err, ErrMissing) || errors.Is(err, fs.ErrNotExist)
+}
+
 // ErrDamaged marks data that fails its check: a pack whose header or blob
 // does not authenticate or decode, content that does not match its ID.
 var ErrDamaged = errors.New("damaged")
@@ -328,7 +339,7 @@ func (r *Repo) openBlob(b Blob, sealed []byte, dst []byte) ([]byte, error) {
 func (r *Repo) LoadBlob(ctx context.Context, x *Index, t BlobType, id ID) ([]byte, error) {
 	b, ok := x.Lookup(t, id)
 	if !ok {
-		return nil, fmt.Errorf("%s: %s blob %s is in no index", r.name, t, id.Str())
+		return nil, fmt.Errorf("%s: %s blob %s: %w: in no index", r.name, t, id.Str(), ErrMissing)
 	}
 	data, err := r.get(ctx, key(PackFile, b.Pack))
 	if err != nil {

@@ -396,3 +396,16 @@ func sortedIDs[V any](m map[ID]V) []ID {
 	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
 	return out
 }
+
+// Size is the bytes the repository stores (every file of it).
+func (r *Repo) Size(ctx context.Context) (int64, error) {
+	objs, err := r.st.List(ctx, "")
+	if err != nil {
+		return 0, fmt.Errorf("%s: list: %w", r.name, err)
+	}
+	var n int64
+	for _, o := range objs {
+		n += o.Size
+	}
+	return n, nil
+}

@@ -197,7 +197,7 @@ func (rs *restorer) file(p string, n *Node) error {
 		b, ok := rs.x.Lookup(DataBlob, id)
 		if !ok {
 			f.Close()
-			return fmt.Errorf("%s: data blob %s is in no index (a missing index or pack?)", p, id.Str())
+			return fmt.Errorf("%s: data blob %s: %w: in no index (an index file or pack deleted?)", p, id.Str(), ErrMissing)
 		}
 		m := rs.packs[b.Pack]
 		if m == nil {

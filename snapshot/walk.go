@@ -115,8 +115,12 @@ func (w *walker) readAhead(ctx context.Context, sources []string, out chan<- wal
 	}
 }
 
-func (w *walker) excluded(base, rel, arch string) bool {
-	for _, p := range w.cfg.Exclude {
+func (w *walker) excluded(base, rel, arch string) bool { return w.cfg.Excluded(base, rel, arch) }
+
+// Excluded reports whether an entry matches SNAPVISOR_EXCLUDE: base is its
+// name, rel its path relative to its source, arch <source-base>/<rel>.
+func (c Config) Excluded(base, rel, arch string) bool {
+	for _, p := range c.Exclude {
 		for _, s := range [...]string{base, rel, arch} {
 			if ok, _ := path.Match(p, s); ok {
 				return true

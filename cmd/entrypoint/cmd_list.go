@@ -13,11 +13,16 @@ import (
 func cmdList(ctx context.Context, a *app, args []string) error {
 	fs := newFlagSet(a, "list", "list [--json] [--remote URL]",
 		"Lists the complete snapshots in SNAPVISOR_DIR named SNAPVISOR_NAME-*, newest first;\n"+
-			"with --remote URL, those on that remote (an archive counts once its .sha256 is there).")
+			"with --remote URL, those on that remote (an archive counts once its .sha256 is there).\n"+
+			"With SNAPVISOR_FORMAT=restic: the snapshots of the restic repositories in SNAPVISOR_DIR\n"+
+			"and on every remote (or the --remote one): id, time, host, paths, size, bytes added.")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, path, time, size, compression, sha256}; with --remote, of {key, name, time, size, compression, modified, remote}")
 	remoteURL := fs.String("remote", "", "list the snapshots on this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
 		return err
+	}
+	if a.cfg.restic() {
+		return listRestic(ctx, a, *remoteURL, *asJSON)
 	}
 	if *remoteURL != "" {
 		return listRemote(ctx, a, *remoteURL, *asJSON)

@@ -23,7 +23,10 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 			"verifies is downloaded from that remote into a temporary directory beside the first\n"+
 			"source, checked, restored and deleted. The checksum is verified and the archive\n"+
 			"extracted beside each source before the current contents are swapped out to\n"+
-			"<source>.pre-restore-<UTC time>.")
+			"<source>.pre-restore-<UTC time>.\n"+
+			"With SNAPVISOR_FORMAT=restic, NAME is a snapshot ID (or unique prefix) and latest the\n"+
+			"newest snapshot of SNAPVISOR_HOST in SNAPVISOR_DIR's or any remote's repository (or\n"+
+			"the --from one); every blob is authenticated before the swap.")
 	discard := fs.Bool("discard-current", false, "delete the current contents after the swap instead of keeping them as <source>.pre-restore-<time>")
 	from := fs.String("from", "", "restore from this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	pos, done, err := parseArgs(fs, args, 1)
@@ -31,6 +34,9 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	opts := snapshot.RestoreOptions{DiscardCurrent: *discard, Now: time.Now}
+	if a.cfg.restic() {
+		return restoreRestic(ctx, a, *from, pos, opts)
+	}
 	if *from != "" {
 		return restoreFrom(ctx, a, *from, pos, opts)
 	}

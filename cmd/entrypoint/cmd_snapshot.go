@@ -75,8 +75,7 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 	c := *a.cfg
 	c.Jobs.Backup = true
 	env := serviceEnv(os.Environ(), c.serviceSecrets())
-	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, nil, env, a.log, nil)
-	runner.SetRemotes(stores)
+	runner := newRunner(a, nil, env, nil, stores)
 	// The remotes' leases are renewed while the run lasts (a push may
 	// outlast SNAPVISOR_LEASE_TTL) and released after it: a CronJob's next
 	// pod is another writer, which must not wait for the TTL.

@@ -10,13 +10,23 @@ import (
 )
 
 func cmdVerify(ctx context.Context, a *app, args []string) error {
-	fs := newFlagSet(a, "verify", "verify [NAME|--all]",
+	fs := newFlagSet(a, "verify", "verify [NAME|--all] [--read-data] [--remote URL]",
 		"Checks a snapshot's checksum and that its archive reads to the end.\n"+
-			"Without NAME, checks the newest snapshot; --all checks every one.")
+			"Without NAME, checks the newest snapshot; --all checks every one.\n"+
+			"With SNAPVISOR_FORMAT=restic: checks each repository's structure and index against\n"+
+			"its packs (--read-data: every blob read and authenticated) and names the damaged snapshots.")
 	all := fs.Bool("all", false, "verify every snapshot")
+	readData := fs.Bool("read-data", false, "restic format: read every pack and authenticate every blob")
+	remoteURL := fs.String("remote", "", "restic format: check only the repository at this remote `URL`")
 	pos, done, err := parseArgs(fs, args, 1)
 	if done || err != nil {
 		return err
+	}
+	if a.cfg.restic() {
+		if len(pos) > 0 {
+			return &usageError{"verify: the restic format checks whole repositories: no NAME"}
+		}
+		return verifyRestic(ctx, a, *remoteURL, *readData)
 	}
 	if *all && len(pos) > 0 {
 		return &usageError{"verify: give NAME or --all, not both"}

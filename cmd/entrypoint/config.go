@@ -11,6 +11,7 @@ import (
 
 	"snapvisor/config"
 	"snapvisor/jobs"
+	"snapvisor/restic"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -54,13 +55,14 @@ type Config struct {
 	Jobs       jobs.Config
 	Rotation   rotation.Config
 	Store      store.Config
+	Restic     restic.Settings // SNAPVISOR_FORMAT=restic
 
 	Policy rotation.Policy // validated retention policy
 }
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Rotation, &c.Store}
+	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Rotation, &c.Store}
 }
 
 // serviceSecrets lists the variables kept out of the service's environment:
@@ -72,8 +74,15 @@ func (c *Config) serviceSecrets() []string {
 	if !c.Jobs.Backup || len(c.Store.Remotes) == 0 {
 		specs = slices.DeleteFunc(specs, func(s any) bool { return s == any(&c.Store) })
 	}
+	if !c.restic() {
+		// RESTIC_PASSWORD may be the service's own when snapvisor writes archives.
+		specs = slices.DeleteFunc(specs, func(s any) bool { return s == any(&c.Restic) })
+	}
 	return config.SecretVars(specs...)
 }
+
+// restic reports whether snapshots are in the restic format.
+func (c *Config) restic() bool { return c.Jobs.Format == jobs.FormatRestic }
 
 // loadConfig loads and validates every component's configuration.
 func loadConfig() (*Config, error) {
@@ -94,6 +103,11 @@ func loadConfig() (*Config, error) {
 	}
 	if err := c.Jobs.Validate(); err != nil {
 		return nil, err
+	}
+	if c.restic() {
+		if err := c.Restic.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	if len(c.Store.Remotes) > 0 {
 		// Vendor variables (AWS_*, AZURE_*, GOOGLE_*) may belong to the

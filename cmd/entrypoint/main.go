@@ -200,6 +200,10 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			// One bad remote never blocks the others or the local snapshots.
 			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
 		}
+		if jc.Restore == jobs.RestoreModeIfEmpty && a.cfg.restic() {
+			_, err := jobs.ResticRestoreIfEmpty(ctx, a.snap, a.cfg.Restic, remotes, a.log)
+			return err
+		}
 		if jc.Restore == jobs.RestoreModeIfEmpty {
 			// RestoreIfEmpty completes an interrupted restore first.
 			_, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log)
@@ -216,8 +220,7 @@ func runService(ctx context.Context, a *app, argv []string) error {
 	if err != nil {
 		return notStarted(a.log, err)
 	}
-	runner := jobs.NewRunner(jc, a.snap, a.cfg.Policy, sup, env, a.log, metrics)
-	runner.SetRemotes(remotes)
+	runner := newRunner(a, sup, env, metrics, remotes)
 	// The control socket and metrics port are opened before the service
 	// starts: a busy one fails the start, not a snapshot hours later.
 	listeners, err := runner.Listen()

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"snapvisor/jobs"
 	"snapvisor/remote"
 	"snapvisor/store"
 )
@@ -93,4 +94,16 @@ func openRemote(ctx context.Context, a *app, rawURL string) (remote.Remote, erro
 		return remote.Remote{}, err
 	}
 	return remote.Remote{Store: store.WithRetry(s, cfg.Policy(), a.log), Timeout: cfg.Timeout, LeaseTTL: cfg.LeaseTTL}, nil
+}
+
+// newRunner builds the snapshot runner of a's configuration: the service
+// (nil for a standalone run), the hooks' environment, the metrics (nil: its
+// own) and the remotes, in the configured format.
+func newRunner(a *app, svc jobs.Service, env []string, m *jobs.Metrics, remotes []remote.Remote) *jobs.Runner {
+	r := jobs.NewRunner(a.cfg.Jobs, a.snap, a.cfg.Policy, svc, env, a.log, m)
+	r.SetRemotes(remotes)
+	if a.cfg.restic() {
+		r.SetRestic(a.cfg.Restic)
+	}
+	return r
 }
