@@ -18,6 +18,8 @@ import (
 
 	"github.com/restic/chunker"
 	"go.uber.org/zap"
+
+	"snapvisor/snapshot"
 )
 
 // BackupOptions say what one snapshot holds and how it is labelled.
@@ -191,20 +193,20 @@ type blobJob struct {
 
 // budget bounds the bytes of chunks in flight between reading and packing.
 type budget struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	left int
+	mu          sync.Mutex
+	cond        *sync.Cond
+	left, total int
 }
 
 func newBudget(n int) *budget {
-	b := &budget{left: n}
+	b := &budget{left: n, total: n}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
 
 func (b *budget) take(n int) {
 	b.mu.Lock()
-	for b.left < n && b.left < chunker.MaxSize*2 { // one chunk always fits when nothing else is in flight
+	for b.left < n && b.left < b.total { // a chunk larger than the budget goes alone
 		b.cond.Wait()
 	}
 	b.left -= n
@@ -220,7 +222,7 @@ func (b *budget) give(n int) {
 
 // inFlight is the chunk bytes between reader and packer: enough to keep
 // every core compressing, small against the 64 MiB bound.
-const inFlight = 16 << 20
+const inFlight = 8 << 20
 
 func (b *backup) run(ctx context.Context, paths []string) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -231,7 +233,7 @@ func (b *backup) run(ctx context.Context, paths []string) {
 	var readers, packers sync.WaitGroup
 	for range 2 { // two files read at once: restic's choice, measured there and here
 		readers.Go(func() {
-			rd := &reader{buf: make([]byte, chunker.MaxSize)}
+			rd := &reader{}
 			for j := range b.files {
 				j.err = b.readFile(ctx, rd, j)
 				close(j.done)
@@ -242,6 +244,9 @@ func (b *backup) run(ctx context.Context, paths []string) {
 		packers.Go(func() {
 			var buf []byte
 			for j := range b.blobs {
+				if cap(buf) > 2<<20 {
+					buf = nil // once a large chunk passed (zeros), give its buffer back
+				}
 				buf = encoder().EncodeAll(j.data, buf[:0])
 				for _, t := range j.to {
 					if t.err() != nil {
@@ -251,10 +256,14 @@ func (b *backup) run(ctx context.Context, paths []string) {
 						t.fail(err)
 					}
 				}
-				b.budget.give(len(j.data))
+				b.budget.give(cap(j.data))
+				putChunkBuffer(j.data)
 			}
 		})
 	}
+	// The process's memory stays flat: chunks in flight, packs being
+	// filled and uploaded, for every repository.
+	defer snapshot.LimitMemory(int64(inFlight + 2*packBufferSize*len(b.targets)))()
 	root, err := b.rootTree(ctx, paths)
 	close(b.files)
 	readers.Wait()
@@ -496,11 +505,32 @@ func (b *backup) reuse(n *Node, parents []*Tree) ([]ID, bool) {
 
 // readFile chunks one file and queues its new chunks; node.Content and
 // node.Size come from what was read.
-// reader is one file reader's reusable state: a chunk buffer of the
-// chunker's maximum size and the chunker itself.
+// chunkBuffers recycles the buffers chunks are read into and handed from
+// the readers to the packers. The chunker appends a chunk to the buffer it
+// is given, growing it for a chunk above its capacity: buffers are 1 MiB
+// (restic's average chunk), and a grown one (a large chunk, as long runs of
+// zeros make) is left to the collector, so that what stays resident is
+// near the bytes actually in flight rather than the 8 MiB maximum per buffer.
+var chunkBuffers sync.Pool
+
+const chunkBufferSize = 1 << 20
+
+func chunkBuffer() []byte {
+	if b, ok := chunkBuffers.Get().([]byte); ok {
+		return b[:0]
+	}
+	return make([]byte, 0, chunkBufferSize)
+}
+
+func putChunkBuffer(b []byte) {
+	if cap(b) <= 2*chunkBufferSize {
+		chunkBuffers.Put(b[:0])
+	}
+}
+
+// reader is one file reader's reusable chunker.
 type reader struct {
-	buf []byte
-	c   *chunker.Chunker
+	c *chunker.Chunker
 }
 
 func (b *backup) readFile(ctx context.Context, rd *reader, j *fileJob) error {
@@ -520,7 +550,9 @@ func (b *backup) readFile(ctx context.Context, rd *reader, j *fileJob) error {
 	} else {
 		rd.c.Reset(f, b.pol)
 	}
-	c, buf := rd.c, rd.buf
+	c := rd.c
+	buf := chunkBuffer()
+	defer func() { putChunkBuffer(buf) }()
 	var size uint64
 	content := []ID{}
 	for {
@@ -544,15 +576,19 @@ func (b *backup) readFile(ctx context.Context, rd *reader, j *fileJob) error {
 			}
 		}
 		if len(to) == 0 {
+			buf = ch.Data // read the next chunk into the same buffer
+			if cap(buf) > 2*chunkBufferSize {
+				buf = chunkBuffer()
+			}
 			continue
 		}
-		b.budget.take(int(ch.Length))
-		data := make([]byte, ch.Length)
-		copy(data, ch.Data)
+		b.budget.take(cap(ch.Data)) // the memory it holds, not only its length
+		buf = chunkBuffer()         // ch.Data goes to a packer, which gives it back
 		select {
-		case b.blobs <- &blobJob{id: id, data: data, to: to}:
+		case b.blobs <- &blobJob{id: id, data: ch.Data, to: to}:
 		case <-ctx.Done():
-			b.budget.give(int(ch.Length))
+			b.budget.give(cap(ch.Data))
+			putChunkBuffer(ch.Data)
 			return ctx.Err()
 		}
 	}

@@ -8,12 +8,13 @@ import (
 	"sync"
 )
 
-// packTarget is the size at which a pack is finished and uploaded. Packs are
-// built in memory (no temporary files on a volume that may be small or a
-// tmpfs): with one pack being filled and one uploading per repository and
-// per blob type, 8 MiB keeps a snapshot to two locations within the 64 MiB
-// the entrypoint may use, where restic's 16 MiB would not.
-const packTarget = 8 << 20
+// packTarget is the size at which a pack is finished and uploaded: restic's
+// minimum pack size. Packs are built in memory (no temporary files on a
+// volume that may be small or a tmpfs): one being filled and one uploading
+// per repository, each up to 4 MiB plus its last blob (at most 8 MiB), keeps
+// a snapshot within the 64 MiB the entrypoint may use, where restic's 16 MiB
+// default would not (restic spools packs to temporary files instead).
+const packTarget = 4 << 20
 
 // packer accumulates sealed blobs of one type.
 type packer struct {
@@ -66,7 +67,6 @@ func (w *writer) Claim(t BlobType, id ID) bool {
 // Add seals a (compressed, when rawLen > 0) blob into the current pack of its
 // type, and starts the pack's upload when it is full.
 func (w *writer) Add(ctx context.Context, t BlobType, id ID, data []byte, rawLen int) error {
-	sealed := w.r.key.Seal(make([]byte, 0, len(data)+extension), data)
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -74,13 +74,28 @@ func (w *writer) Add(ctx context.Context, t BlobType, id ID, data []byte, rawLen
 		return err
 	}
 	p := w.cur[t]
+	if p != nil && len(p.buf)+len(data)+extension+headerRoom(len(p.blobs)+1) > cap(p.buf) {
+		// The blob would outgrow the buffer: the pack is finished first,
+		// so that no pack buffer is ever reallocated.
+		delete(w.cur, t)
+		w.mu.Unlock()
+		if err := w.ship(ctx, t, p); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		p = w.cur[t]
+	}
 	if p == nil {
-		p = &packer{buf: make([]byte, 0, packTarget+packTarget/4)}
+		p = &packer{buf: packBuffer(len(data) + extension)}
 		w.cur[t] = p
 	}
-	p.blobs = append(p.blobs, Blob{Type: t, ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
-	p.buf = append(p.buf, sealed...)
-	w.added += int64(len(sealed))
+	// Sealed straight into the pack: no copy of the blob, and AES-CTR with
+	// Poly1305 runs at GB/s, so the lock is held briefly.
+	off := len(p.buf)
+	p.buf = w.r.key.Seal(p.buf, data)
+	n := len(p.buf) - off
+	p.blobs = append(p.blobs, Blob{Type: t, ID: id, Offset: uint32(off), Length: uint32(n), RawLength: uint32(rawLen)})
+	w.added += int64(n)
 	w.addedRaw += int64(max(rawLen, len(data)))
 	w.blobsNew++
 	full := len(p.buf) >= packTarget || len(p.blobs) >= (maxHeaderSize-4)/compressedEntrySize-1
@@ -133,7 +148,36 @@ func (w *writer) upload(ctx context.Context, p *packer) error {
 	w.done[id] = p.blobs
 	w.added += int64(sealedHdr + 4)
 	w.mu.Unlock()
+	if cap(p.buf) == packBufferSize {
+		packBuffers.Put(p.buf[:0])
+	}
+	p.buf = nil
 	return nil
+}
+
+// packBuffers recycles pack buffers: a snapshot fills hundreds of packs,
+// and a fresh 8 MiB buffer each time is garbage the collector must catch
+// up with before the process's memory stays flat.
+var packBuffers sync.Pool
+
+// headerRoom is the room a pack of n blobs keeps for its header.
+func headerRoom(n int) int { return n*compressedEntrySize + extension + 4 }
+
+// packBufferSize is a pack buffer's capacity: a full pack and room for a
+// last blob of average size (1 MiB); a blob that does not fit starts the
+// next pack.
+const packBufferSize = packTarget + 1<<20
+
+// packBuffer is an empty buffer for a pack that starts with a blob of n
+// sealed bytes (a blob larger than a pack buffer gets its own).
+func packBuffer(n int) []byte {
+	if n+headerRoom(1) > packBufferSize {
+		return make([]byte, 0, n+headerRoom(1))
+	}
+	if b, ok := packBuffers.Get().([]byte); ok {
+		return b
+	}
+	return make([]byte, 0, packBufferSize)
 }
 
 // Flush uploads the packs being filled, waits for every upload, and writes

@@ -88,7 +88,7 @@ func create(ctx context.Context, cfg Config, log *zap.Logger, h hooks) (Info, er
 		return Info{}, fmt.Errorf("snapshot: no snapshot directory (SNAPVISOR_DIR is empty): use Stream to write to a remote")
 	}
 	h = h.withDefaults()
-	defer limitMemory(0)()
+	defer LimitMemory(0)()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
@@ -167,7 +167,7 @@ func stream(ctx context.Context, cfg Config, at time.Time, w io.Writer, log *zap
 	if m, ok := w.(interface{ MemoryNeeded() int64 }); ok {
 		extra = m.MemoryNeeded()
 	}
-	defer limitMemory(extra)()
+	defer LimitMemory(extra)()
 	sources, err := resolveSources(cfg.Sources)
 	if err != nil {
 		return Info{}, err
@@ -209,7 +209,7 @@ func (h hooks) withDefaults() hooks {
 // writer's own buffers, and the GC percentage to gcPercent unless it is
 // already lower; the returned func restores both. It is the one place that
 // sets the process's memory limit.
-func limitMemory(extra int64) (restore func()) {
+func LimitMemory(extra int64) (restore func()) {
 	oldLimit := debug.SetMemoryLimit(-1)
 	limit := min(oldLimit, heapLimit)
 	if limit < math.MaxInt64-extra {
