@@ -49,15 +49,23 @@ func Places(ctx context.Context, dir string, remotes []remote.Remote, log *zap.L
 	return append(out, remotes...), nil
 }
 
+// placesTimeout is the time limit of one place's part of a run: the
+// remotes' SNAPVISOR_REMOTE_TIMEOUT (SNAPVISOR_DIR has none of its own).
+func placesTimeout(places []remote.Remote) time.Duration {
+	var d time.Duration
+	for _, p := range places {
+		d = max(d, p.Timeout)
+	}
+	return d
+}
+
 // openRepos opens (create: initialises) the repository of every place.
 func openRepos(ctx context.Context, places []remote.Remote, s restic.Settings, create bool) ([]*restic.Repo, []error) {
 	stores := make([]store.Store, len(places))
-	timeout := time.Duration(0)
 	for i, p := range places {
 		stores[i] = p.Store
-		timeout = max(timeout, p.Timeout)
 	}
-	return restic.OpenAll(ctx, stores, restic.Password(s.Password.Reveal()), create, timeout)
+	return restic.OpenAll(ctx, stores, restic.Password(s.Password.Reveal()), create, placesTimeout(places))
 }
 
 // resticCreate takes one snapshot into every place's repository.
@@ -96,6 +104,7 @@ func (r *Runner) resticCreate(ctx context.Context, log *zap.Logger) (made, error
 	host := r.restic.HostOr(r.snap.Name)
 	res, err := restic.Take(ctx, open, r.restic.LockWait, restic.BackupOptions{
 		Sources: sources, Excluded: r.snap.Excluded, Host: host, Time: at, Version: "snapvisor " + snapshot.Version, Log: log,
+		Timeout: placesTimeout(places),
 	})
 	var first *restic.Snapshot
 	var written []*restic.Repo

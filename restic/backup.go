@@ -30,7 +30,10 @@ type BackupOptions struct {
 	Tags     []string
 	Time     time.Time // the snapshot's time
 	Version  string    // program_version
-	Log      *zap.Logger
+	// Timeout bounds each repository's part (SNAPVISOR_REMOTE_TIMEOUT): a
+	// repository that hangs fails alone once it passes; 0: none.
+	Timeout time.Duration
+	Log     *zap.Logger
 }
 
 // BackupResult is one repository's outcome.
@@ -42,6 +45,7 @@ type BackupResult struct {
 
 // target is one repository a backup writes to.
 type target struct {
+	ctx    context.Context // ends at the repository's time limit
 	repo   *Repo
 	w      *writer
 	parent *Snapshot
@@ -78,7 +82,12 @@ func Backup(ctx context.Context, repos []*Repo, opts BackupOptions) ([]BackupRes
 		if x == nil {
 			return nil, fmt.Errorf("%s: index not loaded", r.name)
 		}
-		t := &target{repo: r, w: newWriter(r, x)}
+		t := &target{ctx: ctx, repo: r, w: newWriter(r, x)}
+		if opts.Timeout > 0 {
+			var cancel context.CancelFunc
+			t.ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+			defer cancel()
+		}
 		all[i] = t
 		pol := r.cfg.ChunkerPolynomial
 		if groups[pol] == nil {
@@ -89,7 +98,7 @@ func Backup(ctx context.Context, repos []*Repo, opts BackupOptions) ([]BackupRes
 	paths := append([]string(nil), opts.Sources...)
 	sort.Strings(paths)
 	for _, t := range all {
-		snaps, err := t.repo.Snapshots(ctx)
+		snaps, err := t.repo.Snapshots(t.ctx)
 		if err != nil {
 			t.fail(err)
 			continue
@@ -252,7 +261,7 @@ func (b *backup) run(ctx context.Context, paths []string) {
 					if t.err() != nil {
 						continue
 					}
-					if err := t.w.Add(ctx, DataBlob, j.id, buf, len(j.data)); err != nil {
+					if err := t.w.Add(t.ctx, DataBlob, j.id, buf, len(j.data)); err != nil {
 						t.fail(err)
 					}
 				}
@@ -289,7 +298,7 @@ func (b *backup) run(ctx context.Context, paths []string) {
 
 // finish flushes t's packs and index and writes its snapshot file.
 func (b *backup) finish(ctx context.Context, t *target, root ID, paths []string) {
-	if err := t.w.Flush(ctx); err != nil {
+	if err := t.w.Flush(t.ctx); err != nil {
 		t.fail(err)
 		return
 	}
@@ -306,7 +315,7 @@ func (b *backup) finish(ctx context.Context, t *target, root ID, paths []string)
 		TotalFilesProcessed: uint(b.stats.filesNew.Load() + b.stats.filesChanged.Load() + b.stats.filesUnmodified.Load()),
 		TotalBytesProcessed: b.stats.bytes.Load(),
 	}
-	id, err := t.repo.SaveJSON(ctx, SnapshotFile, sn)
+	id, err := t.repo.SaveJSON(t.ctx, SnapshotFile, sn)
 	if err != nil {
 		t.fail(err)
 		return
@@ -338,7 +347,7 @@ func (b *backup) rootTree(ctx context.Context, paths []string) (ID, error) {
 	parents := make([]*Tree, len(b.targets))
 	for i, t := range b.targets {
 		if t.parent != nil {
-			parents[i], _ = t.repo.LoadTree(ctx, t.repo.index, *t.parent.Tree) // no parent tree: everything is read
+			parents[i], _ = t.repo.LoadTree(t.ctx, t.repo.index, *t.parent.Tree) // no parent tree: everything is read
 		}
 	}
 	var build func(d *dirent, dir string, parents []*Tree) (ID, error)
@@ -612,7 +621,7 @@ func (b *backup) saveTree(ctx context.Context, t *Tree) (ID, error) {
 		if z == nil {
 			z = encoder().EncodeAll(data, nil)
 		}
-		if err := tg.w.Add(ctx, TreeBlob, id, z, len(data)); err != nil {
+		if err := tg.w.Add(tg.ctx, TreeBlob, id, z, len(data)); err != nil {
 			tg.fail(err)
 		}
 	}

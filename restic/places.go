@@ -130,7 +130,12 @@ func Take(ctx context.Context, repos []*Repo, lockWait time.Duration, opts Backu
 	at := map[*Repo]int{}
 	for i, r := range repos {
 		res[i].Repo = r
-		l, err := r.Lock(ctx, false, lockWait)
+		var l *Lock
+		err := withTimeout(ctx, opts.Timeout, func(ctx context.Context) error {
+			var err error
+			l, err = r.Lock(ctx, false, lockWait)
+			return err
+		})
 		if err != nil {
 			res[i].Err = err
 			continue
