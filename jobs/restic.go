@@ -29,7 +29,7 @@ const (
 
 // SetRestic switches the runner to the restic format with settings s
 // (validated).
-func (r *Runner) SetRestic(s restic.Settings) { r.restic = &s }
+func (r *Runner) SetRestic(s restic.Settings) { r.restic, r.resticKeys = &s, &restic.Keys{} }
 
 // Places are the locations of the restic repositories: SNAPVISOR_DIR (when
 // set) first, then every remote. The caller closes them (CloseAll).
@@ -59,13 +59,14 @@ func placesTimeout(places []remote.Remote) time.Duration {
 	return d
 }
 
-// openRepos opens (create: initialises) the repository of every place.
-func openRepos(ctx context.Context, places []remote.Remote, s restic.Settings, create bool) ([]*restic.Repo, []error) {
+// openRepos opens (create: initialises) the repository of every place,
+// remembering the keys in keys (nil: none).
+func openRepos(ctx context.Context, keys *restic.Keys, places []remote.Remote, s restic.Settings, create bool) ([]*restic.Repo, []error) {
 	stores := make([]store.Store, len(places))
 	for i, p := range places {
 		stores[i] = p.Store
 	}
-	return restic.OpenAll(ctx, stores, restic.Password(s.Password.Reveal()), create, placesTimeout(places))
+	return keys.OpenAll(ctx, stores, restic.Password(s.Password.Reveal()), create, placesTimeout(places))
 }
 
 // resticCreate takes one snapshot into every place's repository.
@@ -77,7 +78,7 @@ func (r *Runner) resticCreate(ctx context.Context, log *zap.Logger) (made, error
 	if r.snap.Dir != "" {
 		defer places[0].Close()
 	}
-	repos, errs := openRepos(ctx, places, *r.restic, true)
+	repos, errs := openRepos(ctx, r.resticKeys, places, *r.restic, true)
 	results := make([]PushResult, len(places))
 	var open []*restic.Repo
 	idx := map[*restic.Repo]int{}
@@ -211,7 +212,7 @@ func ResticRestoreIfEmpty(ctx context.Context, cfg snapshot.Config, s restic.Set
 	if cfg.Dir != "" {
 		defer places[0].Close()
 	}
-	repos, errs := openRepos(ctx, places, s, false)
+	repos, errs := openRepos(ctx, nil, places, s, false)
 	var unreadable []error
 	for i, err := range errs {
 		if err != nil && !errors.Is(err, restic.ErrNoRepository) {
@@ -260,7 +261,7 @@ func (r *Runner) resticSeed(ctx context.Context) {
 	if r.snap.Dir != "" {
 		defer places[0].Close()
 	}
-	repos, _ := openRepos(ctx, places, *r.restic, false)
+	repos, _ := openRepos(ctx, r.resticKeys, places, *r.restic, false)
 	cands, _ := restic.Candidates(ctx, repos, r.restic.HostOr(r.snap.Name))
 	now := time.Now()
 	for _, c := range cands {

@@ -79,6 +79,8 @@ type Runner struct {
 	remotes []remote.Remote  // remotes each snapshot is pushed to
 	leases  *leases          // this writer's hold on the remotes' leases (lease.go); set with remotes
 	restic  *restic.Settings // the restic format's settings (SetRestic); nil: archives
+	// resticKeys keeps the repositories' keys between runs (restic.Keys).
+	resticKeys *restic.Keys
 
 	started time.Time       // when the runner was made: the health grace period starts here
 	clock   clockwork.Clock // the schedule's and the on-start delay's clock (a fake one in tests)

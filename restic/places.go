@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/restic/chunker"
@@ -57,11 +58,51 @@ func (s Settings) HostOr(name string) string {
 // could open (else one new polynomial for all), so that content is chunked
 // once. errs[i] is store i's failure (repos[i] is nil then).
 func OpenAll(ctx context.Context, stores []store.Store, pw Password, create bool, timeout time.Duration) (repos []*Repo, errs []error) {
+	return (*Keys)(nil).OpenAll(ctx, stores, pw, create, timeout)
+}
+
+// Keys remembers the repositories a long-running process opened, so that
+// the next run skips the key derivation (scrypt: 16 MiB and a good part of
+// a second on a small machine, per repository) when the repository's
+// config is still the one the key opened. The zero value is ready; a nil
+// *Keys remembers nothing.
+type Keys struct {
+	mu    sync.Mutex
+	repos map[string]*Repo // by store name
+}
+
+func (k *Keys) open(ctx context.Context, st store.Store, pw Password) (*Repo, error) {
+	if k == nil {
+		return Open(ctx, st, pw)
+	}
+	k.mu.Lock()
+	old := k.repos[st.Name()]
+	k.mu.Unlock()
+	if old != nil {
+		r := &Repo{st: st, name: st.Name(), key: old.key, keyID: old.keyID, cfg: old.cfg}
+		if err := r.reopen(ctx); err == nil {
+			return r, nil
+		}
+	}
+	r, err := Open(ctx, st, pw)
+	if err == nil {
+		k.mu.Lock()
+		if k.repos == nil {
+			k.repos = map[string]*Repo{}
+		}
+		k.repos[st.Name()] = r
+		k.mu.Unlock()
+	}
+	return r, err
+}
+
+// OpenAll is the package's OpenAll, remembering keys (see Keys).
+func (k *Keys) OpenAll(ctx context.Context, stores []store.Store, pw Password, create bool, timeout time.Duration) (repos []*Repo, errs []error) {
 	repos, errs = make([]*Repo, len(stores)), make([]error, len(stores))
 	missing := []int{}
 	for i, st := range stores {
 		err := withTimeout(ctx, timeout, func(ctx context.Context) error {
-			r, err := Open(ctx, st, pw)
+			r, err := k.open(ctx, st, pw)
 			repos[i] = r
 			return err
 		})

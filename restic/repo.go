@@ -172,6 +172,28 @@ func Open(ctx context.Context, st store.Store, password Password) (*Repo, error)
 	return r, nil
 }
 
+// reopen checks that the repository is still the one r opened: its config
+// file decrypts with r's key to the same config. The index is reloaded by
+// the caller.
+func (r *Repo) reopen(ctx context.Context) error {
+	raw, err := r.get(ctx, "config")
+	if err != nil {
+		return err
+	}
+	plain, err := r.key.Open(nil, raw)
+	if err != nil {
+		return err
+	}
+	var cfg Config
+	if err := json.Unmarshal(plain, &cfg); err != nil {
+		return err
+	}
+	if cfg != r.cfg {
+		return errors.New("config changed")
+	}
+	return nil
+}
+
 func (r *Repo) openKey(ctx context.Context, name string, password Password) (*Key, error) {
 	raw, err := r.get(ctx, name)
 	if err != nil {
