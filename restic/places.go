@@ -86,14 +86,21 @@ func (k *Keys) open(ctx context.Context, st store.Store, pw Password) (*Repo, er
 	}
 	r, err := Open(ctx, st, pw)
 	if err == nil {
-		k.mu.Lock()
-		if k.repos == nil {
-			k.repos = map[string]*Repo{}
-		}
-		k.repos[st.Name()] = r
-		k.mu.Unlock()
+		k.remember(r)
 	}
 	return r, err
+}
+
+func (k *Keys) remember(r *Repo) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.repos == nil {
+		k.repos = map[string]*Repo{}
+	}
+	k.repos[r.name] = r
 }
 
 // OpenAll is the package's OpenAll, remembering keys (see Keys).
@@ -133,6 +140,9 @@ func (k *Keys) OpenAll(ctx context.Context, stores []store.Store, pw Password, c
 		errs[i] = withTimeout(ctx, timeout, func(ctx context.Context) error {
 			r, err := Init(ctx, stores[i], pw, pol)
 			repos[i] = r
+			if err == nil {
+				k.remember(r)
+			}
 			return err
 		})
 	}
