@@ -105,7 +105,7 @@ func (r *Runner) resticCreate(ctx context.Context, log *zap.Logger) (made, error
 	host := r.restic.HostOr(r.snap.Name)
 	res, err := restic.Take(ctx, open, r.restic.LockWait, restic.BackupOptions{
 		Sources: sources, Excluded: r.snap.Excluded, Host: host, Time: at, Version: "snapvisor " + snapshot.Version, Log: log,
-		Timeout: placesTimeout(places),
+		Tags: []string{"snapvisor"}, Timeout: placesTimeout(places),
 	})
 	var first *restic.Snapshot
 	var written []*restic.Repo
