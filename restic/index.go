@@ -118,7 +118,12 @@ func (x *Index) Len() int {
 func (x *Index) add(bs []Blob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	fresh := map[ID]bool{} // packs this call brings; one already known came in another index file
 	for _, b := range bs {
+		if _, known := x.packs[b.Pack]; known && !fresh[b.Pack] {
+			continue // a pack named by two index files (a prune killed before it deleted the old ones)
+		}
+		fresh[b.Pack] = true
 		k := blobKey{b.Type, b.ID}
 		if _, dup := x.blobs[k]; !dup {
 			x.blobs[k] = b

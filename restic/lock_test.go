@@ -120,6 +120,21 @@ func (h *helper) waitLine(t *testing.T, prefix string, within time.Duration) str
 	}
 }
 
+// exit waits until the helper exits by itself, failing (and killing it)
+// after within.
+func (h *helper) exit(t *testing.T, within time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { h.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(within):
+		h.cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		t.Fatalf("the helper did not exit within %v", within)
+	}
+}
+
 // kill ends the helper with SIGKILL (once) and reaps it.
 func (h *helper) kill() {
 	if h.cmd.ProcessState == nil {

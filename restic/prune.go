@@ -128,6 +128,7 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 		if err := r.Remove(ctx, PackFile, id); err != nil {
 			return st, err
 		}
+		log.Debug("prune: orphaned pack deleted", zap.String("pack", id.Str()))
 		st.PacksDeleted++
 		st.OrphansDeleted++
 		st.BytesFreed += listed[id]
@@ -144,7 +145,7 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 	}
 	// reserve is the time kept back for the index switch and the deletions.
 	reserve := max(opts.Budget/10, time.Duration(4+len(x.files)+len(plan.remove)/16)*roundTrip)
-	rp, err := r.repack(ctx, plan, x, used, deadline, reserve)
+	rp, err := r.repack(ctx, plan, x, used, deadline, reserve, log)
 	if err != nil {
 		return st, err
 	}
@@ -190,6 +191,7 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 	if err != nil {
 		return st, err
 	}
+	log.Debug("prune: new index written", zap.Int("index_files", len(indexIDs)))
 	// From here on, the new index names every pack that stays: the old
 	// index files go first, then the packs only they named. A crash
 	// between leaves packs named twice (restic check: a hint) or unnamed
@@ -201,6 +203,7 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 		if err := r.Remove(ctx, IndexFile, id); err != nil {
 			return st, err
 		}
+		log.Debug("prune: old index file deleted", zap.String("index", id.Str()))
 	}
 	log.Info("prune: index rewritten", zap.Int("index_files", len(indexIDs)), zap.Int("old_index_files", len(oldIndex)))
 	nx := newIndex()
@@ -222,6 +225,7 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 		if err := r.Remove(ctx, PackFile, id); err != nil {
 			return st, err
 		}
+		log.Debug("prune: pack deleted", zap.String("pack", id.Str()))
 		st.PacksDeleted++
 		st.BytesFreed += listed[id]
 	}
@@ -479,7 +483,7 @@ type repacked struct {
 // not recompressed), each checked against its ID first. It stops before a
 // pack when the time left before deadline (zero: none) is less than
 // reserve and the time a pack has taken.
-func (r *Repo) repack(ctx context.Context, plan *prunePlan, x *Index, used map[blobKey]struct{}, deadline time.Time, reserve time.Duration) (repacked, error) {
+func (r *Repo) repack(ctx context.Context, plan *prunePlan, x *Index, used map[blobKey]struct{}, deadline time.Time, reserve time.Duration, log *zap.Logger) (repacked, error) {
 	var out repacked
 	if len(plan.repack) == 0 {
 		return out, nil
@@ -540,6 +544,7 @@ func (r *Repo) repack(ctx context.Context, plan *prunePlan, x *Index, used map[b
 		}
 		out.done = append(out.done, id)
 		perPack = max(perPack, time.Since(t0))
+		log.Debug("prune: pack read for repacking", zap.String("pack", id.Str()))
 	}
 	if err := w.Flush(ctx); err != nil {
 		w.Abandon()

@@ -13,10 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -26,19 +28,41 @@ import (
 
 const testHost = "test-host"
 
-// helperPrune opens the repository, prints "start", prunes (MaxUnused from
-// the argument), logging JSON to stderr, and prints "done".
+// helperPrune opens the repository, prints "start <unix nanoseconds>",
+// prunes, logging JSON lines to stderr, and prints "done". Its argument is
+// MaxUnused, optionally followed by " kill <n>": it then kills itself
+// (SIGKILL) when it logs its n-th step (n from 1).
 func helperPrune(t *testing.T) {
 	r := openOrInit(t, openFileStore(t, os.Getenv(helperRepoEnv)))
-	maxUnused, err := strconv.ParseFloat(os.Getenv(helperArgEnv), 64)
+	args := strings.Fields(os.Getenv(helperArgEnv))
+	maxUnused, err := strconv.ParseFloat(args[0], 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := zap.NewProduction() // JSON lines on stderr
+	killAt := 0
+	if len(args) == 3 && args[1] == "kill" {
+		if killAt, err = strconv.Atoi(args[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	cfg.Sampling = nil
+	steps := 0
+	log, err := cfg.Build(zap.Hooks(func(e zapcore.Entry) error {
+		if strings.HasPrefix(e.Message, "prune: ") {
+			steps++
+			if steps == killAt {
+				os.Stderr.Sync()
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+		return nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Println("start")
+	fmt.Println("start", time.Now().UnixNano())
 	if _, err := Prune(context.Background(), r, PruneOptions{MaxUnused: maxUnused, Log: log}); err != nil {
 		t.Fatal(err)
 	}
@@ -809,8 +833,30 @@ func TestPrune_DamagedTree(t *testing.T) {
 	}
 }
 
+// pruneSteps are the steps a prune helper logged (JSON lines on its
+// stderr), with their times since it printed "start <unix nanoseconds>".
+func pruneSteps(t *testing.T, startLine, stderr string) (steps []string, at []time.Duration) {
+	t.Helper()
+	ns, err := strconv.ParseInt(strings.TrimPrefix(startLine, "start "), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(stderr, "\n") {
+		var e struct {
+			TS  float64 `json:"ts"`
+			Msg string  `json:"msg"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && strings.HasPrefix(e.Msg, "prune: ") {
+			steps = append(steps, strings.TrimPrefix(e.Msg, "prune: "))
+			at = append(at, time.Duration(e.TS*1e9-float64(ns)))
+		}
+	}
+	return steps, at
+}
+
 // TestPrune_Crash kills a prune (kill -9, in a helper process) at random
-// points: restic check stays clean and every snapshot restores.
+// points: restic check stays clean (orphaned packs allowed), every snapshot
+// restores, and the next prune finishes the work.
 func TestPrune_Crash(t *testing.T) {
 	ctx := context.Background()
 	template := grownHistory(t, 9)
@@ -836,44 +882,77 @@ func TestPrune_Crash(t *testing.T) {
 		}
 		return &h
 	}
-	const maxUnused = "0.000000001"
-	// One prune to the end: how long it takes.
+	const maxUnused = "0.000000001" // every partly used pack is repacked
+	// One prune to the end: how long it takes, and when it starts to change
+	// the repository.
 	h := copyRepo(t)
 	p := startHelper(t, "prune", h.dir, maxUnused)
-	p.waitLine(t, "start", time.Minute)
-	t0 := time.Now()
+	start := p.waitLine(t, "start", time.Minute)
 	p.waitLine(t, "done", 5*time.Minute)
-	full := time.Since(t0)
 	p.cmd.Wait()
+	allSteps, at := pruneSteps(t, start, p.cmd.Stderr.(*testWriter).String())
+	if len(allSteps) < 5 || allSteps[0] != "planned" || allSteps[len(allSteps)-1] != "done" {
+		t.Fatalf("the prune logged the steps %v", allSteps)
+	}
+	full := at[len(at)-1]
 	h.verify(t, false)
-	t.Logf("an uninterrupted prune takes %v", full)
+	t.Logf("an uninterrupted prune: done after %v, %d steps: %v", full, len(allSteps), allSteps)
 
+	// Kill points: one at each kind of step (at a random one of its
+	// occurrences: each file deleted is a step; the hook in the helper
+	// kills it as it logs the step), in random order, and three at a random
+	// time (in the midst of a step).
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	for i := range 10 {
+	byKind := map[string][]int{}
+	var kinds []string
+	for i, s := range allSteps[:len(allSteps)-1] { // never at "done"
+		if byKind[s] == nil {
+			kinds = append(kinds, s)
+		}
+		byKind[s] = append(byKind[s], i+1)
+	}
+	rnd.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
+	type point struct {
+		arg   string
+		after time.Duration
+	}
+	var points []point
+	for _, k := range kinds {
+		n := byKind[k][rnd.IntN(len(byKind[k]))]
+		points = append(points, point{arg: fmt.Sprintf("%s kill %d", maxUnused, n)})
+	}
+	for range 3 {
+		points = append(points, point{arg: maxUnused, after: 1 + time.Duration(rnd.Int64N(int64(full)))})
+	}
+	for i, pt := range points {
+		arg, after := pt.arg, pt.after
 		t.Run(fmt.Sprintf("kill %d", i), func(t *testing.T) {
 			h := copyRepo(t)
-			after := time.Duration(rnd.Int64N(int64(full) + 1))
-			p := startHelper(t, "prune", h.dir, maxUnused)
-			p.waitLine(t, "start", time.Minute)
-			time.Sleep(after) // the kill point itself is what is random here
-			p.kill()
-			stderr := p.cmd.Stderr.(*testWriter).String()
-			phase := "planning"
-			for _, l := range strings.Split(stderr, "\n") {
-				if i := strings.Index(l, `"msg":"prune: `); i >= 0 {
-					phase = strings.SplitN(l[i+len(`"msg":"prune: `):], `"`, 2)[0]
+			p := startHelper(t, "prune", h.dir, arg)
+			start := p.waitLine(t, "start", time.Minute)
+			if after > 0 {
+				time.Sleep(after) // the sleep is the random kill point itself
+				p.kill()
+			} else {
+				p.exit(t, 5*time.Minute)
+				if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+					t.Fatalf("the helper ended with %v, not killed by its hook", p.cmd.ProcessState)
 				}
 			}
-			t.Logf("killed %v after start, after the step %q", after, phase)
+			steps, _ := pruneSteps(t, start, p.cmd.Stderr.(*testWriter).String())
+			last := "(none)"
+			if len(steps) > 0 {
+				last = steps[len(steps)-1]
+			}
+			t.Logf("killed (%s, after %v) after step %d of %d: %q", arg, after, len(steps), len(allSteps), last)
 			// Our killed lock is stale for restic: same host, dead pid.
 			resticCLI(t, h.dir, "unlock")
 			if got := resticLocks(t, h.dir); len(got) != 0 {
 				t.Fatalf("restic unlock left %v", got)
 			}
 			h.verify(t, false)
-			// And the next prune finishes the work.
-			r := h.open(t)
-			if _, err := Prune(ctx, r, PruneOptions{MaxUnused: 1e-9, Log: zaptest.NewLogger(t)}); err != nil {
+			// The next prune finishes the work.
+			if _, err := Prune(ctx, h.open(t), PruneOptions{MaxUnused: 1e-9, Log: zaptest.NewLogger(t)}); err != nil {
 				t.Fatal(err)
 			}
 			h.verify(t, false)
@@ -978,4 +1057,20 @@ func TestPrune_DuplicateBlobs(t *testing.T) {
 		t.Errorf("%+v: the duplicates were not deleted", st)
 	}
 	h.verify(t, true)
+}
+
+func TestIndex_Add(t *testing.T) {
+	// A pack named by two index files (a prune killed while it deleted the
+	// old index files leaves this) lists its blobs once.
+	p := Hash([]byte("pack"))
+	bs := []Blob{{Type: DataBlob, ID: Hash([]byte("a")), Pack: p, Offset: 0, Length: 100}, {Type: TreeBlob, ID: Hash([]byte("b")), Pack: p, Offset: 100, Length: 50}}
+	x := newIndex()
+	x.add(bs)
+	x.add(append([]Blob(nil), bs...))
+	if got := x.Packs()[p]; len(got) != len(bs) {
+		t.Errorf("the pack lists %d blobs, want %d", len(got), len(bs))
+	}
+	if x.Len() != 2 {
+		t.Errorf("Len = %d, want 2", x.Len())
+	}
 }
