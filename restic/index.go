@@ -76,12 +76,12 @@ type blobKey struct {
 type Index struct {
 	mu    sync.RWMutex
 	blobs map[blobKey]Blob
-	packs map[ID][]blobKey // pack -> its blobs
-	files map[ID]bool      // index files that were loaded
+	packs map[ID][]Blob // pack -> its blobs (a duplicate blob's own copy in each pack)
+	files map[ID]bool   // index files that were loaded
 }
 
 func newIndex() *Index {
-	return &Index{blobs: map[blobKey]Blob{}, packs: map[ID][]blobKey{}, files: map[ID]bool{}}
+	return &Index{blobs: map[blobKey]Blob{}, packs: map[ID][]Blob{}, files: map[ID]bool{}}
 }
 
 // Lookup finds a blob.
@@ -103,12 +103,8 @@ func (x *Index) Packs() map[ID][]Blob {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := make(map[ID][]Blob, len(x.packs))
-	for p, ks := range x.packs {
-		bs := make([]Blob, 0, len(ks))
-		for _, k := range ks {
-			bs = append(bs, x.blobs[k])
-		}
-		out[p] = bs
+	for p, bs := range x.packs {
+		out[p] = append([]Blob(nil), bs...)
 	}
 	return out
 }
@@ -123,12 +119,17 @@ func (x *Index) Len() int {
 func (x *Index) add(bs []Blob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	fresh := map[ID]bool{} // packs this call brings; one already known came in another index file
 	for _, b := range bs {
+		if _, known := x.packs[b.Pack]; known && !fresh[b.Pack] {
+			continue // a pack named by two index files (a prune killed before it deleted the old ones)
+		}
+		fresh[b.Pack] = true
 		k := blobKey{b.Type, b.ID}
 		if _, dup := x.blobs[k]; !dup {
 			x.blobs[k] = b
 		}
-		x.packs[b.Pack] = append(x.packs[b.Pack], k)
+		x.packs[b.Pack] = append(x.packs[b.Pack], b)
 	}
 }
 
