@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,4 +89,67 @@ func openStore(t *testing.T, u string) store.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// TestRunner_ResticRetention: SNAPVISOR_KEEP forgets this host's old
+// snapshots in every repository and prune frees the data only they used;
+// another host's snapshot in the same repository is left alone.
+func TestRunner_ResticRetention(t *testing.T) {
+	ctx := context.Background()
+	f := newResticFixture(t)
+	r := NewRunner(Config{Freeze: FreezeNone, HookTimeout: 5 * time.Second, FreezeTimeout: time.Minute}, f.snap, rotation.Policy{Keep: 2}, nil, nil, zaptest.NewLogger(t), nil)
+	r.SetRestic(f.settings)
+	other := f.settings
+	other.Host = "elsewhere"
+	r2 := NewRunner(Config{Freeze: FreezeNone, HookTimeout: 5 * time.Second, FreezeTimeout: time.Minute}, f.snap, rotation.Policy{Keep: 1}, nil, nil, zaptest.NewLogger(t), nil)
+	r2.SetRestic(other)
+	if res, err := r2.Trigger(ctx, ReasonStandalone); err != nil || !res.OK() {
+		t.Fatalf("other host: %+v, %v", res, err)
+	}
+	for i := range 4 {
+		// Each snapshot holds a different 2 MiB file: the forgotten ones' data is prunable.
+		b := make([]byte, 2<<20)
+		rng := rand.New(rand.NewPCG(uint64(i), 1)) // incompressible
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+
+		if err := os.WriteFile(filepath.Join(f.src, "big"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.Trigger(ctx, ReasonStandalone)
+		if err != nil || !res.OK() {
+			t.Fatalf("snapshot %d: %+v, %v", i, res, err)
+		}
+		if i >= 2 && len(res.Deleted) != 1 {
+			t.Errorf("snapshot %d forgot %v; want one", i, res.Deleted)
+		}
+	}
+	repo, err := restic.Open(ctx, openStore(t, "file://"+f.dir), restic.Password("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := repo.Snapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]int{}
+	for _, s := range snaps {
+		hosts[s.Hostname]++
+	}
+	if hosts["app"] != 2 || hosts["elsewhere"] != 1 {
+		t.Fatalf("snapshots by host %v; want app 2 (KEEP=2), elsewhere 1 (untouched)", hosts)
+	}
+	size, err := repo.Size(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 2 kept snapshots' 2 MiB files remain; the 2 forgotten ones' are gone.
+	if size < 4<<20 || size > 5<<20 {
+		t.Errorf("repository holds %d bytes after prune; want the forgotten snapshots' data gone", size)
+	}
+	rep, err := repo.Check(ctx, restic.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check: %+v, %v", rep, err)
+	}
 }
