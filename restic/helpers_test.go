@@ -5,16 +5,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
-	"snapvisor/internal/testutil"
 	"snapvisor/store"
 )
 
@@ -66,14 +63,7 @@ func backupNow(t *testing.T, src string, repos ...*Repo) []BackupResult {
 // resticCLI runs the restic CLI on the repository at repo (its CLI string).
 func resticCLI(t *testing.T, repo string, args ...string) string {
 	t.Helper()
-	testutil.RequireTool(t, "restic")
-	cmd := exec.Command("restic", append([]string{"-r", repo, "--no-cache"}, args...)...)
-	cmd.Env = append(os.Environ(), "RESTIC_PASSWORD="+testPassword)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("restic %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return cliRepo{Repo: repo}.run(t, args...)
 }
 
 // writeTree fills dir with files of the given contents.
