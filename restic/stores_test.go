@@ -34,20 +34,42 @@ func (c cliRepo) run(t *testing.T, args ...string) string {
 	return out
 }
 
-// try runs the restic CLI on the repository and returns its output and exit error.
+// try runs the restic CLI on the repository and returns its output
+// (stdout and stderr) and exit error.
 func (c cliRepo) try(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := c.cmd(ctx, t, args...).CombinedOutput()
+	return string(out), err
+}
+
+// stdout runs the restic CLI and returns its stdout alone (JSON), and its
+// exit error with stderr.
+func (c cliRepo) stdout(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := c.cmd(ctx, t, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return string(out), err
+}
+
+func (c cliRepo) cmd(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	testutil.RequireTool(t, "restic")
 	argv := []string{"-r", c.Repo, "--no-cache"}
 	for _, o := range c.Opts {
 		argv = append(argv, "-o", o)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, "restic", append(argv, args...)...)
 	cmd.Env = append(append(os.Environ(), "RESTIC_PASSWORD="+testPassword), c.Env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return cmd
 }
 
 // changeTree changes src as a day of use does: a file rewritten, one
