@@ -338,13 +338,9 @@ func (b *backup) rootTree(ctx context.Context, paths []string) (ID, error) {
 		for name, c := range d.children {
 			p := filepath.Join(dir, name)
 			sub := b.subParents(ctx, parents, name)
-			var fi fs.FileInfo
-			var err error
-			if c.source != "" {
-				fi, err = os.Stat(p) // a source that is a symlink is walked where it points
-			} else {
-				fi, err = os.Lstat(p)
-			}
+			// A source, and every directory on the way to it, is recorded
+			// where a symlink points (as the restic CLI records them).
+			fi, err := os.Stat(p)
 			if err != nil {
 				return ID{}, fmt.Errorf("source: %w", err)
 			}
