@@ -51,6 +51,16 @@ func (t *target) fail(err error) {
 	t.failed.CompareAndSwap(nil, &err)
 }
 
+// add stores a blob: compressed (z) in a repository of version 2, as it
+// is (plain) in one of version 1, which has no compressed blobs (restic
+// refuses such a repository's index).
+func (t *target) add(ctx context.Context, bt BlobType, id ID, plain, z []byte) error {
+	if t.repo.cfg.Version < 2 {
+		return t.w.Add(ctx, bt, id, plain, 0)
+	}
+	return t.w.Add(ctx, bt, id, z, len(plain))
+}
+
 func (t *target) err() error {
 	if p := t.failed.Load(); p != nil {
 		return *p
@@ -247,7 +257,7 @@ func (b *backup) run(ctx context.Context, paths []string) {
 					if t.err() != nil {
 						continue
 					}
-					if err := t.w.Add(ctx, DataBlob, j.id, buf, len(j.data)); err != nil {
+					if err := t.add(ctx, DataBlob, j.id, j.data, buf); err != nil {
 						t.fail(err)
 					}
 				}
@@ -572,7 +582,7 @@ func (b *backup) saveTree(ctx context.Context, t *Tree) (ID, error) {
 		if z == nil {
 			z = encoder().EncodeAll(data, nil)
 		}
-		if err := tg.w.Add(ctx, TreeBlob, id, z, len(data)); err != nil {
+		if err := tg.add(ctx, TreeBlob, id, data, z); err != nil {
 			tg.fail(err)
 		}
 	}

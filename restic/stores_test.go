@@ -240,3 +240,27 @@ func TestBackup_SourceBelowSymlink(t *testing.T) {
 	sameTree(t, real, filepath.Join(out, src))
 	sameTree(t, real, ourRestore(t, r, src))
 }
+
+// TestBackup_Version1: a repository the restic CLI made in format version
+// 1 (no compression) gets snapshots it can read: restic check
+// --read-data passes and restic restores them identical.
+func TestBackup_Version1(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "data")
+	richTree(t, src)
+	repoDir := filepath.Join(tmp, "repo")
+	cli := cliRepo{Repo: repoDir}
+	cli.run(t, "init", "--repository-version", "1")
+	cli.run(t, "backup", src)
+	r := openOrInit(t, openFileStore(t, repoDir))
+	if v := r.Config().Version; v != 1 {
+		t.Fatalf("repository version %d, want 1", v)
+	}
+	changeTree(t, src, "day2")
+	backupNow(t, src, r)
+	cli.run(t, "check", "--read-data")
+	out := t.TempDir()
+	cli.run(t, "restore", "latest", "--target", out)
+	sameTree(t, src, filepath.Join(out, src))
+	sameTree(t, src, ourRestore(t, r, src))
+}
