@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"snapvisor/internal/testutil"
+	"snapvisor/store/storetest"
 )
 
 // The restic format end to end (SNAPVISOR_FORMAT=restic): the entrypoint
@@ -311,4 +312,56 @@ func TestEntrypoint_ResticPasswordFile(t *testing.T) {
 	if len(rows) != 1 {
 		t.Fatalf("list of the repository restic wrote: %+v, want its one snapshot", rows)
 	}
+}
+
+// TestEntrypoint_ResticRemote: with SNAPVISOR_DIR empty the restic
+// repository lives on the remote alone (MinIO): `entrypoint snapshot`
+// writes it, the restic CLI checks it and restores it at the repository
+// string the README gives for s3:// with endpoint and tls=false, `list
+// --remote` shows the snapshot, and as PID 1 an emptied data directory is
+// restored from it before the service starts.
+func TestEntrypoint_ResticRemote(t *testing.T) {
+	requireRoot(t)
+	testutil.RequireTool(t, "restic")
+	m := storetest.StartMinIO(t)
+	m.MakeBucket(t, "snapvisor")
+	env, data, _ := resticSetup(t)
+	url := m.URL("snapvisor", "team/svc")
+	env = append(append(env, m.Env()...), "SNAPVISOR_DIR=", "SNAPVISOR_REMOTES="+url, "SNAPVISOR_REMOTE_RETRIES=1", "SNAPVISOR_REMOTE_BACKOFF=10ms")
+	if code, out, errOut := entrypointWithin(t, 2*time.Minute, env, "snapshot"); code != 0 {
+		t.Fatalf("snapshot: exit %d: %s %s", code, out, errOut)
+	}
+	want := testutil.TreeState(t, data)
+
+	restic := func(args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "restic", append([]string{"-r", "s3:http://" + m.Addr + "/snapvisor/team/svc", "--no-cache"}, args...)...)
+		cmd.Env = append(append(os.Environ(), m.Env()...), "RESTIC_PASSWORD="+resticTestPassword)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("restic %v: %v\n%s", args, err, out)
+		}
+	}
+	restic("check", "--read-data")
+	out := t.TempDir()
+	restic("restore", "latest", "--target", out)
+	testutil.SameState(t, want, testutil.TreeState(t, filepath.Join(out, data)))
+
+	code, listed, errOut := entrypointWithin(t, time.Minute, env, "list", "--remote", url, "--json")
+	var rows []resticRow
+	if err := json.Unmarshal([]byte(listed), &rows); code != 0 || err != nil || len(rows) != 1 || rows[0].Host != "svc" {
+		t.Fatalf("list --remote: exit %d, %v: %s %s; want the one snapshot", code, err, listed, errOut)
+	}
+
+	emptyDir(t, data)
+	seen := filepath.Join(t.TempDir(), "seen")
+	p := startPID1(t, append(env, "SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@yearly"), "--", "sh", "-c", "ls -A "+data+" > "+seen)
+	if got := p.wait(t, 2*time.Minute); got != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", got, p.stderr)
+	}
+	if b, _ := os.ReadFile(seen); !strings.Contains(string(b), "a.txt") {
+		t.Errorf("the service saw %q in its data directory at start, want the restored data", b)
+	}
+	testutil.SameState(t, want, testutil.TreeState(t, data))
 }
