@@ -123,6 +123,7 @@ func SecretVars(specs ...any) []string {
 type field struct {
 	key, def, desc, typ string
 	secret              bool
+	trimSpace           bool // tag file:"trimspace": NAME_FILE's content loses the white space around it, not only the line end
 	value               reflect.Value
 }
 
@@ -147,6 +148,7 @@ func fields(spec any) []field {
 			secret: sf.Type == reflect.TypeOf(Secret("")),
 			value:  v.Field(i),
 		}
+		f.trimSpace = sf.Tag.Get("file") == "trimspace"
 		out = append(out, f)
 	}
 	return out
@@ -182,7 +184,11 @@ func resolveFiles(spec any, lookup Lookup) error {
 			return &Error{Var: f.key + "_FILE", Value: path, Err: err,
 				Accepted: "the path of a readable file holding the secret"}
 		}
-		f.value.SetString(strings.TrimRight(string(b), "\r\n"))
+		v := strings.TrimRight(string(b), "\r\n")
+		if f.trimSpace {
+			v = strings.TrimSpace(v)
+		}
+		f.value.SetString(v)
 	}
 	return nil
 }

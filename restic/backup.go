@@ -57,6 +57,16 @@ func (t *target) fail(err error) {
 	t.failed.CompareAndSwap(nil, &err)
 }
 
+// add stores a blob: compressed (z) in a repository of version 2, as it
+// is (plain) in one of version 1, which has no compressed blobs (restic
+// refuses such a repository's index).
+func (t *target) add(ctx context.Context, bt BlobType, id ID, plain, z []byte) error {
+	if t.repo.cfg.Version < 2 {
+		return t.w.Add(ctx, bt, id, plain, 0)
+	}
+	return t.w.Add(ctx, bt, id, z, len(plain))
+}
+
 func (t *target) err() error {
 	if p := t.failed.Load(); p != nil {
 		return *p
@@ -261,7 +271,7 @@ func (b *backup) run(ctx context.Context, paths []string) {
 					if t.err() != nil {
 						continue
 					}
-					if err := t.w.Add(t.ctx, DataBlob, j.id, buf, len(j.data)); err != nil {
+					if err := t.add(t.ctx, DataBlob, j.id, j.data, buf); err != nil {
 						t.fail(err)
 					}
 				}
@@ -356,13 +366,9 @@ func (b *backup) rootTree(ctx context.Context, paths []string) (ID, error) {
 		for name, c := range d.children {
 			p := filepath.Join(dir, name)
 			sub := b.subParents(ctx, parents, name)
-			var fi fs.FileInfo
-			var err error
-			if c.source != "" {
-				fi, err = os.Stat(p) // a source that is a symlink is walked where it points
-			} else {
-				fi, err = os.Lstat(p)
-			}
+			// A source, and every directory on the way to it, is recorded
+			// where a symlink points (as the restic CLI records them).
+			fi, err := os.Stat(p)
 			if err != nil {
 				return ID{}, fmt.Errorf("source: %w", err)
 			}
@@ -621,7 +627,7 @@ func (b *backup) saveTree(ctx context.Context, t *Tree) (ID, error) {
 		if z == nil {
 			z = encoder().EncodeAll(data, nil)
 		}
-		if err := tg.w.Add(tg.ctx, TreeBlob, id, z, len(data)); err != nil {
+		if err := tg.add(tg.ctx, TreeBlob, id, data, z); err != nil {
 			tg.fail(err)
 		}
 	}

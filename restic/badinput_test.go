@@ -23,8 +23,8 @@ func damagedRepo(t *testing.T) (*Repo, string, string) {
 	return r, dir, src
 }
 
-// files lists the repository files of kind t under dir.
-func files(t *testing.T, dir string, kind FileType) []string {
+// repoFiles lists the repository files of kind t under dir.
+func repoFiles(t *testing.T, dir string, kind FileType) []string {
 	t.Helper()
 	var out []string
 	filepath.Walk(filepath.Join(dir, string(kind)), func(p string, fi os.FileInfo, err error) error {
@@ -109,7 +109,7 @@ func TestRepo_BadInput(t *testing.T) {
 	})
 	t.Run("missing index", func(t *testing.T) {
 		_, dir, _ := damagedRepo(t)
-		for _, p := range files(t, dir, IndexFile) {
+		for _, p := range repoFiles(t, dir, IndexFile) {
 			must(t, os.Remove(p))
 		}
 		err := restoreInto(t, dir)
@@ -151,7 +151,7 @@ func TestRepo_BadInput(t *testing.T) {
 // largestPack is the path of the repository's largest pack (file content).
 func largestPack(t *testing.T, dir string) string {
 	var data string
-	for _, p := range files(t, dir, PackFile) {
+	for _, p := range repoFiles(t, dir, PackFile) {
 		if data == "" || mustSize(t, p) > mustSize(t, data) {
 			data = p
 		}

@@ -2,13 +2,8 @@ package restic
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,14 +61,7 @@ func backupNow(t *testing.T, src string, repos ...*Repo) []BackupResult {
 // resticCLI runs the restic CLI on the repository at repo (its CLI string).
 func resticCLI(t *testing.T, repo string, args ...string) string {
 	t.Helper()
-	testutil.RequireTool(t, "restic")
-	cmd := exec.Command("restic", append([]string{"-r", repo, "--no-cache"}, args...)...)
-	cmd.Env = append(os.Environ(), "RESTIC_PASSWORD="+testPassword)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("restic %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return cliRepo{Repo: repo}.run(t, args...)
 }
 
 // writeTree fills dir with files of the given contents.
@@ -90,63 +78,14 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-// treeState describes every entry below dir: type, mode, size, mtime,
-// ownership, symlink target, content hash, and which paths share an inode.
+// treeState describes every entry below dir (testutil.TreeState).
 func treeState(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	inodes := map[uint64]string{}
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		st := fi.Sys().(*syscall.Stat_t)
-		s := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
-		if !fi.IsDir() {
-			s += " mtime=" + fi.ModTime().UTC().Format(time.RFC3339Nano)
-		} else if rel != "." {
-			s += " mtime=" + fi.ModTime().UTC().Format(time.RFC3339Nano)
-		}
-		switch {
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			s += fmt.Sprintf(" size=%d sha=%x", len(b), sha256.Sum256(b))
-			if st.Nlink > 1 {
-				if first, ok := inodes[st.Ino]; ok {
-					s += " hardlink-of=" + first
-				} else {
-					inodes[st.Ino] = rel
-				}
-			}
-		case fi.Mode()&os.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			s += " -> " + l
-		}
-		out[rel] = s
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testutil.TreeState(t, dir)
 }
 
-// sameTree fails unless the trees at a and b are alike (treeState).
+// sameTree fails unless the trees at a and b are alike (testutil.SameTree).
 func sameTree(t *testing.T, a, b string) {
 	t.Helper()
-	sa, sb := treeState(t, a), treeState(t, b)
-	for k, v := range sa {
-		if sb[k] != v {
-			t.Errorf("%s:\n  source:   %s\n  restored: %s", k, v, sb[k])
-		}
-	}
-	for k, v := range sb {
-		if _, ok := sa[k]; !ok {
-			t.Errorf("%s: restored but not in the source: %s", k, v)
-		}
-	}
+	testutil.SameTree(t, a, b)
 }

@@ -6,28 +6,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
+
+	"snapvisor/internal/testutil"
 )
 
-// richTree makes a source with what a tree must carry: modes, owners,
-// times, symlinks, hardlinks, empty directories, a large file.
+// richTree makes a source with what a tree must carry (testutil.RichTree).
 func richTree(t *testing.T, src string) {
 	t.Helper()
-	big := make([]byte, 5<<20)
-	for i := range big {
-		big[i] = byte(i * 7 / 3)
-	}
-	writeTree(t, src, map[string]string{"a.txt": "hello", "sub/b.txt": "world", "sub/deep/big": string(big), "exec.sh": "#!/bin/sh\n"})
-	must(t, os.Chmod(filepath.Join(src, "exec.sh"), 0o4755))
-	must(t, os.Symlink("a.txt", filepath.Join(src, "link")))
-	must(t, os.Symlink("/nowhere", filepath.Join(src, "dangling")))
-	must(t, os.Mkdir(filepath.Join(src, "empty"), 0o700))
-	must(t, os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "sub", "hard")))
-	must(t, os.Lchown(filepath.Join(src, "sub", "b.txt"), 1234, 5678))
-	must(t, os.Lchown(filepath.Join(src, "link"), 1234, 5678))
-	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
-	must(t, os.Chtimes(filepath.Join(src, "sub", "b.txt"), old, old))
-	must(t, os.Chtimes(filepath.Join(src, "sub"), old, old))
+	testutil.RichTree(t, src)
 }
 
 func must(t *testing.T, err error) {

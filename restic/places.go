@@ -21,9 +21,10 @@ import (
 
 // Settings are the restic format's variables. RESTIC_PASSWORD and
 // RESTIC_PASSWORD_FILE are the restic CLI's own names, so that the CLI
-// works in the same container unchanged.
+// works in the same container unchanged; the file is read as the CLI
+// reads it, white space around the password trimmed.
 type Settings struct {
-	Password    config.Secret `envconfig:"RESTIC_PASSWORD" desc:"password of the restic repositories (SNAPVISOR_FORMAT=restic), the restic CLI's own variable"`
+	Password    config.Secret `envconfig:"RESTIC_PASSWORD" file:"trimspace" desc:"password of the restic repositories (SNAPVISOR_FORMAT=restic), the restic CLI's own variable"`
 	Host        string        `envconfig:"SNAPVISOR_HOST" desc:"hostname recorded in restic snapshots; parents and auto-restore look snapshots up by it (default SNAPVISOR_NAME, so a recreated container finds its own)"`
 	PruneBudget time.Duration `envconfig:"SNAPVISOR_PRUNE_BUDGET" default:"10m" desc:"time a restic-format run may spend pruning unreferenced data after forgetting snapshots; the repack step is skipped when it would not fit (0: no prune)"`
 	LockWait    time.Duration `envconfig:"SNAPVISOR_LOCK_WAIT" default:"1m" desc:"how long a restic-format snapshot, restore or prune waits for another client's conflicting lock (restic CLI, another entrypoint) before giving up on that repository"`

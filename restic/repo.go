@@ -10,6 +10,7 @@ package restic
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -138,6 +139,11 @@ func Open(ctx context.Context, st store.Store, password Password) (*Repo, error)
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("%s: the repository has a config but no key file", r.name)
 	}
+	// The key is the one that opens with the password and whose master key
+	// opens the config: an init killed before its config (ours or
+	// restic's) leaves a key of another master key under the same password.
+	var plain []byte
+	var cfgErr error
 	for _, o := range keys {
 		id, err := ParseID(strings.TrimPrefix(o.Key, "keys/"))
 		if err != nil {
@@ -150,15 +156,18 @@ func Open(ctx context.Context, st store.Store, password Password) (*Repo, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", r.name, o.Key, err)
 		}
+		if plain, err = k.Open(nil, raw); err != nil {
+			cfgErr = cmp.Or(cfgErr, err)
+			continue
+		}
 		r.key, r.keyID = k, id
 		break
 	}
+	if r.key == nil && cfgErr != nil {
+		return nil, fmt.Errorf("%s: config: %w", r.name, cfgErr)
+	}
 	if r.key == nil {
 		return nil, fmt.Errorf("%s: %w", r.name, ErrWrongPassword)
-	}
-	plain, err := r.key.Open(nil, raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: config: %w", r.name, err)
 	}
 	if err := json.Unmarshal(plain, &r.cfg); err != nil {
 		return nil, fmt.Errorf("%s: config: %w", r.name, err)
@@ -222,7 +231,9 @@ func (r *Repo) openKey(ctx context.Context, name string, password Password) (*Ke
 }
 
 // Init creates a repository (version 2) on st, with the chunker polynomial
-// pol (a new random one when zero). It fails when a config exists.
+// pol (a new random one when zero). It fails when a config exists. A key
+// file that an init killed before its config left, and that opens with
+// password, is reused rather than joined by a second one.
 func Init(ctx context.Context, st store.Store, password Password, pol chunker.Pol) (*Repo, error) {
 	r := &Repo{st: st, name: st.Name()}
 	if _, err := r.get(ctx, "config"); err == nil {
@@ -236,32 +247,14 @@ func Init(ctx context.Context, st store.Store, password Password, pol chunker.Po
 			return nil, err
 		}
 	}
-	master, err := newRandomKey()
+	master, kid, err := r.leftKey(ctx, password)
 	if err != nil {
 		return nil, err
 	}
-	salt := make([]byte, 64)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	userKey, err := kdf(password, salt, kdfParams.N, kdfParams.R, kdfParams.P)
-	if err != nil {
-		return nil, err
-	}
-	mj, err := json.Marshal(master)
-	if err != nil {
-		return nil, err
-	}
-	host, _ := os.Hostname()
-	kf := keyFile{Created: time.Now(), Username: username(), Hostname: host, KDF: "scrypt",
-		N: kdfParams.N, R: kdfParams.R, P: kdfParams.P, Salt: salt, Data: userKey.Seal(nil, mj)}
-	kj, err := json.Marshal(kf)
-	if err != nil {
-		return nil, err
-	}
-	kid := Hash(kj)
-	if err := r.put(ctx, key(KeyFile, kid), kj); err != nil {
-		return nil, fmt.Errorf("%s: write key: %w", r.name, err)
+	if master == nil {
+		if master, kid, err = r.newKey(ctx, password); err != nil {
+			return nil, err
+		}
 	}
 	r.key, r.keyID = master, kid
 	var idb [32]byte
@@ -278,6 +271,59 @@ func Init(ctx context.Context, st store.Store, password Password, pol chunker.Po
 		return nil, fmt.Errorf("%s: write config: %w", r.name, err)
 	}
 	return r, nil
+}
+
+// leftKey finds a key file that opens with password in a repository that
+// has no config: an init killed before its config left it. Reusing it keeps
+// the repository at one key, so that the restic CLI, which takes the first
+// key file that opens, gets the one the config is sealed for.
+func (r *Repo) leftKey(ctx context.Context, password Password) (*Key, ID, error) {
+	keys, err := r.st.List(ctx, "keys/")
+	if err != nil {
+		return nil, ID{}, fmt.Errorf("%s: list keys: %w", r.name, err)
+	}
+	for _, o := range keys {
+		id, err := ParseID(strings.TrimPrefix(o.Key, "keys/"))
+		if err != nil {
+			continue
+		}
+		if k, err := r.openKey(ctx, o.Key, password); err == nil {
+			return k, id, nil
+		}
+	}
+	return nil, ID{}, nil
+}
+
+// newKey makes a master key and stores a key file wrapping it with password.
+func (r *Repo) newKey(ctx context.Context, password Password) (*Key, ID, error) {
+	master, err := newRandomKey()
+	if err != nil {
+		return nil, ID{}, err
+	}
+	salt := make([]byte, 64)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, ID{}, err
+	}
+	userKey, err := kdf(password, salt, kdfParams.N, kdfParams.R, kdfParams.P)
+	if err != nil {
+		return nil, ID{}, err
+	}
+	mj, err := json.Marshal(master)
+	if err != nil {
+		return nil, ID{}, err
+	}
+	host, _ := os.Hostname()
+	kf := keyFile{Created: time.Now(), Username: username(), Hostname: host, KDF: "scrypt",
+		N: kdfParams.N, R: kdfParams.R, P: kdfParams.P, Salt: salt, Data: userKey.Seal(nil, mj)}
+	kj, err := json.Marshal(kf)
+	if err != nil {
+		return nil, ID{}, err
+	}
+	kid := Hash(kj)
+	if err := r.put(ctx, key(KeyFile, kid), kj); err != nil {
+		return nil, ID{}, fmt.Errorf("%s: write key: %w", r.name, err)
+	}
+	return master, kid, nil
 }
 
 func username() string {
