@@ -24,6 +24,7 @@ declare -A want=(
   [strace]=strace        # restore crash tests inject signals at each rename (strace -e inject)
   [mkfs.ext4]=e2fsprogs  # fresh ext4 volumes (lost+found) mounted over loop devices in tests
   [mount]=mount
+  [restic]=restic # the independent oracle of the restic format's tests, and bench-restic.sh's peer
 )
 missing=()
 for cmd in "${!want[@]}"; do
