@@ -24,7 +24,7 @@ declare -A want=(
   [strace]=strace        # restore crash tests inject signals at each rename (strace -e inject)
   [mkfs.ext4]=e2fsprogs  # fresh ext4 volumes (lost+found) mounted over loop devices in tests
   [mount]=mount
-  [restic]=restic        # the independent oracle of the restic repository format (Debian 12: 0.14.0)
+  [restic]=restic        # the independent oracle of the restic format's tests (Debian 12: 0.14.0), and bench-restic.sh's peer
   [ssh]=openssh-client   # restic's sftp backend runs ssh(1)
 )
 missing=()

@@ -5,7 +5,12 @@
 //
 //	go run ./scripts/gencorpus -out DIR [-scale N]
 //
-// At -scale 1 it writes about 470 MiB.
+// At -scale 1 it writes about 470 MiB. With -layout flat it writes the
+// corpus of the restic benchmark (scripts/bench-restic.sh) instead: 64 x 4 MiB
+// log-like text, 32 x 4 MiB random, one 64 MiB file of zeros (448 MiB at
+// -scale 1), files of exact sizes.
+//
+//	go run ./scripts/gencorpus -out DIR -layout flat [-scale N]
 package main
 
 import (
@@ -24,18 +29,19 @@ const mib = 1 << 20
 func main() {
 	out := flag.String("out", "", "directory to create (must not exist)")
 	scale := flag.Int("scale", 1, "multiply every size by this")
+	layout := flag.String("layout", "mixed", "mixed: the snapshot benchmark's corpus; flat: the restic benchmark's")
 	flag.Parse()
-	if *out == "" || *scale < 1 {
-		fmt.Fprintln(os.Stderr, "usage: gencorpus -out DIR [-scale N]")
+	if *out == "" || *scale < 1 || (*layout != "mixed" && *layout != "flat") {
+		fmt.Fprintln(os.Stderr, "usage: gencorpus -out DIR [-scale N] [-layout mixed|flat]")
 		os.Exit(2)
 	}
-	if err := generate(*out, *scale); err != nil {
+	if err := generate(*out, *scale, *layout == "flat"); err != nil {
 		fmt.Fprintln(os.Stderr, "gencorpus:", err)
 		os.Exit(1)
 	}
 }
 
-func generate(out string, scale int) error {
+func generate(out string, scale int, flat bool) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%s exists", out)
 	}
@@ -59,6 +65,15 @@ func generate(out string, scale int) error {
 		{"small", 2000 * scale, 8 << 10, text},     // ~16 MiB of small files
 		{"mixed", 4 * scale, 4 * mib, mixedBlocks}, // 16 MiB interleaved
 	}
+	jitter := true
+	if flat {
+		specs = []spec{
+			{"logs", 64 * scale, 4 * mib, text},           // 256 MiB text-like
+			{"blobs", 32 * scale, 4 * mib, random},        // 128 MiB random
+			{"images", 1, 64 * int64(scale) * mib, zeros}, // 64 MiB zeros, one file
+		}
+		jitter = false
+	}
 	for _, s := range specs {
 		for i := 0; i < s.n; i++ {
 			p := filepath.Join(tmp, s.dir, fmt.Sprintf("%03d", i/500), s.dir+"-"+strconv.Itoa(i)+".dat")
@@ -70,7 +85,10 @@ func generate(out string, scale int) error {
 				return err
 			}
 			bw := bufio.NewWriterSize(f, 1<<20)
-			size := s.size + int64(rng.IntN(int(s.size/8)+1))
+			size := s.size
+			if jitter {
+				size += int64(rng.IntN(int(s.size/8) + 1))
+			}
 			if err := s.write(bw, size, rng); err != nil {
 				f.Close()
 				return err
