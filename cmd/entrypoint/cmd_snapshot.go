@@ -96,6 +96,8 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 		if err := json.NewEncoder(a.stdout).Encode(res); err != nil {
 			return err
 		}
+	} else if res.OK() && a.cfg.restic() {
+		fmt.Fprintln(a.stdout, res.Snapshot) // the restic snapshot's ID, in every repository's listing
 	} else if res.OK() {
 		if a.snap.Dir != "" {
 			fmt.Fprintln(a.stdout, filepath.Join(a.snap.Dir, res.Snapshot))
