@@ -13,14 +13,19 @@ import (
 // --max-unused default (5%).
 const DefaultMaxUnused = 0.05
 
+// indexSwitchTimeout bounds writing the new index and deleting the old
+// index files, which Prune does not interrupt once begun.
+const indexSwitchTimeout = 10 * time.Minute
+
 // indexMaxBlobs is the most blobs Prune writes into one index file
 // (restic 0.14's indexMaxBlobs), so that no index file grows without bound.
 const indexMaxBlobs = 50000
 
 // PruneOptions bound a Prune.
 type PruneOptions struct {
-	// Budget bounds the time of the whole prune (0: none): the repack, the
-	// only long step, stops (or is skipped) when too little of it is left.
+	// Budget bounds the time of the whole prune from the call, the lock
+	// wait included (0: none): the repack, the only long step, stops (or
+	// is skipped) when too little of it is left.
 	// Deleting unused packs and rewriting the index are always finished once
 	// started, so the budget may be overrun by them and by one pack's repack.
 	Budget time.Duration
@@ -187,7 +192,12 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 	if err := lock.Check(); err != nil {
 		return st, err
 	}
-	indexIDs, err := r.writeIndex(ctx, final, oldIndex)
+	// The index switch runs to its end once begun, whatever ctx says
+	// (bounded by indexSwitchTimeout): a stop in between would be safe
+	// (packs named twice), but leaves the next client more to read.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), indexSwitchTimeout)
+	defer cancel()
+	indexIDs, err := r.writeIndex(sctx, final, oldIndex)
 	if err != nil {
 		return st, err
 	}
@@ -197,10 +207,7 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 	// between leaves packs named twice (restic check: a hint) or unnamed
 	// packs (orphans), never a name without its pack.
 	for _, id := range oldIndex {
-		if err := lock.Check(); err != nil {
-			return st, err
-		}
-		if err := r.Remove(ctx, IndexFile, id); err != nil {
+		if err := r.Remove(sctx, IndexFile, id); err != nil {
 			return st, err
 		}
 		log.Debug("prune: old index file deleted", zap.String("index", id.Str()))
