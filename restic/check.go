@@ -155,39 +155,27 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (CheckReport, error
 // readPacks reads every indexed pack and records the damaged ones.
 func (r *Repo) readPacks(ctx context.Context, inIndex map[ID][]Blob, bad map[ID]error, rep *CheckReport, progress *atomic.Int64) {
 	ids := sortedIDs(inIndex)
-	var (
-		mu   sync.Mutex
-		next atomic.Int64
-		wg   sync.WaitGroup
-	)
-	for range restoreWorkers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(ids) || ctx.Err() != nil {
-					return
-				}
-				id := ids[i]
-				mu.Lock()
-				_, known := bad[id]
-				mu.Unlock()
-				if known {
-					continue
-				}
-				n, err := r.checkPack(ctx, id, inIndex[id])
-				if progress != nil {
-					progress.Add(n)
-				}
-				mu.Lock()
-				rep.Read += n
-				if err != nil {
-					bad[id] = err
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	var mu sync.Mutex
+	_ = each(ctx, restoreWorkers, len(ids), func(ctx context.Context, i int) error {
+		id := ids[i]
+		mu.Lock()
+		_, known := bad[id]
+		mu.Unlock()
+		if known {
+			return nil
+		}
+		n, err := r.checkPack(ctx, id, inIndex[id])
+		if progress != nil {
+			progress.Add(n)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Read += n
+		if err != nil {
+			bad[id] = err // recorded; the other packs are still read
+		}
+		return nil
+	})
 }
 
 func (r *Repo) checkPack(ctx context.Context, id ID, indexed []Blob) (int64, error) {

@@ -227,6 +227,12 @@ var restoreWorkers = max(3, runtime.GOMAXPROCS(0)+1)
 // fetch reads every needed pack once and writes its blobs where they go.
 func (rs *restorer) fetch(ctx context.Context) error {
 	ids := sortedIDs(rs.packs)
+	return each(ctx, restoreWorkers, len(ids), func(ctx context.Context, i int) error { return rs.pack(ctx, ids[i]) })
+}
+
+// each calls fn for 0..n-1 on workers goroutines; the first error stops the
+// others (their ctx ends) and is returned.
+func each(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -235,14 +241,14 @@ func (rs *restorer) fetch(ctx context.Context) error {
 		mu    sync.Mutex
 		first error
 	)
-	for range restoreWorkers {
+	for range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(ids) || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil {
 					return
 				}
-				if err := rs.pack(ctx, ids[i]); err != nil {
+				if err := fn(ctx, i); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err
