@@ -173,7 +173,8 @@ func withTimeout(ctx context.Context, d time.Duration, fn func(context.Context) 
 }
 
 // Take takes one snapshot into every repository under a non-exclusive lock
-// (waiting up to lockWait for an exclusive one, such as a prune, to end).
+// (waiting up to lockWait for an exclusive one, such as a prune, to end),
+// with the index read under that lock.
 // A repository whose lock cannot be taken fails alone.
 func Take(ctx context.Context, repos []*Repo, lockWait time.Duration, opts BackupOptions) ([]BackupResult, error) {
 	var locked []*Repo
@@ -185,7 +186,15 @@ func Take(ctx context.Context, repos []*Repo, lockWait time.Duration, opts Backu
 		var l *Lock
 		err := withTimeout(ctx, opts.Timeout, func(ctx context.Context) error {
 			var err error
-			l, err = r.Lock(ctx, false, lockWait)
+			if l, err = r.Lock(ctx, false, lockWait); err != nil {
+				return err
+			}
+			// The index is read again under the lock: one read before it
+			// may predate a prune (ours or the CLI's) that removed blobs
+			// this snapshot would then reference without storing them.
+			if _, err = r.LoadIndex(ctx); err != nil {
+				l.Unlock()
+			}
 			return err
 		})
 		if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"snapvisor/snapshot"
 )
 
 // FindPath returns the node at the absolute path p inside snapshot sn's
@@ -221,12 +223,15 @@ func (rs *restorer) file(p string, n *Node) error {
 }
 
 // restoreWorkers packs are read at once: I/O waits on a remote overlap,
-// and each holds at most one pack in memory.
-var restoreWorkers = max(3, runtime.GOMAXPROCS(0)+1)
+// and each holds one pack (ours 4 MiB, the restic CLI's up to 16 MiB) and
+// one blob in memory.
+var restoreWorkers = max(2, runtime.GOMAXPROCS(0))
 
 // fetch reads every needed pack once and writes its blobs where they go.
 func (rs *restorer) fetch(ctx context.Context) error {
 	ids := sortedIDs(rs.packs)
+	// The process's memory stays flat: packs and blobs are garbage at once.
+	defer snapshot.LimitMemory(int64(restoreWorkers) * 2 * packBufferSize)()
 	return each(ctx, restoreWorkers, len(ids), func(ctx context.Context, i int) error { return rs.pack(ctx, ids[i]) })
 }
 
