@@ -83,7 +83,7 @@ func (c Config) Validate() error {
 		return e
 	}
 	switch c.Format {
-	case FormatArchive, FormatRestic:
+	case "", FormatArchive, FormatRestic: // empty: the default (a Config built in code)
 	default:
 		return config.Invalid("FORMAT", c.Format, "archive or restic")
 	}
