@@ -69,20 +69,48 @@ func entriesOf(dir string) []string {
 	return out
 }
 
+// storyStores are the store kinds the full story runs on: S3 (MinIO) and
+// the stores of the persistence document's external-storage and database
+// schemes; the other kinds share their code paths with these above the Store
+// interface, and their suites (store, remote) run on every kind.
+var storyStores = map[string]bool{"s3": true, "redis": true, "postgres": true, "sqlite": true}
+
 // TestEntrypoint_RemoteFullStory: PID 1 wrapping redis-server pushes its
-// snapshot to MinIO; the data directory and the local snapshots are deleted
-// (a new node, a new volume); started again, the entrypoint restores the data
-// from MinIO before redis starts: redis's first answer is the data.
+// snapshot to a remote store; the data directory and the local snapshots are
+// deleted (a new node, a new volume); started again, the entrypoint restores
+// the data from that store before redis starts: redis's first answer is the
+// data. It runs on each of storyStores.
 func TestEntrypoint_RemoteFullStory(t *testing.T) {
 	requireRoot(t)
 	testutil.RequireTool(t, "redis-server")
 	testutil.RequireTool(t, "redis-cli")
-	m := storetest.StartMinIO(t)
+	ran := 0
+	for _, k := range storetest.Backends {
+		if !storyStores[k.Name] {
+			continue
+		}
+		ran++
+		t.Run(k.Name, func(t *testing.T) {
+			b := k.Start(t)
+			if b.Remote == nil {
+				t.Fatalf("storetest backend %s has no Remote", k.Name)
+			}
+			url, benv := b.Remote(t, "redis")
+			remoteFullStory(t, url, benv)
+		})
+	}
+	if ran != len(storyStores) {
+		t.Errorf("ran the story on %d stores, want %d (%v)", ran, len(storyStores), storyStores)
+	}
+}
+
+// remoteFullStory is TestEntrypoint_RemoteFullStory on the remote url,
+// reached with the environment benv.
+func remoteFullStory(t *testing.T, url string, benv []string) {
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
 	port := storetest.FreePort(t)
-	url := m.URL("snapvisor", "redis")
-	env := append(remoteEnv(m, "redis"),
+	env := append(benv, "SNAPVISOR_REMOTES="+url, "SNAPVISOR_REMOTE_RETRIES=2", "SNAPVISOR_REMOTE_BACKOFF=100ms",
 		"SNAPVISOR_BACKUP=true", "SNAPVISOR_SCHEDULE=@yearly", "SNAPVISOR_NAME=redis",
 		"SNAPVISOR_SOURCE="+data, "SNAPVISOR_DIR="+backups, "SNAPVISOR_CONTROL_SOCKET="+sockPath(t),
 		"SNAPVISOR_PRE_COMMAND="+redisBGSAVE(port))
@@ -104,7 +132,7 @@ func TestEntrypoint_RemoteFullStory(t *testing.T) {
 	}
 	list := remoteList(t, env, url)
 	if len(list) != 1 || list[0].Key != r.Snapshot {
-		t.Fatalf("MinIO holds %+v, want %s", list, r.Snapshot)
+		t.Fatalf("%s holds %+v, want %s", url, list, r.Snapshot)
 	}
 
 	// The node is gone: no data, no local snapshots.

@@ -55,6 +55,10 @@ type Backend struct {
 	// PartsLeft counts the incomplete multipart uploads of key on the store
 	// of prefix, as the server lists them (nil: no such thing).
 	PartsLeft func(t *testing.T, prefix, key string) int
+	// Remote returns the remote URL of a fresh prefix (bucket or container
+	// created) and the environment an entrypoint process needs to reach it
+	// (credentials, emulator hosts); nil when not filled in.
+	Remote func(t *testing.T, prefix string) (rawURL string, env []string)
 }
 
 // Backends are the store kinds, each starting its server when called.
@@ -174,6 +178,10 @@ func S3Backend(t *testing.T) Backend {
 		LeaveUpload: func(t *testing.T, prefix, key string) { m.LeaveMultipart(t, "snapvisor", prefix, key) },
 		PartsLeft: func(t *testing.T, prefix, key string) int {
 			return m.IncompleteUploads(t, "snapvisor", path.Join(prefix, key))
+		},
+		Remote: func(t *testing.T, prefix string) (string, []string) {
+			m.MakeBucket(t, "snapvisor")
+			return m.URL("snapvisor", prefix), m.Env()
 		},
 	}
 }
