@@ -142,6 +142,13 @@ var sqliteDialect = sqlDialect{
 			`CREATE INDEX IF NOT EXISTS "` + c[1:len(c)-1] + `_key" ON ` + c + ` (key)`,
 		}
 	},
+	// Checked first, without the write lock: creating the tables waits
+	// for it, which another writer's Put may hold for minutes.
+	exists: func(ctx context.Context, db *sql.DB, o, c string) (bool, error) {
+		var n int
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?1, ?2)`, o, c).Scan(&n)
+		return n == 2, err
+	},
 	placeholder: func(q string) string { return placeholderRE.ReplaceAllString(q, "?$1") },
 	readTx:      sql.TxOptions{ReadOnly: true},
 	permanent:   sqlitePermanent,

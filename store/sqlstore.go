@@ -340,8 +340,8 @@ func (r *sqlReader) open() error {
 		return err
 	}
 	if last != r.count-1 || sum != r.size {
-		return fmt.Errorf("%w: its %d bytes should be in chunks 0..%d, found %d chunk rows of %d bytes up to chunk %d (rows deleted or changed by hand?)",
-			errDamaged, r.size, max(last, r.count-1), r.count, sum, last)
+		return fmt.Errorf("%w: its row says %d bytes, its chunk rows hold %d bytes in %d rows numbered up to %d, not 0, 1, 2, ... without a gap (rows deleted or changed by hand?)",
+			errDamaged, r.size, sum, r.count, last)
 	}
 	return nil
 }

@@ -58,9 +58,7 @@ func StartPostgres(t testing.TB) *Postgres { return StartPostgresIn(t, "") }
 func StartPostgresIn(t testing.TB, data string) *Postgres {
 	t.Helper()
 	pgctl := Tool(t, "postgres")
-	if os.Geteuid() != 0 {
-		testutil.Unavailable(t, "PostgreSQL tests run the server as the postgres user: they need root")
-	}
+	testutil.RequireRoot(t, "running PostgreSQL as the postgres user")
 	pu, err := user.Lookup("postgres")
 	if err != nil {
 		testutil.Unavailable(t, "no postgres user (scripts/servers.sh install postgres creates it): %v", err)
