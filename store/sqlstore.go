@@ -54,10 +54,12 @@ import (
 // taken as complete.
 
 // sqlChunkSize is the size of one chunk row: large enough that the per-row
-// and per-statement costs vanish next to the data (25 statements per 100
-// MiB), small enough that the one chunk a Put or a Get holds (and the copy
-// the driver makes of it) stays far below the 64 MiB memory bound.
-const sqlChunkSize = 4 << 20
+// and per-statement costs vanish next to the data (26 statements per 100
+// MiB), small enough that the one chunk a Put or a Get holds (and the copies
+// the driver makes of it) stays far below the 64 MiB memory bound. 4 KiB
+// short of 4 MiB: pgx reads a message into a buffer of the next power of
+// two, and a chunk of exactly 4 MiB plus its message header would take 8.
+const sqlChunkSize = 4<<20 - 4<<10
 
 // defaultSQLTable is the objects table when the URL has no table parameter.
 const defaultSQLTable = "snapvisor_objects"
@@ -320,8 +322,8 @@ type sqlReader struct {
 	count  int   // chunk rows
 	n      int   // the next chunk
 	read   int64 // bytes of the chunks fetched so far
-	buf    []byte
-	cur    []byte // the unread rest of the current chunk
+	rows   *sql.Rows
+	cur    []byte // the unread rest of the current chunk, owned by rows
 	err    error
 }
 
@@ -368,13 +370,18 @@ func (r *sqlReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next fetches chunk r.n into r.buf (reused: one chunk held at a time).
+// next fetches chunk r.n. Its bytes stay the driver's (sql.RawBytes, no
+// copy) until the chunk is read and its rows are closed: one chunk is held
+// at a time.
 func (r *sqlReader) next() error {
+	if err := r.closeRows(); err != nil {
+		return err
+	}
 	rows, err := r.tx.QueryContext(r.ctx, r.s.q.chunk, r.upload, r.n)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	r.rows = rows
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
 			return err
@@ -385,21 +392,28 @@ func (r *sqlReader) next() error {
 	if err := rows.Scan(&data); err != nil {
 		return err
 	}
-	r.buf = append(r.buf[:0], data...)
-	if err := rows.Close(); err != nil {
-		return err
-	}
-	r.read += int64(len(r.buf))
-	if len(r.buf) == 0 || r.read > r.size {
+	r.read += int64(len(data))
+	if len(data) == 0 || r.read > r.size {
 		return fmt.Errorf("%w: chunk %d of %d makes %d bytes of %d", errDamaged, r.n, r.count, r.read, r.size)
 	}
-	r.cur = r.buf
+	r.cur = data
 	r.n++
 	return nil
 }
 
+func (r *sqlReader) closeRows() error {
+	r.cur = nil
+	if r.rows == nil {
+		return nil
+	}
+	err := r.rows.Close()
+	r.rows = nil
+	return err
+}
+
 // Close ends the read transaction.
 func (r *sqlReader) Close() error {
+	_ = r.closeRows()
 	if err := r.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return r.s.fail("get", r.key, err)
 	}
