@@ -184,9 +184,9 @@ EOF
     --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 -N >"$RUN/postgres-initdb.log" 2>&1; then
     log "initdb failed: $(tail -5 "$RUN/postgres-initdb.log")"
     ok=0
-  elif ! runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$pgdir/data" -l "$RUN/postgres.log" -w -t 60 \
+  elif ! runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $pgp -k $pgdir" start >/dev/null; then
-    log "postgres did not start: $(tail -5 "$RUN/postgres.log")"
+    log "postgres did not start: $(tail -5 "$pgdir/server.log")"
     ok=0
   else
     head -1 "$pgdir/data/postmaster.pid" >"$RUN/postgres.pid"
