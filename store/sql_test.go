@@ -492,6 +492,23 @@ func TestPostgres_Credentials(t *testing.T) {
 		t.Setenv("HOME", t.TempDir()) // no ~/.pgpass
 		refused(t, store.Config{})
 	})
+	t.Run("fromEnvironment", func(t *testing.T) {
+		// SNAPVISOR_POSTGRES_PASSWORD_FILE through the loader, kept out of the service's environment.
+		pwfile := passfile(storetest.PostgresPassword + "\n")
+		t.Setenv("SNAPVISOR_POSTGRES_PASSWORD_FILE", pwfile)
+		t.Setenv("PGPASSFILE", filepath.Join(dir, "ignored-while-a-password-is-set"))
+		var cfg store.Config
+		if err := config.Load(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.PostgresPassFile == "" {
+			t.Errorf("PGPASSFILE not loaded")
+		}
+		if vars := config.SecretVars(&cfg); !slices.Contains(vars, "SNAPVISOR_POSTGRES_PASSWORD") || !slices.Contains(vars, "SNAPVISOR_POSTGRES_PASSWORD_FILE") {
+			t.Errorf("the password variables are not kept from the service: %v", vars)
+		}
+		works(t, cfg)
+	})
 	t.Run("wrongPassword", func(t *testing.T) { refused(t, store.Config{PostgresPassword: "wrong-pass-Zq9"}) })
 	t.Run("missingPassfile", func(t *testing.T) {
 		_, err := store.Open(ctx, pg.URL("x"), store.Config{PostgresPassFile: filepath.Join(dir, "missing")}, nil)
