@@ -6,12 +6,15 @@
 #     throughput ratio (target >= 1.0) and our peak RSS (target <= 64 MiB);
 #   streaming mode (SNAPVISOR_DIR empty): `entrypoint snapshot` straight to MinIO
 #     vs a local-only `entrypoint snapshot` of the same data (target <= 1.25x),
-#     and the fan-out to two remotes at once (information).
+#     and the fan-out to two remotes at once (information);
+#   a 200 MiB snapshot uploaded (store.Push) and downloaded (remote.Fetch, as a restore) with each of
+#     MinIO, PostgreSQL and SQLite on the same run: throughput and peak RSS (target <= 64 MiB).
 # Prints a markdown table, writes var/bench-remote.md and splices it into
 # README.md between the bench-remote markers.
 #
 # Environment: RUNS (default 5), BIN (default bin/entrypoint), BENCH_DIR (the
-# corpus of scripts/bench-snapshot.sh, default var/bench-corpus; generated when missing).
+# corpus of scripts/bench-snapshot.sh, default var/bench-corpus; generated when missing),
+# BENCH_STORES_ONLY=1 (only the 200 MiB per-store rows, printed; README.md untouched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -24,11 +27,15 @@ report=$root/var/bench-remote.md
 
 command -v rclone >/dev/null || ./scripts/deps.sh
 need_gnu_time
-./scripts/servers.sh install minio
+./scripts/servers.sh install minio postgres
 minio=$(./scripts/servers.sh path minio)
+pgbin=$(dirname "$(./scripts/servers.sh path postgres)")
+stores_only=${BENCH_STORES_ONLY:-}
 [ -x "$BIN" ] || CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/entrypoint
-mkdir -p "$(dirname "$corpus")"
-[ -d "$corpus" ] || { echo "bench-remote: generating corpus in $corpus" >&2; go run ./scripts/gencorpus -out "$corpus" -scale 1; }
+if [ "$stores_only" != 1 ]; then
+  mkdir -p "$(dirname "$corpus")"
+  [ -d "$corpus" ] || { echo "bench-remote: generating corpus in $corpus" >&2; go run ./scripts/gencorpus -out "$corpus" -scale 1; }
+fi
 
 rm -rf "$work"
 mkdir -p "$work/minio" "$work/src"
@@ -40,9 +47,13 @@ user=snapvisor pass=snapvisor-bench-secret
 MINIO_ROOT_USER=$user MINIO_ROOT_PASSWORD=$pass MINIO_BROWSER=off \
   setsid "$minio" server --quiet --address "127.0.0.1:$port" "$work/minio" >"$work/minio.log" 2>&1 &
 minio_pid=$!
+pg_started=
 cleanup() {
   kill "$minio_pid" 2>/dev/null || true
   wait "$minio_pid" 2>/dev/null || true
+  if [ -n "$pg_started" ]; then
+    runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -60,6 +71,23 @@ export RCLONE_CONFIG=$work/rclone.conf
 touch "$RCLONE_CONFIG"
 rclone mkdir minio:snapvisor
 url() { echo "s3://snapvisor/$1?endpoint=127.0.0.1:$port&tls=false&region=us-east-1"; }
+
+# PostgreSQL: a cluster of its own, run by the postgres user (as scripts/servers.sh start does);
+# SQLite: a database file per run.
+pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/pg/data" "$work/sqlite"
+chown -R postgres:postgres "$work/pg"
+chmod 700 "$work/pg" "$work/pg/data"
+runuser -u postgres -- "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+  -E UTF8 --locale=C.UTF-8 -N >"$work/pg-initdb.log"
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 60 \
+  -o "-c listen_addresses=127.0.0.1 -p $pgport -k $work/pg" start >/dev/null
+pg_started=1
+pgsql() { runuser -u postgres -- "$pgbin/psql" -q -h "$work/pg" -p "$pgport" -U postgres "$@"; }
+pgsql -d postgres -c "CREATE ROLE snapvisor LOGIN PASSWORD '$pass'" -c "CREATE DATABASE snapvisor OWNER snapvisor"
+export SNAPVISOR_POSTGRES_PASSWORD=$pass
+pgurl() { echo "postgres://snapvisor@127.0.0.1:$pgport/snapvisor?sslmode=disable&table=bench_$1"; }
+sqliteurl() { echo "sqlite://$work/sqlite/bench-$1.db"; }
 
 # timed OUTFILE CMD...: appends "wall_seconds max_rss_kib" (GNU time) to OUTFILE.
 timed() {
@@ -79,6 +107,7 @@ purge() { rclone purge "minio:snapvisor/$1" 2>/dev/null || true; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$SECONDS
 
+if [ "$stores_only" != 1 ]; then
 # 1. Upload of a 1 GiB snapshot (incompressible, as a compressed archive is).
 archive=$work/src/bench-20250101T000000Z.tar.zst
 head -c 1G /dev/urandom >"$archive"
@@ -116,6 +145,52 @@ for i in $(seq "$RUNS"); do
   purge "fan-a-$i"
   purge "fan-b-$i"
 done
+fi
+
+# 3. A 200 MiB snapshot to and from each store, interleaved: upload (store.Push) and download
+# (remote.Fetch, as a restore), the download compared with the original.
+a200=$work/src200/bench-20250102T000000Z.tar.zst
+mkdir -p "$work/src200"
+head -c 200M /dev/urandom >"$a200"
+(cd "$work/src200" && sha256sum "$(basename "$a200")" >"$(basename "$a200").sha256")
+size200=$(stat -c %s "$a200")
+cat "$a200" >/dev/null # warm
+stores=(minio postgres sqlite)
+echo "bench-remote: 200 MiB upload and download with ${stores[*]}, $RUNS runs each, interleaved" >&2
+for i in $(seq "$RUNS"); do
+  for st in "${stores[@]}"; do
+    case $st in
+      minio) u=$(url "s200-$i") ;;
+      postgres) u=$(pgurl "$i") ;;
+      sqlite) u=$(sqliteurl "$i") ;;
+    esac
+    timed "$work/up-$st" "$work/benchremote" "$a200" "$u"
+    rm -rf "$work/dl"
+    timed "$work/down-$st" "$work/benchremote" -fetch "$u" "$(basename "$a200")" "$work/dl"
+    cmp -s "$a200" "$work/dl/$(basename "$a200")" || { echo "bench-remote: the download from $st differs" >&2; exit 1; }
+  done
+  purge "s200-$i"
+  pgsql -d snapvisor -c "DROP TABLE bench_$i, bench_${i}_chunks"
+  rm -f "$work/sqlite/bench-$i.db"*
+done
+rm -rf "$work/dl" "$work/src200"
+{
+  echo "| 200 MiB snapshot, median of $RUNS | upload | upload peak RSS | download (restore's fetch) | download peak RSS | RSS ≤ 64 MiB |"
+  echo "|---|---|---|---|---|---|"
+  for st in "${stores[@]}"; do
+    case $st in
+      minio) what="MinIO (\`s3://\`)" ;;
+      postgres) what="PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') (\`postgres://\`)" ;;
+      sqlite) what="SQLite (\`sqlite://\`, a file on the same disk)" ;;
+    esac
+    tu=$(col 1 "$work/up-$st"); ru=$(col 2 "$work/up-$st"); td=$(col 1 "$work/down-$st"); rd=$(col 2 "$work/down-$st")
+    echo "| $what | $(mibs "$size200" "$tu") MiB/s ($tu s) | $(kib2mib "$ru") MiB | $(mibs "$size200" "$td") MiB/s ($td s) | $(kib2mib "$rd") MiB | $(le "$(awk -v a="$ru" -v b="$rd" 'BEGIN { print (a > b ? a : b) }')" 65536) |"
+  done
+} >"$work/stores.md"
+if [ "$stores_only" = 1 ]; then
+  cat "$work/stores.md"
+  exit 0
+fi
 
 t_ours=$(col 1 "$work/ours"); t_rclone=$(col 1 "$work/rclone")
 rss_ours=$(col 2 "$work/ours"); rss_rclone=$(col 2 "$work/rclone")
@@ -146,6 +221,11 @@ r_stream=$(ratio "$t_stream" "$t_local"); r_stream2=$(ratio "$t_stream2" "$t_loc
   echo "and SNAPVISOR_REMOTES set, streams the snapshot to the remotes with no local file. rclone runs with its defaults."
   echo "The fan-out row uploads one stream to two prefixes of the same MinIO (its CPU doubles on the shared cores); one stream per"
   echo "remote instead would walk and compress everything twice: about 2 x ${t_stream} s."
+  echo
+  cat "$work/stores.md"
+  echo
+  echo "The database stores on the same run, each on 127.0.0.1 and the same disk: PostgreSQL with its defaults"
+  echo "(fsync on), SQLite in WAL mode with synchronous=FULL; both keep the content in 4 MiB chunk rows (see Remote stores)."
 } | tee "$report"
 
 # Splice the table into README.md between the bench-remote markers.

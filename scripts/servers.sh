@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Real storage servers for the store tests and benchmarks, all on 127.0.0.1:
-# MinIO (S3), sshd (SFTP), Azurite (Azure Blob), fake-gcs-server (GCS).
+# MinIO (S3), sshd (SFTP), Azurite (Azure Blob), fake-gcs-server (GCS), PostgreSQL.
 #
-#   scripts/servers.sh install [minio|gcs|azurite|sshd ...]  install (idempotent; default: all)
+#   scripts/servers.sh install [minio|gcs|azurite|sshd|postgres ...]  install (idempotent; default: all)
 #   scripts/servers.sh start                                  start all, write var/servers.env, print it
 #   scripts/servers.sh stop                                   stop what start started (by recorded PID)
 #   scripts/servers.sh env                                    print var/servers.env
@@ -29,6 +29,9 @@ GCS_VER=v1.56.1
 AZURITE_VER=3.37.0
 
 # Test credentials for the local servers only.
+PG_USER=snapvisor
+PG_PASS=snapvisor-pg-secret
+PG_DB=snapvisor
 MINIO_USER=snapvisor
 MINIO_PASS=snapvisor-secret
 AZURITE_ACCOUNT=devstoreaccount1
@@ -64,16 +67,30 @@ install_sshd() {
   apt_install openssh-server openssh-client
 }
 
+# PostgreSQL (Debian's, 15 on Debian 12): its programs are in /usr/lib/postgresql/N/bin, off PATH.
+# The package's own cluster is not used: tests and `start` run initdb in their own directories.
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  echo "${d:-/usr/lib/postgresql/15/bin}"
+}
+
+install_postgres() {
+  [ -x "$(pg_bin)/pg_ctl" ] && [ -x "$(pg_bin)/initdb" ] && id postgres >/dev/null 2>&1 && return 0
+  apt_install postgresql
+}
+
 install() {
   local which=("$@")
-  [ ${#which[@]} -eq 0 ] && which=(sshd azurite gcs minio)
+  [ ${#which[@]} -eq 0 ] && which=(sshd postgres azurite gcs minio)
   for w in "${which[@]}"; do
     case $w in
       minio) go_tool minio "$MINIO_MOD" "$MINIO_VER" ;;
       gcs) go_tool fake-gcs-server "$GCS_MOD" "$GCS_VER" ;;
       azurite) install_azurite ;;
       sshd) install_sshd ;;
-      *) log "unknown server $w (minio, gcs, azurite, sshd)"; return 2 ;;
+      postgres) install_postgres ;;
+      *) log "unknown server $w (minio, gcs, azurite, sshd, postgres)"; return 2 ;;
     esac
   done
 }
@@ -84,6 +101,7 @@ path() {
     gcs) echo "$BIN/fake-gcs-server" ;;
     azurite) echo "$TOOLS/azurite/node_modules/.bin/azurite-blob" ;;
     sshd) echo /usr/sbin/sshd ;;
+    postgres) echo "$(pg_bin)/pg_ctl" ;;
     *) return 2 ;;
   esac
 }
@@ -108,15 +126,15 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start() {
   install
-  if alive "$RUN/minio.pid" || alive "$RUN/sshd.pid" || alive "$RUN/azurite.pid" || alive "$RUN/gcs.pid"; then
+  if alive "$RUN/minio.pid" || alive "$RUN/sshd.pid" || alive "$RUN/azurite.pid" || alive "$RUN/gcs.pid" || alive "$RUN/postgres.pid"; then
     log "already running (scripts/servers.sh stop first)"
     cat "$ENVFILE"
     return 0
   fi
   rm -rf "$RUN"
   mkdir -p "$RUN"/{minio,azurite,gcs,sftp,ssh}
-  local s3p sshp azp gcsp
-  s3p=$(free_port) sshp=$(free_port) azp=$(free_port) gcsp=$(free_port)
+  local s3p sshp azp gcsp pgp
+  s3p=$(free_port) sshp=$(free_port) azp=$(free_port) gcsp=$(free_port) pgp=$(free_port)
 
   MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASS MINIO_BROWSER=off \
     setsid "$BIN/minio" server --quiet --address "127.0.0.1:$s3p" "$RUN/minio" >"$RUN/minio.log" 2>&1 &
@@ -152,7 +170,32 @@ EOF
   setsid /usr/sbin/sshd -D -e -f "$RUN/ssh/sshd_config" >"$RUN/sshd.log" 2>&1 &
   echo $! >"$RUN/sshd.pid"
 
+  # PostgreSQL: its own cluster, run by the postgres user (which must reach $RUN/postgres),
+  # a password-protected role and its database (scram-sha-256 over TCP; the superuser only on the socket).
+  local pgdir=$RUN/postgres
+  mkdir -p "$pgdir/data"
+  chown -R postgres:postgres "$pgdir"
+  chmod 700 "$pgdir" "$pgdir/data"
   local ok=1
+  if ! runuser -u postgres -- test -w "$pgdir"; then
+    log "the postgres user cannot reach $pgdir (a parent directory is closed to it); set SNAPVISOR_SERVERS_DIR"
+    ok=0
+  elif ! runuser -u postgres -- "$(pg_bin)/initdb" -D "$pgdir/data" -U postgres --auth-local=trust \
+    --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 -N >"$RUN/postgres-initdb.log" 2>&1; then
+    log "initdb failed: $(tail -5 "$RUN/postgres-initdb.log")"
+    ok=0
+  elif ! runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $pgp -k $pgdir" start >/dev/null; then
+    log "postgres did not start: $(tail -5 "$pgdir/server.log")"
+    ok=0
+  else
+    head -1 "$pgdir/data/postmaster.pid" >"$RUN/postgres.pid"
+    runuser -u postgres -- psql -q -h "$pgdir" -p "$pgp" -U postgres -d postgres \
+      -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASS'" -c "CREATE DATABASE $PG_DB OWNER $PG_USER" ||
+      { log "could not create the PostgreSQL role and database"; ok=0; }
+  fi
+  mkdir -p "$RUN/sqlite"
+
   wait_port "$s3p" 30 || { log "minio did not start: $(tail -5 "$RUN/minio.log")"; ok=0; }
   wait_port "$sshp" 10 || { log "sshd did not start: $(tail -5 "$RUN/sshd.log")"; ok=0; }
   wait_port "$azp" 30 || { log "azurite did not start: $(tail -5 "$RUN/azurite.log")"; ok=0; }
@@ -186,6 +229,9 @@ SNAPVISOR_TEST_AZURE_URL=azure://snapvisor/test
 AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$azp/$AZURITE_ACCOUNT;
 SNAPVISOR_TEST_GCS_URL=gs://snapvisor/test
 STORAGE_EMULATOR_HOST=127.0.0.1:$gcsp
+SNAPVISOR_TEST_POSTGRES_URL=postgres://$PG_USER@127.0.0.1:$pgp/$PG_DB?sslmode=disable&table=snapvisor_objects
+SNAPVISOR_POSTGRES_PASSWORD=$PG_PASS
+SNAPVISOR_TEST_SQLITE_URL=sqlite://$RUN/sqlite/snapvisor.db
 EOF
   cat "$ENVFILE"
   if [ $ok != 1 ]; then stop; return 1; fi
@@ -205,6 +251,10 @@ stop_pid() { # pidfile name
 }
 
 stop() {
+  if alive "$RUN/postgres.pid"; then
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$RUN/postgres/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+  fi
+  stop_pid "$RUN/postgres.pid"
   stop_pid "$RUN/minio.pid"
   stop_pid "$RUN/gcs.pid"
   stop_pid "$RUN/azurite.pid"

@@ -13,7 +13,7 @@ import (
 // (config.Load). Foreign variables (AWS_*, AZURE_*, GOOGLE_*, STORAGE_EMULATOR_HOST)
 // keep the names their own tools use. Secret fields also accept NAME_FILE.
 type Config struct {
-	Remotes []string      `envconfig:"SNAPVISOR_REMOTES" desc:"comma-separated remote URLs each snapshot is pushed to: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix"`
+	Remotes []string      `envconfig:"SNAPVISOR_REMOTES" desc:"comma-separated remote URLs each snapshot is pushed to: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix, postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db"`
 	Retries int           `envconfig:"SNAPVISOR_REMOTE_RETRIES" default:"5" desc:"retries of a failed remote operation (exponential backoff with jitter)"`
 	Backoff time.Duration `envconfig:"SNAPVISOR_REMOTE_BACKOFF" default:"1s" desc:"first retry delay; doubled each retry, capped at 1m"`
 	Timeout time.Duration `envconfig:"SNAPVISOR_REMOTE_TIMEOUT" default:"1h" desc:"time limit for one snapshot's upload to (or download from) one remote, retries and rotation included; a remote that hangs is abandoned after it and never delays the others or the next snapshot"`
@@ -40,6 +40,9 @@ type Config struct {
 
 	GCSCredentialsFile string `envconfig:"GOOGLE_APPLICATION_CREDENTIALS" desc:"Google service-account JSON file (default: application default credentials)"`
 	GCSEmulatorHost    string `envconfig:"STORAGE_EMULATOR_HOST" desc:"host:port of a GCS emulator such as fake-gcs-server (no authentication)"`
+
+	PostgresPassword config.Secret `envconfig:"SNAPVISOR_POSTGRES_PASSWORD" desc:"password of the role of postgres:// remotes (a password in the URL is refused); empty: the matching line of PGPASSFILE"`
+	PostgresPassFile string        `envconfig:"PGPASSFILE" desc:"libpq password file (host:port:db:user:password lines) read for postgres:// remotes when SNAPVISOR_POSTGRES_PASSWORD is empty (default ~/.pgpass)"`
 }
 
 // URLs returns the configured remotes, trimmed, without empty entries.

@@ -19,7 +19,7 @@ import (
 type backend struct {
 	scheme      string // URL scheme, lower case
 	order       int    // place in lists shown to users (acceptedURLs)
-	example     string // the URL form shown in configuration errors
+	example     string // the URL form shown in configuration errors; "" for an alias (not listed)
 	credentials string // the variables carrying its credentials; "" for none
 
 	// check checks a URL of the scheme beyond the generic checks of
@@ -66,7 +66,9 @@ func registered() []backend {
 func acceptedURLs() string {
 	var ex []string
 	for _, b := range registered() {
-		ex = append(ex, b.example)
+		if b.example != "" {
+			ex = append(ex, b.example)
+		}
 	}
 	return "comma-separated URLs: " + strings.Join(ex, ", ")
 }

@@ -17,7 +17,8 @@ import (
 func TestRegistry(t *testing.T) {
 	t.Run("accepted URLs", func(t *testing.T) {
 		const want = "comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, " +
-			"sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix"
+			"sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix, " +
+			"postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db"
 		if got := acceptedURLs(); got != want {
 			t.Errorf("acceptedURLs() = %q, want %q", got, want)
 		}
@@ -28,12 +29,15 @@ func TestRegistry(t *testing.T) {
 	})
 	t.Run("credentials", func(t *testing.T) {
 		for scheme, want := range map[string]string{
-			"file":  "see entrypoint env",
-			"s3":    "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
-			"sftp":  "SNAPVISOR_SFTP_KEY_FILE or SNAPVISOR_SFTP_PASSWORD",
-			"azure": "AZURE_STORAGE_CONNECTION_STRING, e.g. BlobEndpoint=URL;SharedAccessSignature=TOKEN, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
-			"gs":    "GOOGLE_APPLICATION_CREDENTIALS",
-			"ftp":   "see entrypoint env",
+			"file":       "see entrypoint env",
+			"s3":         "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
+			"sftp":       "SNAPVISOR_SFTP_KEY_FILE or SNAPVISOR_SFTP_PASSWORD",
+			"azure":      "AZURE_STORAGE_CONNECTION_STRING, e.g. BlobEndpoint=URL;SharedAccessSignature=TOKEN, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
+			"gs":         "GOOGLE_APPLICATION_CREDENTIALS",
+			"postgres":   "SNAPVISOR_POSTGRES_PASSWORD, or a line of PGPASSFILE",
+			"postgresql": "SNAPVISOR_POSTGRES_PASSWORD, or a line of PGPASSFILE",
+			"sqlite":     "see entrypoint env",
+			"ftp":        "see entrypoint env",
 		} {
 			if got := credentialVars(scheme); got != want {
 				t.Errorf("credentialVars(%q) = %q, want %q", scheme, got, want)
@@ -81,8 +85,8 @@ func TestRegistry_BuildTags(t *testing.T) {
 		url      string // refused (were it not, its server is on the loopback: nothing is reached)
 		accepted string // the accepted-URL list of that binary
 	}{
-		{"snapvisor_no_azure", "azure://container/prefix?endpoint=http://127.0.0.1:1/acct", "accepted: comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, gs://bucket/prefix\n"},
-		{"snapvisor_no_s3,snapvisor_no_sftp,snapvisor_no_azure,snapvisor_no_gs", "s3://bucket/prefix?endpoint=127.0.0.1:1&tls=false", "accepted: comma-separated URLs: file:///path\n"},
+		{"snapvisor_no_azure", "azure://container/prefix?endpoint=http://127.0.0.1:1/acct", "accepted: comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, gs://bucket/prefix, postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db\n"},
+		{"snapvisor_no_s3,snapvisor_no_sftp,snapvisor_no_azure,snapvisor_no_gs,snapvisor_no_postgres,snapvisor_no_sqlite", "s3://bucket/prefix?endpoint=127.0.0.1:1&tls=false", "accepted: comma-separated URLs: file:///path\n"},
 	} {
 		t.Run(tc.tags, func(t *testing.T) {
 			bin := filepath.Join(t.TempDir(), "entrypoint")

@@ -5,9 +5,12 @@
 // with `rclone copy` to the same server and measures its peak RSS.
 //
 //	benchremote ARCHIVE URL
+//	benchremote -fetch URL KEY DIR
 //
 // ARCHIVE is a snapshot file (<name>-<UTC time>.tar[.gz|.zst]) with its
 // .sha256 beside it; URL and credentials are as for SNAPVISOR_REMOTES.
+// -fetch downloads the snapshot KEY into DIR as a restore does (remote.Fetch:
+// archive and .sha256, checksum checked).
 package main
 
 import (
@@ -22,11 +25,17 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: benchremote ARCHIVE URL")
+	var err error
+	switch {
+	case len(os.Args) == 3:
+		err = run(os.Args[1], os.Args[2])
+	case len(os.Args) == 5 && os.Args[1] == "-fetch":
+		err = fetch(os.Args[2], os.Args[3], os.Args[4])
+	default:
+		fmt.Fprintln(os.Stderr, "usage: benchremote ARCHIVE URL | benchremote -fetch URL KEY DIR")
 		os.Exit(64)
 	}
-	if err := run(os.Args[1], os.Args[2]); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchremote:", err)
 		os.Exit(1)
 	}
@@ -58,5 +67,39 @@ func run(archive, url string) error {
 	}
 	d := time.Since(start)
 	fmt.Printf("%s %d bytes in %.3f s (%.1f MiB/s)\n", rs.Key, rs.Size, d.Seconds(), float64(rs.Size)/(1<<20)/d.Seconds())
+	return nil
+}
+
+// fetch downloads key from url into dir as a restore does.
+func fetch(url, key, dir string) error {
+	var cfg store.Config
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	cfg.Remotes = []string{url}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	s, err := store.Open(ctx, url, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	start := time.Now()
+	r := remote.Remote{Store: store.WithRetry(s, cfg.Policy(), nil), Timeout: cfg.Timeout}
+	ctx, cancel := r.WithTimeout(ctx)
+	defer cancel()
+	p, err := remote.Fetch(ctx, r, key, dir)
+	err = remote.TimeoutError(ctx, err)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	d := time.Since(start)
+	fmt.Printf("%s %d bytes in %.3f s (%.1f MiB/s)\n", key, fi.Size(), d.Seconds(), float64(fi.Size())/(1<<20)/d.Seconds())
 	return nil
 }

@@ -65,7 +65,8 @@ type Backend struct {
 var Backends = []struct {
 	Name  string
 	Start func(*testing.T) Backend
-}{{"file", FileBackend}, {"s3", S3Backend}, {"sftp", SFTPBackend}, {"azure", AzureBackend}, {"gs", GCSBackend}}
+}{{"file", FileBackend}, {"s3", S3Backend}, {"sftp", SFTPBackend}, {"azure", AzureBackend}, {"gs", GCSBackend},
+	{"postgres", PostgresBackend}, {"sqlite", SQLiteBackend}}
 
 var prefixN struct {
 	sync.Mutex
