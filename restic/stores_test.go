@@ -166,6 +166,14 @@ func TestBackup_Stores(t *testing.T) {
 		{"gs", func(t *testing.T) (store.Store, cliRepo, cliRepo) {
 			return storetest.GCSBackend(t).Open(t, "team/repo"), cliRepo{}, cliRepo{}
 		}},
+		// The stores of the persistence document's external-storage and
+		// database schemes: no restic CLI backend reaches them.
+		{"postgres", func(t *testing.T) (store.Store, cliRepo, cliRepo) {
+			return storetest.PostgresBackend(t).Open(t, "repo"), cliRepo{}, cliRepo{}
+		}},
+		{"sqlite", func(t *testing.T) (store.Store, cliRepo, cliRepo) {
+			return storetest.SQLiteBackend(t).Open(t, "repo"), cliRepo{}, cliRepo{}
+		}},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
