@@ -40,6 +40,9 @@ type Config struct {
 
 	GCSCredentialsFile string `envconfig:"GOOGLE_APPLICATION_CREDENTIALS" desc:"Google service-account JSON file (default: application default credentials)"`
 	GCSEmulatorHost    string `envconfig:"STORAGE_EMULATOR_HOST" desc:"host:port of a GCS emulator such as fake-gcs-server (no authentication)"`
+
+	RedisPassword config.Secret `envconfig:"SNAPVISOR_REDIS_PASSWORD" desc:"Redis password (AUTH): requirepass, or the password of the URL's ACL user (redis://user@host:port/DB); a password in the URL is refused"`
+	RedisCAFile   string        `envconfig:"SNAPVISOR_REDIS_CA_FILE" desc:"PEM file of extra CA certificates trusted for rediss:// servers"`
 }
 
 // URLs returns the configured remotes, trimmed, without empty entries.

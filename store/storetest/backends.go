@@ -55,13 +55,17 @@ type Backend struct {
 	// PartsLeft counts the incomplete multipart uploads of key on the store
 	// of prefix, as the server lists them (nil: no such thing).
 	PartsLeft func(t *testing.T, prefix, key string) int
+	// Remote returns the remote URL of prefix and the environment variables
+	// an entrypoint process needs to reach the same store (nil: not filled).
+	Remote func(t *testing.T, prefix string) (rawURL string, env []string)
 }
 
 // Backends are the store kinds, each starting its server when called.
 var Backends = []struct {
 	Name  string
 	Start func(*testing.T) Backend
-}{{"file", FileBackend}, {"s3", S3Backend}, {"sftp", SFTPBackend}, {"azure", AzureBackend}, {"gs", GCSBackend}}
+}{{"file", FileBackend}, {"s3", S3Backend}, {"sftp", SFTPBackend}, {"azure", AzureBackend}, {"gs", GCSBackend},
+	{"redis", RedisBackend}}
 
 var prefixN struct {
 	sync.Mutex
