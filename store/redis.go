@@ -294,9 +294,12 @@ func (s *redisStore) fail(op, key string, err error) error {
 	case errors.Is(err, errBadKey), errors.Is(err, errRedisDamaged), redis.HasErrorPrefix(err, "WRONGTYPE"),
 		redis.HasErrorPrefix(err, "DB index is out of range"):
 		e.Permanent = true
-	case redis.IsAuthError(err), redis.IsPermissionError(err), strings.Contains(err.Error(), "without any password configured"):
+	case redis.IsAuthError(err), strings.Contains(err.Error(), "without any password configured"):
 		e.Permanent = true
 		e.Err = fmt.Errorf("%w (check the URL's user and SNAPVISOR_REDIS_PASSWORD)", err)
+	case redis.IsPermissionError(err), strings.Contains(err.Error(), "user executing the script can't run"):
+		e.Permanent = true
+		e.Err = fmt.Errorf("%w (the ACL user needs the store's commands on the keys of its prefix: see README, Remote stores)", err)
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
 		e.Permanent = true
 		e.Err = fmt.Errorf("%w (a server certificate from a private CA is trusted with SNAPVISOR_REDIS_CA_FILE)", err)
@@ -359,7 +362,7 @@ func (s *redisStore) Put(ctx context.Context, key string, r io.Reader, size int6
 	id := hex.EncodeToString(rnd[:])
 	n, total, err := s.upload(ctx, id, exactly(r, size), size)
 	if err == nil {
-		err = commitScript.Run(ctx, s.client, []string{s.metaKey(key)},
+		err = commitScript.Eval(ctx, s.client, []string{s.metaKey(key)},
 			s.chunkPrefix(), id, n, total, redisChunkSize).Err()
 	}
 	if err != nil {
@@ -625,7 +628,7 @@ func (s *redisStore) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("delete", key, err)
 	}
-	if err := deleteScript.Run(ctx, s.client, []string{s.metaKey(key)}, s.chunkPrefix()).Err(); err != nil {
+	if err := deleteScript.Eval(ctx, s.client, []string{s.metaKey(key)}, s.chunkPrefix()).Err(); err != nil {
 		return s.fail("delete", key, err)
 	}
 	return nil

@@ -85,8 +85,9 @@ func gen(seed byte, n int64) []byte {
 func TestRedis_ACLUser(t *testing.T) {
 	r := storetest.StartRedisACL(t)
 	cfg := store.Config{RedisPassword: storetest.RedisACLPassword}
-	t.Run("basic", func(t *testing.T) {
-		testBasic(t, storetest.Open(t, r.URL(storetest.RedisACLUser, storetest.RedisACLPrefix+":basic"), cfg))
+	t.Run("basic", func(t *testing.T) { // in database 1: SELECT is needed too
+		url := strings.Replace(r.URL(storetest.RedisACLUser, storetest.RedisACLPrefix+":basic"), "/0?", "/1?", 1)
+		testBasic(t, storetest.Open(t, url, cfg))
 	})
 	t.Run("chunks", func(t *testing.T) {
 		ctx := storetest.Ctx(t, time.Minute)

@@ -1,12 +1,12 @@
 // Package store is remote byte storage: a mounted directory (file://), S3
 // and S3-compatible servers (s3://), SFTP (sftp://), Azure Blob Storage
-// (azure://) and Google Cloud Storage (gs://). It knows nothing of
-// snapshots (package remote keeps those on a Store).
+// (azure://), Google Cloud Storage (gs://) and Redis (redis://, rediss://).
+// It knows nothing of snapshots (package remote keeps those on a Store).
 //
 // Every backend implements the small Store interface and registers its URL
 // scheme in its own file (registry.go); a build tag leaves a backend out of
 // the binary (-tags snapvisor_no_s3, snapvisor_no_sftp, snapvisor_no_azure,
-// snapvisor_no_gs; file:// is always built in), and its URLs are then refused
+// snapvisor_no_gs, snapvisor_no_redis; file:// is always built in), and its URLs are then refused
 // as invalid configuration. Retries and metrics are wrappers around any Store
 // (WithRetry, WithMetrics). Optional abilities of some backends (Hasher,
 // UploadLister) are found through the wrappers with As.

@@ -24,7 +24,7 @@ const (
 // RedisACLCommands are the ACL rules of the least-privileged user a redis://
 // store works with (README, Remote stores): the commands it sends, nothing else.
 var RedisACLCommands = []string{"-@all", "+get", "+set", "+strlen", "+persist", "+hmget", "+hset",
-	"+unlink", "+scan", "+eval", "+evalsha", "+time", "+select"}
+	"+unlink", "+scan", "+eval", "+time", "+select"}
 
 // RedisConfig describes a redis-server to start.
 type RedisConfig struct {
