@@ -520,7 +520,9 @@ func (r *redisReader) Read(p []byte) (int, error) {
 		}
 	}
 	n := copy(p, r.cur)
-	r.cur = r.cur[n:]
+	if r.cur = r.cur[n:]; r.cur == "" {
+		r.cur = "" // an empty tail may still point into the chunk: let it go before the next one comes
+	}
 	return n, nil
 }
 
