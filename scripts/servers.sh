@@ -2,7 +2,7 @@
 # Real storage servers for the store tests and benchmarks, all on 127.0.0.1:
 # MinIO (S3), sshd (SFTP), Azurite (Azure Blob), fake-gcs-server (GCS), Redis.
 #
-#   scripts/servers.sh install [minio|gcs|azurite|sshd|redis ...]  install (idempotent; default: all)
+#   scripts/servers.sh install [minio|gcs|azurite|sshd|redis ...] install (idempotent; default: all)
 #   scripts/servers.sh start                                  start all, write var/servers.env, print it
 #   scripts/servers.sh stop                                   stop what start started (by recorded PID)
 #   scripts/servers.sh env                                    print var/servers.env

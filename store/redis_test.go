@@ -13,11 +13,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/big"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -609,5 +611,39 @@ func TestRedis_PrefixGlob(t *testing.T) {
 	}
 	if objs, _ := other.List(ctx, "["); len(objs) != 1 || objs[0].Key != "[z]" {
 		t.Errorf("list [ = %+v", objs)
+	}
+}
+
+// TestRedis_PasswordFile: the password also comes from
+// SNAPVISOR_REDIS_PASSWORD_FILE through the configuration loader (a Docker
+// or Kubernetes secret), and both variables are secret ones (kept out of the
+// service's environment, never printed).
+func TestRedis_PasswordFile(t *testing.T) {
+	r := storetest.StartRedisACL(t)
+	file := filepath.Join(t.TempDir(), "redis-password")
+	storetest.MustWrite(t, file, []byte(storetest.RedisACLPassword+"\n"))
+	url := r.URL(storetest.RedisACLUser, storetest.RedisACLPrefix+":file")
+	t.Setenv("SNAPVISOR_REMOTES", url)
+	t.Setenv("SNAPVISOR_REDIS_PASSWORD_FILE", file)
+	var cfg store.Config
+	if err := config.Load(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := storetest.Open(t, url, cfg)
+	ctx := storetest.Ctx(t, time.Minute)
+	if err := s.Put(ctx, "a", strings.NewReader("a"), 1); err != nil {
+		t.Fatalf("put with the password from the file: %v", err)
+	}
+	vars := config.SecretVars(&cfg)
+	for _, v := range []string{"SNAPVISOR_REDIS_PASSWORD", "SNAPVISOR_REDIS_PASSWORD_FILE"} {
+		if !slices.Contains(vars, v) {
+			t.Errorf("%s is not a secret variable: %v", v, vars)
+		}
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", cfg, cfg), storetest.RedisACLPassword) {
+		t.Error("printing the configuration shows the password")
 	}
 }
