@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Real storage servers for the store tests and benchmarks, all on 127.0.0.1:
-# MinIO (S3), sshd (SFTP), Azurite (Azure Blob), fake-gcs-server (GCS), PostgreSQL.
+# MinIO (S3), sshd (SFTP), Azurite (Azure Blob), fake-gcs-server (GCS), Redis, PostgreSQL.
 #
-#   scripts/servers.sh install [minio|gcs|azurite|sshd|postgres ...]  install (idempotent; default: all)
+#   scripts/servers.sh install [minio|gcs|azurite|sshd|redis|postgres ...]  install (idempotent; default: all)
 #   scripts/servers.sh start                                  start all, write var/servers.env, print it
 #   scripts/servers.sh stop                                   stop what start started (by recorded PID)
 #   scripts/servers.sh env                                    print var/servers.env
@@ -67,6 +67,11 @@ install_sshd() {
   apt_install openssh-server openssh-client
 }
 
+install_redis() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+  apt_install redis-server redis-tools
+}
+
 # PostgreSQL (Debian's, 15 on Debian 12): its programs are in /usr/lib/postgresql/N/bin, off PATH.
 # The package's own cluster is not used: tests and `start` run initdb in their own directories.
 pg_bin() {
@@ -82,15 +87,16 @@ install_postgres() {
 
 install() {
   local which=("$@")
-  [ ${#which[@]} -eq 0 ] && which=(sshd postgres azurite gcs minio)
+  [ ${#which[@]} -eq 0 ] && which=(sshd redis postgres azurite gcs minio)
   for w in "${which[@]}"; do
     case $w in
       minio) go_tool minio "$MINIO_MOD" "$MINIO_VER" ;;
       gcs) go_tool fake-gcs-server "$GCS_MOD" "$GCS_VER" ;;
       azurite) install_azurite ;;
       sshd) install_sshd ;;
+      redis) install_redis ;;
       postgres) install_postgres ;;
-      *) log "unknown server $w (minio, gcs, azurite, sshd, postgres)"; return 2 ;;
+      *) log "unknown server $w (minio, gcs, azurite, sshd, redis, postgres)"; return 2 ;;
     esac
   done
 }
@@ -101,6 +107,7 @@ path() {
     gcs) echo "$BIN/fake-gcs-server" ;;
     azurite) echo "$TOOLS/azurite/node_modules/.bin/azurite-blob" ;;
     sshd) echo /usr/sbin/sshd ;;
+    redis) command -v redis-server || echo /usr/bin/redis-server ;;
     postgres) echo "$(pg_bin)/pg_ctl" ;;
     *) return 2 ;;
   esac
@@ -126,15 +133,15 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start() {
   install
-  if alive "$RUN/minio.pid" || alive "$RUN/sshd.pid" || alive "$RUN/azurite.pid" || alive "$RUN/gcs.pid" || alive "$RUN/postgres.pid"; then
+  if alive "$RUN/minio.pid" || alive "$RUN/sshd.pid" || alive "$RUN/azurite.pid" || alive "$RUN/gcs.pid" || alive "$RUN/redis.pid" || alive "$RUN/postgres.pid"; then
     log "already running (scripts/servers.sh stop first)"
     cat "$ENVFILE"
     return 0
   fi
   rm -rf "$RUN"
-  mkdir -p "$RUN"/{minio,azurite,gcs,sftp,ssh}
-  local s3p sshp azp gcsp pgp
-  s3p=$(free_port) sshp=$(free_port) azp=$(free_port) gcsp=$(free_port) pgp=$(free_port)
+  mkdir -p "$RUN"/{minio,azurite,gcs,sftp,ssh,redis}
+  local s3p sshp azp gcsp redisp pgp
+  s3p=$(free_port) sshp=$(free_port) azp=$(free_port) gcsp=$(free_port) redisp=$(free_port) pgp=$(free_port)
 
   MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASS MINIO_BROWSER=off \
     setsid "$BIN/minio" server --quiet --address "127.0.0.1:$s3p" "$RUN/minio" >"$RUN/minio.log" 2>&1 &
@@ -170,6 +177,11 @@ EOF
   setsid /usr/sbin/sshd -D -e -f "$RUN/ssh/sshd_config" >"$RUN/sshd.log" 2>&1 &
   echo $! >"$RUN/sshd.pid"
 
+  # Redis with AOF, as snapshots kept in Redis need (a Redis persisting nothing is warned about).
+  setsid "$(path redis)" --bind 127.0.0.1 --port "$redisp" --dir "$RUN/redis" --save '' --appendonly yes \
+    --daemonize no --logfile '' >"$RUN/redis.log" 2>&1 &
+  echo $! >"$RUN/redis.pid"
+
   # PostgreSQL: its own cluster, run by the postgres user (which must reach $RUN/postgres),
   # a password-protected role and its database (scram-sha-256 over TCP; the superuser only on the socket).
   local pgdir=$RUN/postgres
@@ -200,6 +212,7 @@ EOF
   wait_port "$sshp" 10 || { log "sshd did not start: $(tail -5 "$RUN/sshd.log")"; ok=0; }
   wait_port "$azp" 30 || { log "azurite did not start: $(tail -5 "$RUN/azurite.log")"; ok=0; }
   wait_port "$gcsp" 10 || { log "fake-gcs-server did not start: $(tail -5 "$RUN/gcs.log")"; ok=0; }
+  wait_port "$redisp" 10 || { log "redis-server did not start: $(tail -5 "$RUN/redis.log")"; ok=0; }
   if [ $ok = 1 ]; then
     local i
     for ((i = 0; i < 100; i++)); do
@@ -229,6 +242,7 @@ SNAPVISOR_TEST_AZURE_URL=azure://snapvisor/test
 AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$azp/$AZURITE_ACCOUNT;
 SNAPVISOR_TEST_GCS_URL=gs://snapvisor/test
 STORAGE_EMULATOR_HOST=127.0.0.1:$gcsp
+SNAPVISOR_TEST_REDIS_URL=redis://127.0.0.1:$redisp/0?prefix=test
 SNAPVISOR_TEST_POSTGRES_URL=postgres://$PG_USER@127.0.0.1:$pgp/$PG_DB?sslmode=disable&table=snapvisor_objects
 SNAPVISOR_POSTGRES_PASSWORD=$PG_PASS
 SNAPVISOR_TEST_SQLITE_URL=sqlite://$RUN/sqlite/snapvisor.db
@@ -259,6 +273,7 @@ stop() {
   stop_pid "$RUN/gcs.pid"
   stop_pid "$RUN/azurite.pid"
   stop_pid "$RUN/sshd.pid"
+  stop_pid "$RUN/redis.pid"
   rm -f "$ENVFILE"
 }
 

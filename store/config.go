@@ -41,6 +41,9 @@ type Config struct {
 	GCSCredentialsFile string `envconfig:"GOOGLE_APPLICATION_CREDENTIALS" desc:"Google service-account JSON file (default: application default credentials)"`
 	GCSEmulatorHost    string `envconfig:"STORAGE_EMULATOR_HOST" desc:"host:port of a GCS emulator such as fake-gcs-server (no authentication)"`
 
+	RedisPassword config.Secret `envconfig:"SNAPVISOR_REDIS_PASSWORD" desc:"Redis password (AUTH): requirepass, or the password of the URL's ACL user (redis://user@host:port/DB); a password in the URL is refused"`
+	RedisCAFile   string        `envconfig:"SNAPVISOR_REDIS_CA_FILE" desc:"PEM file of extra CA certificates trusted for rediss:// servers"`
+
 	PostgresPassword config.Secret `envconfig:"SNAPVISOR_POSTGRES_PASSWORD" desc:"password of the role of postgres:// remotes (a password in the URL is refused); empty: the matching line of PGPASSFILE"`
 	PostgresPassFile string        `envconfig:"PGPASSFILE" desc:"libpq password file (host:port:db:user:password lines) read for postgres:// remotes when SNAPVISOR_POSTGRES_PASSWORD is empty (default ~/.pgpass)"`
 }

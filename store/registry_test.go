@@ -18,7 +18,7 @@ func TestRegistry(t *testing.T) {
 	t.Run("accepted URLs", func(t *testing.T) {
 		const want = "comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, " +
 			"sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix, " +
-			"postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db"
+			"redis://[user@]host:port/DB?prefix=P, rediss://[user@]host:port/DB?prefix=P (TLS), postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db"
 		if got := acceptedURLs(); got != want {
 			t.Errorf("acceptedURLs() = %q, want %q", got, want)
 		}
@@ -34,6 +34,7 @@ func TestRegistry(t *testing.T) {
 			"sftp":       "SNAPVISOR_SFTP_KEY_FILE or SNAPVISOR_SFTP_PASSWORD",
 			"azure":      "AZURE_STORAGE_CONNECTION_STRING, e.g. BlobEndpoint=URL;SharedAccessSignature=TOKEN, or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
 			"gs":         "GOOGLE_APPLICATION_CREDENTIALS",
+			"redis":      "SNAPVISOR_REDIS_PASSWORD (with the URL's user for an ACL user)",
 			"postgres":   "SNAPVISOR_POSTGRES_PASSWORD, or a line of PGPASSFILE",
 			"postgresql": "SNAPVISOR_POSTGRES_PASSWORD, or a line of PGPASSFILE",
 			"sqlite":     "see entrypoint env",
@@ -85,8 +86,8 @@ func TestRegistry_BuildTags(t *testing.T) {
 		url      string // refused (were it not, its server is on the loopback: nothing is reached)
 		accepted string // the accepted-URL list of that binary
 	}{
-		{"snapvisor_no_azure", "azure://container/prefix?endpoint=http://127.0.0.1:1/acct", "accepted: comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, gs://bucket/prefix, postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db\n"},
-		{"snapvisor_no_s3,snapvisor_no_sftp,snapvisor_no_azure,snapvisor_no_gs,snapvisor_no_postgres,snapvisor_no_sqlite", "s3://bucket/prefix?endpoint=127.0.0.1:1&tls=false", "accepted: comma-separated URLs: file:///path\n"},
+		{"snapvisor_no_azure", "azure://container/prefix?endpoint=http://127.0.0.1:1/acct", "accepted: comma-separated URLs: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, gs://bucket/prefix, redis://[user@]host:port/DB?prefix=P, rediss://[user@]host:port/DB?prefix=P (TLS), postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db\n"},
+		{"snapvisor_no_s3,snapvisor_no_sftp,snapvisor_no_azure,snapvisor_no_gs,snapvisor_no_redis,snapvisor_no_postgres,snapvisor_no_sqlite", "s3://bucket/prefix?endpoint=127.0.0.1:1&tls=false", "accepted: comma-separated URLs: file:///path\n"},
 	} {
 		t.Run(tc.tags, func(t *testing.T) {
 			bin := filepath.Join(t.TempDir(), "entrypoint")

@@ -6,14 +6,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -118,16 +116,9 @@ func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Store
 		return nil, s.fail("open", "", err)
 	}
 	if cfg.S3CAFile != "" {
-		pem, err := os.ReadFile(cfg.S3CAFile)
+		pool, err := extraRoots(cfg.S3CAFile, "SNAPVISOR_S3_CA_FILE")
 		if err != nil {
-			return nil, s.fail("open", "", fmt.Errorf("SNAPVISOR_S3_CA_FILE: %w", err))
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, s.fail("open", "", fmt.Errorf("SNAPVISOR_S3_CA_FILE %s: no PEM certificate", cfg.S3CAFile))
+			return nil, s.fail("open", "", err)
 		}
 		if tr.TLSClientConfig == nil {
 			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -1,14 +1,14 @@
 // Package store is remote byte storage: a mounted directory (file://), S3
 // and S3-compatible servers (s3://), SFTP (sftp://), Azure Blob Storage
-// (azure://), Google Cloud Storage (gs://), PostgreSQL (postgres://) and
-// SQLite (sqlite://). It knows nothing of snapshots (package remote keeps
-// those on a Store).
+// (azure://), Google Cloud Storage (gs://), Redis (redis://, rediss://),
+// PostgreSQL (postgres://) and SQLite (sqlite://). It knows nothing of
+// snapshots (package remote keeps those on a Store).
 //
 // Every backend implements the small Store interface and registers its URL
 // scheme in its own file (registry.go); a build tag leaves a backend out of
 // the binary (-tags snapvisor_no_s3, snapvisor_no_sftp, snapvisor_no_azure,
-// snapvisor_no_gs, snapvisor_no_postgres, snapvisor_no_sqlite; file:// is
-// always built in), and its URLs are then refused
+// snapvisor_no_gs, snapvisor_no_redis, snapvisor_no_postgres,
+// snapvisor_no_sqlite; file:// is always built in), and its URLs are then refused
 // as invalid configuration. Retries and metrics are wrappers around any Store
 // (WithRetry, WithMetrics). Optional abilities of some backends (Hasher,
 // UploadLister) are found through the wrappers with As.

@@ -23,6 +23,8 @@ var remoteSeeds = []string{
 	"azure://c/p?endpoint=https%3A%2F%2Facct.blob.core.windows.net%2F%3Fsv%3D2022%26sig%3DSAS-Xy7Qz",
 	"azure://c/p?endpoint=" + url.QueryEscape("https://a/?x="+url.QueryEscape("https://b/?y="+url.QueryEscape("https://c/?sig=deep-Xy7Qz"))),
 	"gs://bucket/prefix", "gs://bucket", "gs://", "gs:///p", "GS://bucket/p",
+	"redis://snap@127.0.0.1:6379/0?prefix=p", "redis://snap:pw-Xy7Qz@h:6379/1", "rediss://:pw-Xy7Qz@h/0?prefix=a*[b]",
+	"redis://h/0?password=pw-Xy7Qz", "redis://h/x",
 	"::not a url//user:pw-Xy7Qz@host", "%zz://u:pw-Xy7Qz@h/p?token=tok-Xy7Qz", "http://h/p", "/just/a/path", "",
 	" s3://b/p ", "s3://b/p#token=frag", "s3://b/p?x=1&&y", "s3://b/p?x=%zz&key=k-Xy7Qz",
 }
@@ -129,7 +131,7 @@ func FuzzRedact(f *testing.F) {
 			}
 			return
 		}
-		if !slices.Contains([]string{"file", "s3", "sftp", "azure", "gs"}, u.Scheme) {
+		if !slices.Contains([]string{"file", "s3", "sftp", "azure", "gs", "redis", "rediss"}, u.Scheme) {
 			t.Fatalf("parseRemote(%q) accepted scheme %q", in, u.Scheme)
 		}
 		for _, sec := range secrets {

@@ -1,8 +1,10 @@
 // Command benchremote uploads one local snapshot to a remote exactly as the
 // entrypoint does after each snapshot (store.Open, the retry wrapper with the
 // configured policy, remote.Push: archive, size check, .sha256 last, read back),
+// or downloads one as a restore does (remote.Fetch: .sha256, archive, checksum),
 // and prints the time it took. scripts/bench-remote.sh runs it side by side
-// with `rclone copy` to the same server and measures its peak RSS.
+// with `rclone copy` and `redis-cli` against the same servers and measures its
+// peak RSS.
 //
 //	benchremote ARCHIVE URL
 //	benchremote -fetch URL KEY DIR
@@ -41,24 +43,53 @@ func main() {
 	}
 }
 
-func run(archive, url string) error {
+// open opens url as the entrypoint does, with the retry wrapper and the time limit.
+func open(url string) (remote.Remote, func(), error) {
 	var cfg store.Config
 	if err := config.Load(&cfg); err != nil {
-		return err
+		return remote.Remote{}, nil, err
 	}
 	cfg.Remotes = []string{url}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return remote.Remote{}, nil, err
 	}
-	ctx := context.Background()
-	s, err := store.Open(ctx, url, cfg, nil)
+	s, err := store.Open(context.Background(), url, cfg, nil)
+	if err != nil {
+		return remote.Remote{}, nil, err
+	}
+	return remote.Remote{Store: store.WithRetry(s, cfg.Policy(), nil), Timeout: cfg.Timeout}, func() { s.Close() }, nil
+}
+
+func fetch(url, key, dir string) error {
+	r, closeStore, err := open(url)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer closeStore()
 	start := time.Now()
-	r := remote.Remote{Store: store.WithRetry(s, cfg.Policy(), nil), Timeout: cfg.Timeout}
-	ctx, cancel := r.WithTimeout(ctx)
+	ctx, cancel := r.WithTimeout(context.Background())
+	defer cancel()
+	p, err := remote.Fetch(ctx, r, key, dir)
+	if err = remote.TimeoutError(ctx, err); err != nil {
+		return err
+	}
+	d := time.Since(start)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s %d bytes in %.3f s (%.1f MiB/s)\n", key, fi.Size(), d.Seconds(), float64(fi.Size())/(1<<20)/d.Seconds())
+	return nil
+}
+
+func run(archive, url string) error {
+	r, closeStore, err := open(url)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	start := time.Now()
+	ctx, cancel := r.WithTimeout(context.Background())
 	defer cancel()
 	rs, err := remote.Push(ctx, r, archive)
 	err = remote.TimeoutError(ctx, err)
@@ -67,39 +98,5 @@ func run(archive, url string) error {
 	}
 	d := time.Since(start)
 	fmt.Printf("%s %d bytes in %.3f s (%.1f MiB/s)\n", rs.Key, rs.Size, d.Seconds(), float64(rs.Size)/(1<<20)/d.Seconds())
-	return nil
-}
-
-// fetch downloads key from url into dir as a restore does.
-func fetch(url, key, dir string) error {
-	var cfg store.Config
-	if err := config.Load(&cfg); err != nil {
-		return err
-	}
-	cfg.Remotes = []string{url}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	s, err := store.Open(ctx, url, cfg, nil)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	start := time.Now()
-	r := remote.Remote{Store: store.WithRetry(s, cfg.Policy(), nil), Timeout: cfg.Timeout}
-	ctx, cancel := r.WithTimeout(ctx)
-	defer cancel()
-	p, err := remote.Fetch(ctx, r, key, dir)
-	err = remote.TimeoutError(ctx, err)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	d := time.Since(start)
-	fmt.Printf("%s %d bytes in %.3f s (%.1f MiB/s)\n", key, fi.Size(), d.Seconds(), float64(fi.Size())/(1<<20)/d.Seconds())
 	return nil
 }

@@ -66,7 +66,7 @@ var Backends = []struct {
 	Name  string
 	Start func(*testing.T) Backend
 }{{"file", FileBackend}, {"s3", S3Backend}, {"sftp", SFTPBackend}, {"azure", AzureBackend}, {"gs", GCSBackend},
-	{"postgres", PostgresBackend}, {"sqlite", SQLiteBackend}}
+	{"redis", RedisBackend}, {"postgres", PostgresBackend}, {"sqlite", SQLiteBackend}}
 
 var prefixN struct {
 	sync.Mutex

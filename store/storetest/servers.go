@@ -2,8 +2,8 @@
 // packages need (store, cmd/entrypoint), on 127.0.0.1, each with its own
 // free port and temporary directory, stopped by PID in t.Cleanup. The
 // executables come from scripts/servers.sh install (MinIO, fake-gcs-server,
-// Azurite under $SNAPVISOR_TOOLS or ~/.cache/snapvisor-tools; sshd from
-// Debian's openssh-server).
+// Azurite under $SNAPVISOR_TOOLS or ~/.cache/snapvisor-tools; sshd and
+// redis-server from Debian's openssh-server and redis-server).
 //
 // A server that is not installed: with CI=true (or SNAPVISOR_TEST_INSTALL=1)
 // the test installs it through the script, and fails if it cannot; otherwise
@@ -57,7 +57,7 @@ func repoRoot(t testing.TB) string {
 	}
 }
 
-// Tool returns the executable of server (minio, gcs, azurite, sshd), installing it when allowed.
+// Tool returns the executable of server (minio, gcs, azurite, sshd, redis), installing it when allowed.
 func Tool(t testing.TB, server string) string {
 	t.Helper()
 	script := filepath.Join(repoRoot(t), "scripts", "servers.sh")
