@@ -168,6 +168,9 @@ func TestBackup_Stores(t *testing.T) {
 		}},
 		// The stores of the persistence document's external-storage and
 		// database schemes: no restic CLI backend reaches them.
+		{"redis", func(t *testing.T) (store.Store, cliRepo, cliRepo) {
+			return storetest.RedisBackend(t).Open(t, "repo"), cliRepo{}, cliRepo{}
+		}},
 		{"postgres", func(t *testing.T) (store.Store, cliRepo, cliRepo) {
 			return storetest.PostgresBackend(t).Open(t, "repo"), cliRepo{}, cliRepo{}
 		}},
