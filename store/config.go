@@ -13,7 +13,7 @@ import (
 // (config.Load). Foreign variables (AWS_*, AZURE_*, GOOGLE_*, STORAGE_EMULATOR_HOST)
 // keep the names their own tools use. Secret fields also accept NAME_FILE.
 type Config struct {
-	Remotes []string      `envconfig:"SNAPVISOR_REMOTES" desc:"comma-separated remote URLs each snapshot is pushed to: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix, postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db"`
+	Remotes []string      `envconfig:"SNAPVISOR_REMOTES" desc:"comma-separated remote URLs each snapshot is pushed to: file:///path, s3://bucket/prefix?endpoint=host:port&region=R&tls=false, sftp://user@host:port/path, azure://container/prefix, gs://bucket/prefix, redis://[user@]host:port/DB?prefix=P (rediss:// for TLS), postgres://user@host:port/db?sslmode=require&table=snapvisor_objects, sqlite:///path/to/file.db"`
 	Retries int           `envconfig:"SNAPVISOR_REMOTE_RETRIES" default:"5" desc:"retries of a failed remote operation (exponential backoff with jitter)"`
 	Backoff time.Duration `envconfig:"SNAPVISOR_REMOTE_BACKOFF" default:"1s" desc:"first retry delay; doubled each retry, capped at 1m"`
 	Timeout time.Duration `envconfig:"SNAPVISOR_REMOTE_TIMEOUT" default:"1h" desc:"time limit for one snapshot's upload to (or download from) one remote, retries and rotation included; a remote that hangs is abandoned after it and never delays the others or the next snapshot"`
