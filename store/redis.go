@@ -300,6 +300,9 @@ func (s *redisStore) fail(op, key string, err error) error {
 	case redis.IsPermissionError(err), strings.Contains(err.Error(), "user executing the script can't run"):
 		e.Permanent = true
 		e.Err = fmt.Errorf("%w (the ACL user needs the store's commands on the keys of its prefix: see README, Remote stores)", err)
+	case redis.IsOOMError(err):
+		e.Permanent = true // until snapshots are deleted or maxmemory raised: not within a retry's backoff
+		e.Err = fmt.Errorf("%w (Redis is full: give it room for the snapshots kept plus one being uploaded)", err)
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
 		e.Permanent = true
 		e.Err = fmt.Errorf("%w (a server certificate from a private CA is trusted with SNAPVISOR_REDIS_CA_FILE)", err)
