@@ -129,10 +129,10 @@ func redisNamespace(prefix string) string {
 // SNAPVISOR_REDIS_CA_FILE). The password comes from SNAPVISOR_REDIS_PASSWORD
 // (requirepass, or the ACL user's); the user from the URL.
 //
-// Keys, with N the namespace (redisNamespace: P plus ":"):
+// Keys, with <N> the namespace (redisNamespace: P plus ":"):
 //
-//	N meta:KEY      a hash: id (upload id), chunks, size, chunk (chunk size), modified (µs since the epoch, server time)
-//	N chunk:ID:I    chunk I (from 0) of upload ID, a string of chunk bytes (the last one shorter)
+//	<N>meta:<KEY>     a hash: id (upload id), chunks, size, chunk (chunk size), modified (µs since the epoch, server time)
+//	<N>chunk:<ID>:<I> chunk I (from 0) of upload ID, a string of chunk bytes (the last one shorter)
 //
 // Put writes the chunks under a new random upload id, each with an expiry
 // (SET ... EX, redisStore.ttl), so that an upload killed midway is removed by
@@ -171,8 +171,12 @@ func openRedis(_ context.Context, u *url.URL, cfg Config, log *zap.Logger) (Stor
 	name := Redact(u.String())
 	password := cfg.RedisPassword.Reveal()
 	s := &redisStore{
-		ns:    redisNamespace(u.Query().Get("prefix")),
-		name:  name,
+		ns:   redisNamespace(u.Query().Get("prefix")),
+		name: name,
+		// SNAPVISOR_REMOTE_TIMEOUT bounds an upload: twice it, a live upload's
+		// chunks never expire before its commit (if they did, the commit would
+		// fail, not commit less), and a killed one's leave the server's memory
+		// within hours rather than a day.
 		ttl:   max(redisMinUploadTTL, 2*cfg.Timeout),
 		log:   log.With(zap.String("remote", name)),
 		scrub: scrubber(password),
@@ -300,6 +304,9 @@ func (s *redisStore) fail(op, key string, err error) error {
 	case redis.IsPermissionError(err), strings.Contains(err.Error(), "user executing the script can't run"):
 		e.Permanent = true
 		e.Err = fmt.Errorf("%w (the ACL user needs the store's commands on the keys of its prefix: see README, Remote stores)", err)
+	case redis.IsOOMError(err):
+		e.Permanent = true // until snapshots are deleted or maxmemory raised: not within a retry's backoff
+		e.Err = fmt.Errorf("%w (Redis is full: give it room for the snapshots kept plus one being uploaded)", err)
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
 		e.Permanent = true
 		e.Err = fmt.Errorf("%w (a server certificate from a private CA is trusted with SNAPVISOR_REDIS_CA_FILE)", err)

@@ -636,3 +636,28 @@ func TestRedis_PasswordFile(t *testing.T) {
 		t.Error("printing the configuration shows the password")
 	}
 }
+
+// TestRedis_OutOfMemory: a Put that does not fit in the server's maxmemory
+// fails at once (a permanent error saying Redis is full), leaves nothing
+// visible and takes its chunks back; the object stored before stays whole.
+func TestRedis_OutOfMemory(t *testing.T) {
+	r := storetest.StartRedis(t, storetest.RedisConfig{Args: []string{"--maxmemory", "24mb", "--maxmemory-policy", "noeviction"}})
+	c := r.Client(t)
+	s := storetest.Open(t, r.URL("", "m"), store.Config{})
+	ctx := storetest.Ctx(t, time.Minute)
+	small := gen(1, chunk/2)
+	if err := s.Put(ctx, "obj", bytes.NewReader(small), -1); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Put(ctx, "obj", storetest.Gen(2, 5*chunk), -1)
+	t.Logf("put beyond maxmemory: %v", err)
+	if err == nil || !store.IsPermanent(err) || !strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), "Redis is full") {
+		t.Fatalf("put beyond maxmemory: %v (permanent %v); want a permanent error saying Redis is full", err, store.IsPermanent(err))
+	}
+	if got, err := readAll(t, ctx, s, "obj"); err != nil || sum(got) != sum(small) {
+		t.Errorf("the object stored before: %d bytes, %v", len(got), err)
+	}
+	if keys := chunkKeys(t, c, "m:"); len(keys) != 1 {
+		t.Errorf("chunk keys after the failed put: %v, want the stored object's one", keys)
+	}
+}
