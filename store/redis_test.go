@@ -654,7 +654,7 @@ func TestRedis_OutOfMemory(t *testing.T) {
 	if err == nil || !store.IsPermanent(err) || !strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), "Redis is full") {
 		t.Fatalf("put beyond maxmemory: %v (permanent %v); want a permanent error saying Redis is full", err, store.IsPermanent(err))
 	}
-	if got, err := readAll(t, ctx, s, "obj"); err != nil || sum(got) != sum(small) {
+	if got, err := readAll(ctx, s, "obj"); err != nil || sum(got) != sum(small) {
 		t.Errorf("the object stored before: %d bytes, %v", len(got), err)
 	}
 	if keys := chunkKeys(t, c, "m:"); len(keys) != 1 {
