@@ -34,7 +34,7 @@ func TestBackends(t *testing.T) {
 			t.Run("pushSameSecond", func(t *testing.T) { testPushSameSecond(t, b.Open(t, storetest.FreshPrefix())) })
 			t.Run("unfinishedUploads", func(t *testing.T) {
 				if b.LeaveUpload == nil {
-					t.Skip("the service discards unfinished uploads by itself (Azure: uncommitted blocks after 7 days; GCS: resumable sessions after a week)")
+					t.Skip("the service discards unfinished uploads by itself (Azure: uncommitted blocks after 7 days; GCS: resumable sessions after a week; Redis: uncommitted chunks expire; PostgreSQL, SQLite: an unfinished upload is a rolled-back transaction)")
 				}
 				testUnfinishedUploads(t, b, storetest.FreshPrefix())
 			})
