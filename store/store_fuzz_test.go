@@ -131,7 +131,7 @@ func FuzzRedact(f *testing.F) {
 			}
 			return
 		}
-		if !slices.Contains([]string{"file", "s3", "sftp", "azure", "gs", "redis", "rediss"}, u.Scheme) {
+		if !slices.Contains([]string{"file", "s3", "sftp", "azure", "gs", "redis", "rediss", "postgres", "postgresql", "sqlite"}, u.Scheme) {
 			t.Fatalf("parseRemote(%q) accepted scheme %q", in, u.Scheme)
 		}
 		for _, sec := range secrets {
