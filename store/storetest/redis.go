@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"testing"
@@ -73,6 +74,13 @@ func (r *Redis) Start() {
 	args = append(args, r.cfg.Args...) // later directives win
 	r.p = StartProc(r.t, "redis-server", nil, r.bin, args...)
 	WaitReady(r.t, r.p, 15*time.Second, DialCheck(r.Addr))
+	if !r.cfg.TLS {
+		// The port opens before the dataset is loaded (a restart with an
+		// RDB or AOF): until then every command answers LOADING.
+		c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.cfg.Password, Protocol: 2, DisableIdentity: true})
+		defer c.Close()
+		WaitReady(r.t, r.p, 15*time.Second, func() error { return c.Ping(context.Background()).Err() })
+	}
 }
 
 // Stop shuts the server down (TERM: it saves first when it persists).
