@@ -4,10 +4,8 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -364,9 +362,7 @@ func (s *redisStore) Put(ctx context.Context, key string, r io.Reader, size int6
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
 	}
-	var rnd [12]byte
-	_, _ = rand.Read(rnd[:])
-	id := hex.EncodeToString(rnd[:])
+	id := randomHex(12)
 	n, total, err := s.upload(ctx, id, exactly(r, size), size)
 	if err == nil {
 		err = commitScript.Eval(ctx, s.client, []string{s.metaKey(key)},

@@ -4,8 +4,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -317,9 +315,7 @@ func (s *sftpStore) Put(ctx context.Context, key string, r io.Reader, size int64
 		return s.fail("put", key, err)
 	}
 	final := s.path(key)
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := path.Join(path.Dir(final), "."+path.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
+	tmp := path.Join(path.Dir(final), "."+path.Base(final)+".tmp-"+randomHex(6))
 	return s.do(ctx, "put", key, func(c *sftp.Client) (err error) {
 		if err := c.MkdirAll(path.Dir(final)); err != nil {
 			return err

@@ -4,9 +4,7 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -227,13 +225,6 @@ func (s *sqlStore) inTx(ctx context.Context, opts sql.TxOptions, fn func(tx *sql
 	return tx.Commit()
 }
 
-// newUploadID returns a random upload id (128 bits, hex).
-func newUploadID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 func (s *sqlStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return s.fail("put", key, err)
@@ -248,7 +239,7 @@ func (s *sqlStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 		n = max(size, 1)
 	}
 	buf := make([]byte, n)
-	upload := newUploadID()
+	upload := randomHex(16)
 	src := exactly(ctxReader{ctx, r}, size)
 	err := s.inTx(ctx, s.d.writeTx, func(tx *sql.Tx) error {
 		var total int64

@@ -20,6 +20,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -518,4 +520,12 @@ func CloseAll(stores []Store) error {
 		}
 	}
 	return first
+}
+
+// randomHex returns n random bytes, hex-encoded: the names of upload
+// temporaries (file, sftp) and upload ids (redis, postgres, sqlite).
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
