@@ -1,0 +1,110 @@
+package gitsnap
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// MetaFile is the file committed at the root of every snapshot's tree with
+// what Git does not keep: every entry's type, full mode (setuid, setgid,
+// sticky and the permission bits beyond Git's executable bit), owner, group
+// and modification time, the directories (so empty ones come back) and
+// which files are hard links of which. One JSON object a line, sorted by
+// path, so that `git diff` shows metadata changes line by line.
+const MetaFile = ".snapvisor-meta.jsonl"
+
+// metaFormat names the metadata file's format in its first line.
+const metaFormat = "snapvisor-git-metadata/1"
+
+// metaHeader is the metadata file's first line.
+type metaHeader struct {
+	Format string `json:"format"`
+	// Sources are the base names of the sources; with more than one, each
+	// is a top-level directory of the tree (Tops), else the tree's root is
+	// the source itself.
+	Sources []string `json:"sources"`
+	Tops    bool     `json:"tops,omitempty"`
+}
+
+// Entry types in the metadata file.
+const (
+	typeDir     = "d"
+	typeFile    = "f"
+	typeSymlink = "l"
+)
+
+// metaEntry is one entry's metadata; Path is relative to the tree's root
+// ("." the root itself, a source's top directory when Tops).
+type metaEntry struct {
+	Path  string `json:"p"`
+	Type  string `json:"t"`
+	Mode  string `json:"m"` // octal, permission and special bits (07777)
+	UID   int    `json:"u"`
+	GID   int    `json:"g"`
+	MTime string `json:"mtime"` // RFC 3339, nanoseconds, UTC
+	// Hardlink names an earlier path (in sorted order) this file is a hard link of.
+	Hardlink string `json:"hardlink,omitempty"`
+}
+
+func (e metaEntry) mode() (uint32, error) {
+	m, err := strconv.ParseUint(e.Mode, 8, 32)
+	if err != nil || m&^0o7777 != 0 {
+		return 0, fmt.Errorf("metadata of %s: mode %q", e.Path, e.Mode)
+	}
+	return uint32(m), nil
+}
+
+func (e metaEntry) mtime() (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, e.MTime)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("metadata of %s: mtime %q", e.Path, e.MTime)
+	}
+	return t, nil
+}
+
+// encodeMeta writes the metadata file (entries already sorted by path).
+func encodeMeta(h metaHeader, entries []metaEntry) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(h)
+	for _, e := range entries {
+		_ = enc.Encode(e)
+	}
+	return b.Bytes()
+}
+
+// decodeMeta reads a metadata file.
+func decodeMeta(r io.Reader) (metaHeader, []metaEntry, error) {
+	var h metaHeader
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var out []metaEntry
+	first := true
+	for sc.Scan() {
+		if first {
+			first = false
+			if err := json.Unmarshal(sc.Bytes(), &h); err != nil || h.Format != metaFormat {
+				return h, nil, fmt.Errorf("%s: not a %s file", MetaFile, metaFormat)
+			}
+			continue
+		}
+		var e metaEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return h, nil, fmt.Errorf("%s line %d: %w", MetaFile, len(out)+2, err)
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return h, nil, fmt.Errorf("%s: %w", MetaFile, err)
+	}
+	if first {
+		return h, nil, fmt.Errorf("%s is empty", MetaFile)
+	}
+	return h, out, nil
+}

@@ -1,0 +1,350 @@
+package gitsnap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+)
+
+// ErrDiverged is wrapped by a push refused because the remote's branch
+// holds commits the local one does not (a second writer, or a rewritten
+// history): it is never overwritten, unless squashing (which leases).
+var ErrDiverged = errors.New("the remote's branch has diverged")
+
+// fetchedRef is where Fetch keeps a remote's branch head in the local repository.
+func fetchedRef(branch string) plumbing.ReferenceName {
+	return plumbing.ReferenceName("refs/snapvisor/fetched/" + branch)
+}
+
+// auth builds a remote's credentials and extra CA bundle from s.
+func (s Settings) auth(rem Remote) (transport.AuthMethod, []byte, error) {
+	switch rem.Kind {
+	case KindHTTPS:
+		var ca []byte
+		if s.CAFile != "" {
+			b, err := os.ReadFile(s.CAFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("SNAPVISOR_GIT_CA_FILE: %w", err)
+			}
+			ca = b
+		}
+		if pw := s.Password.Reveal(); pw != "" {
+			return &githttp.BasicAuth{Username: rem.User, Password: pw}, ca, nil
+		}
+		return nil, ca, nil
+	case KindSSH:
+		keys := []string{s.SSHKeyFile}
+		if s.SSHKeyFile == "" {
+			keys = nil
+			if home, err := os.UserHomeDir(); err == nil {
+				for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+					keys = append(keys, filepath.Join(home, ".ssh", n))
+				}
+			}
+		}
+		var pk *gitssh.PublicKeys
+		var firstErr error
+		for _, k := range keys {
+			var err error
+			if pk, err = gitssh.NewPublicKeysFromFile(rem.User, k, ""); err == nil {
+				break
+			}
+			if firstErr == nil && (s.SSHKeyFile != "" || !errors.Is(err, os.ErrNotExist)) {
+				firstErr = fmt.Errorf("SNAPVISOR_GIT_SSH_KEY_FILE %s: %w", k, err)
+			}
+		}
+		if pk == nil {
+			if firstErr == nil {
+				firstErr = errors.New("no SSH key: set SNAPVISOR_GIT_SSH_KEY_FILE (default ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
+			}
+			return nil, nil, firstErr
+		}
+		kh := s.KnownHosts
+		if kh == "" {
+			home, _ := os.UserHomeDir()
+			kh = filepath.Join(home, ".ssh", "known_hosts")
+		}
+		db, err := gitssh.NewKnownHostsDb(kh)
+		if err != nil {
+			return nil, nil, fmt.Errorf("known_hosts (SNAPVISOR_GIT_KNOWN_HOSTS) %s: %w", kh, err)
+		}
+		u, _ := url.Parse(rem.URL)
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "22")
+		}
+		pk.HostKeyCallback = db.HostKeyCallback()
+		pk.HostKeyAlgorithms = db.HostKeyAlgorithms(host)
+		return pk, nil, nil
+	}
+	return nil, nil, nil
+}
+
+// Push makes the remote's branch equal the local one. It moves only
+// forward: a remote branch with commits the local one lacks is ErrDiverged.
+// With lease (squash), the remote branch may be rewritten as long as it
+// still is at *lease.
+func (r *Repo) Push(ctx context.Context, rem Remote, s Settings, lease *plumbing.Hash) error {
+	head, err := r.Head()
+	if err != nil {
+		return err
+	}
+	if rem.Kind == KindFile {
+		return r.pushFile(rem, head, lease)
+	}
+	auth, ca, err := s.auth(rem)
+	if err != nil {
+		return err
+	}
+	gr, err := r.repo.CreateRemoteAnonymous(&gitconfig.RemoteConfig{Name: "anonymous", URLs: []string{rem.URL}})
+	if err != nil {
+		return err
+	}
+	spec := gitconfig.RefSpec(r.branch.String() + ":" + r.branch.String())
+	opts := &git.PushOptions{RemoteName: "anonymous", RefSpecs: []gitconfig.RefSpec{spec}, Auth: auth, CABundle: ca}
+	if lease != nil {
+		opts.RefSpecs = []gitconfig.RefSpec{"+" + spec}
+		opts.ForceWithLease = &git.ForceWithLease{RefName: r.branch, Hash: *lease}
+	}
+	err = gr.PushContext(ctx, opts)
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+		return nil
+	case strings.Contains(err.Error(), "non-fast-forward"), errors.Is(err, git.ErrForceNeeded), strings.Contains(err.Error(), "lease"):
+		return fmt.Errorf("push %s to %s: %w: %v (refusing to overwrite it; see SNAPVISOR_GIT_BRANCH for a second writer)", r.Branch(), rem.Name(), ErrDiverged, err)
+	}
+	return fmt.Errorf("push %s to %s: %w", r.Branch(), rem.Name(), err)
+}
+
+// pushFile pushes to a repository on a local path without a git binary:
+// the missing objects are copied (each verified) and synced, then the
+// remote's branch is moved by compare-and-set.
+func (r *Repo) pushFile(rem Remote, head plumbing.Hash, lease *plumbing.Hash) error {
+	dst, err := Open(rem.URL, r.Branch(), true)
+	if err != nil {
+		return fmt.Errorf("push to %s: %w", rem.Name(), err)
+	}
+	defer dst.Close()
+	old, err := dst.Head()
+	if err != nil && !errors.Is(err, ErrNoBranch) {
+		return fmt.Errorf("push to %s: %w", rem.Name(), err)
+	}
+	if old == head {
+		return nil
+	}
+	switch {
+	case lease != nil:
+		if old != *lease {
+			return fmt.Errorf("push %s to %s: %w: it is at %s, not at %s as this repository last saw it", r.Branch(), rem.Name(), ErrDiverged, short(old), short(*lease))
+		}
+	case !old.IsZero():
+		ok, err := r.isAncestor(old, head)
+		if err != nil {
+			return fmt.Errorf("push to %s: %w", rem.Name(), err)
+		}
+		if !ok {
+			return fmt.Errorf("push %s to %s: %w: it is at %s, which this repository's history does not contain (another writer, or a rewritten history): refusing to overwrite it (see SNAPVISOR_GIT_BRANCH for a second writer)",
+				r.Branch(), rem.Name(), ErrDiverged, short(old))
+		}
+	}
+	if err := copyObjects(r, dst, head); err != nil {
+		return fmt.Errorf("push to %s: %w", rem.Name(), err)
+	}
+	if err := dst.sync(); err != nil {
+		return err
+	}
+	if err := dst.setHead(head, old); err != nil {
+		return fmt.Errorf("push to %s: %w", rem.Name(), err)
+	}
+	return dst.sync()
+}
+
+func short(h plumbing.Hash) string {
+	if h.IsZero() {
+		return "(no branch)"
+	}
+	return h.String()[:7]
+}
+
+// isAncestor reports whether commit a is h or one of its ancestors.
+func (r *Repo) isAncestor(a, h plumbing.Hash) (bool, error) {
+	if a == h {
+		return true, nil
+	}
+	if r.st.HasEncodedObject(a) != nil {
+		return false, nil
+	}
+	ca, err := object.GetCommit(r.st, a)
+	if err != nil {
+		return false, nil
+	}
+	ch, err := object.GetCommit(r.st, h)
+	if err != nil {
+		return false, err
+	}
+	return ca.IsAncestor(ch)
+}
+
+// Fetch brings the remote's branch into this repository (under
+// refs/snapvisor/fetched/) and returns its head; ErrNoBranch when the
+// remote has no such branch (or no repository).
+func (r *Repo) Fetch(ctx context.Context, rem Remote, s Settings) (plumbing.Hash, error) {
+	var head plumbing.Hash
+	if rem.Kind == KindFile {
+		src, err := Open(rem.URL, r.Branch(), false)
+		if errors.Is(err, ErrNoRepository) {
+			return head, fmt.Errorf("%s: %w", rem.Name(), ErrNoBranch)
+		}
+		if err != nil {
+			return head, err
+		}
+		defer src.Close()
+		if head, err = src.Head(); err != nil {
+			return head, err
+		}
+		if err := copyObjects(src, r, head); err != nil {
+			return head, fmt.Errorf("fetch from %s: %w", rem.Name(), err)
+		}
+		if err := r.sync(); err != nil {
+			return head, err
+		}
+	} else {
+		auth, ca, err := s.auth(rem)
+		if err != nil {
+			return head, err
+		}
+		gr, err := r.repo.CreateRemoteAnonymous(&gitconfig.RemoteConfig{Name: "anonymous", URLs: []string{rem.URL}})
+		if err != nil {
+			return head, err
+		}
+		spec := gitconfig.RefSpec("+" + r.branch.String() + ":" + fetchedRef(r.Branch()).String())
+		err = gr.FetchContext(ctx, &git.FetchOptions{RemoteName: "anonymous", RefSpecs: []gitconfig.RefSpec{spec}, Auth: auth, CABundle: ca, Tags: git.NoTags})
+		var nm git.NoMatchingRefSpecError
+		switch {
+		case errors.As(err, &nm), errors.Is(err, transport.ErrEmptyRemoteRepository):
+			return head, fmt.Errorf("%s: %w", rem.Name(), ErrNoBranch)
+		case err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate):
+			return head, fmt.Errorf("fetch %s from %s: %w", r.Branch(), rem.Name(), err)
+		}
+		ref, err := r.st.Reference(fetchedRef(r.Branch()))
+		if err != nil {
+			return head, fmt.Errorf("fetch %s from %s: %w", r.Branch(), rem.Name(), err)
+		}
+		return ref.Hash(), nil
+	}
+	return head, r.st.SetReference(plumbing.NewHashReference(fetchedRef(r.Branch()), head))
+}
+
+// copyObjects copies to dst every object of head's history that dst lacks,
+// each checked against its hash; a commit dst has is taken to come with
+// its whole history, a tree with everything in it.
+func copyObjects(src, dst *Repo, head plumbing.Hash) error {
+	todo := []plumbing.Hash{head}
+	var commits []plumbing.EncodedObject
+	seen := map[plumbing.Hash]bool{}
+	for len(todo) > 0 {
+		h := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[h] || dst.st.HasEncodedObject(h) == nil {
+			continue
+		}
+		seen[h] = true
+		o, err := src.verified(h, plumbing.CommitObject)
+		if err != nil {
+			return err
+		}
+		c, err := object.DecodeCommit(src.st, o)
+		if err != nil {
+			return err
+		}
+		if err := copyTree(src, dst, c.TreeHash); err != nil {
+			return err
+		}
+		commits = append(commits, o)
+		todo = append(todo, c.ParentHashes...)
+	}
+	// Parents before children, so that no commit is ever there without its history.
+	for i := len(commits) - 1; i >= 0; i-- {
+		if err := copyObject(dst, commits[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyTree(src, dst *Repo, h plumbing.Hash) error {
+	if dst.st.HasEncodedObject(h) == nil {
+		return nil
+	}
+	o, err := src.verified(h, plumbing.TreeObject)
+	if err != nil {
+		return err
+	}
+	t, err := object.DecodeTree(src.st, o)
+	if err != nil {
+		return err
+	}
+	for _, e := range t.Entries {
+		switch e.Mode {
+		case filemode.Dir:
+			if err := copyTree(src, dst, e.Hash); err != nil {
+				return err
+			}
+		case filemode.Submodule:
+		default:
+			if dst.st.HasEncodedObject(e.Hash) == nil {
+				continue
+			}
+			b, err := src.st.EncodedObject(plumbing.BlobObject, e.Hash)
+			if err != nil {
+				return fmt.Errorf("blob %s in %s: %w", e.Hash, src.path, err)
+			}
+			if err := copyObject(dst, b); err != nil {
+				return err
+			}
+		}
+	}
+	return copyObject(dst, o)
+}
+
+// copyObject writes o into dst, checking its hash on the way.
+func copyObject(dst *Repo, o plumbing.EncodedObject) error {
+	n := dst.st.NewEncodedObject()
+	n.SetType(o.Type())
+	n.SetSize(o.Size())
+	w, err := n.Writer()
+	if err != nil {
+		return err
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	hs := plumbing.NewHasher(o.Type(), o.Size())
+	if _, err := io.Copy(io.MultiWriter(w, hs), rd); err != nil {
+		return err
+	}
+	if hs.Sum() != o.Hash() {
+		return fmt.Errorf("%s %s is damaged: its content hashes to %s", o.Type(), o.Hash(), hs.Sum())
+	}
+	if _, err := dst.st.SetEncodedObject(n); err != nil {
+		return fmt.Errorf("write object to %s: %w", dst.path, err)
+	}
+	return nil
+}
