@@ -90,7 +90,7 @@ func TestRepo_Commit(t *testing.T) {
 		if err != nil || len(log) != 2 || log[0].Changed != 2 {
 			t.Fatalf("log %+v %v", log, err)
 		}
-		if _, err := r.Verify(context.Background()); err != nil {
+		if _, err := r.Verify(context.Background(), res.Hash); err != nil {
 			t.Fatal(err)
 		}
 		testutil.SameTree(t, src, restoreInto(t, r, log[0].Short))

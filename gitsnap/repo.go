@@ -164,6 +164,11 @@ func (r *Repo) Log() ([]Commit, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.LogFrom(h)
+}
+
+// LogFrom lists the commits from h along first parents, newest first.
+func (r *Repo) LogFrom(h plumbing.Hash) ([]Commit, error) {
 	tags := r.tagsByCommit()
 	var out []Commit
 	for !h.IsZero() {
@@ -264,4 +269,16 @@ func (r *Repo) Resolve(ref string) (plumbing.Hash, error) {
 		return found[0], nil
 	}
 	return plumbing.ZeroHash, fmt.Errorf("commit hash %s is ambiguous in %s (%d commits): give more digits", ref, r.path, len(found))
+}
+
+// Parent returns the first parent of commit h (zero for a root commit).
+func (r *Repo) Parent(h plumbing.Hash) (plumbing.Hash, error) {
+	c, err := object.GetCommit(r.st, h)
+	if err != nil {
+		return plumbing.ZeroHash, missing(r, plumbing.CommitObject, h, err)
+	}
+	if len(c.ParentHashes) == 0 {
+		return plumbing.ZeroHash, nil
+	}
+	return c.ParentHashes[0], nil
 }

@@ -20,6 +20,10 @@ import (
 	"snapvisor/snapshot"
 )
 
+// ErrDamaged is wrapped by errors reporting an object that is missing or
+// whose content does not hash to its name.
+var ErrDamaged = errors.New("damaged")
+
 // RestoreStats counts what a restore wrote.
 type RestoreStats struct {
 	Files, Dirs, Links int64
@@ -169,7 +173,7 @@ func (r *Repo) tree(h plumbing.Hash) (*object.Tree, error) {
 func (r *Repo) verified(h plumbing.Hash, t plumbing.ObjectType) (plumbing.EncodedObject, error) {
 	o, err := r.st.EncodedObject(t, h)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s in %s: %w", t, h, r.path, err)
+		return nil, missing(r, t, h, err)
 	}
 	if err := r.checkHash(o, io.Discard); err != nil {
 		return nil, err
@@ -190,7 +194,7 @@ func (r *Repo) checkHash(o plumbing.EncodedObject, w io.Writer) error {
 		return fmt.Errorf("%s %s in %s: %w", o.Type(), o.Hash(), r.path, err)
 	}
 	if n != o.Size() || hs.Sum() != o.Hash() {
-		return fmt.Errorf("%s %s in %s is damaged: its content hashes to %s (%d of %d bytes)", o.Type(), o.Hash(), r.path, hs.Sum(), n, o.Size())
+		return fmt.Errorf("%s %s in %s is %w: its content hashes to %s (%d of %d bytes)", o.Type(), o.Hash(), r.path, ErrDamaged, hs.Sum(), n, o.Size())
 	}
 	return nil
 }
@@ -199,9 +203,18 @@ func (r *Repo) checkHash(o plumbing.EncodedObject, w io.Writer) error {
 func (r *Repo) readBlob(h plumbing.Hash, w io.Writer) error {
 	o, err := r.st.EncodedObject(plumbing.BlobObject, h)
 	if err != nil {
-		return fmt.Errorf("blob %s in %s: %w", h, r.path, err)
+		return missing(r, plumbing.BlobObject, h, err)
 	}
 	return r.checkHash(o, w)
+}
+
+// missing reports an object that cannot be read: ErrDamaged when it is
+// not there (or undecodable), the error as it is otherwise.
+func missing(r *Repo, t plumbing.ObjectType, h plumbing.Hash, err error) error {
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return fmt.Errorf("%s %s in %s: %w: missing", t, h, r.path, ErrDamaged)
+	}
+	return fmt.Errorf("%s %s in %s: %w", t, h, r.path, err)
 }
 
 // writer writes one source's tree into its staging directory; every path
@@ -411,4 +424,28 @@ func specialBits(m uint32) os.FileMode {
 		out |= os.ModeSticky
 	}
 	return out
+}
+
+// RestoreNewest restores commit h, or, while a commit's objects are
+// damaged or missing (ErrDamaged), its first parent, up to 10 commits; it
+// returns the commit restored. Any other fault stops it: it is not the
+// commit's.
+func (r *Repo) RestoreNewest(ctx context.Context, h plumbing.Hash, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (plumbing.Hash, error) {
+	var tried []error
+	for !h.IsZero() && len(tried) < 10 {
+		_, err := r.Restore(ctx, h, cfg, opts, log)
+		if err == nil {
+			return h, nil
+		}
+		if !errors.Is(err, ErrDamaged) {
+			return h, err
+		}
+		tried = append(tried, err)
+		log.Warn("restore: commit damaged or incomplete, trying its parent", zap.String("commit", h.String()), zap.Error(err))
+		if h, err = r.Parent(h); err != nil {
+			tried = append(tried, err)
+			break
+		}
+	}
+	return h, fmt.Errorf("none of %d commits restored: %w", len(tried), errors.Join(tried...))
 }

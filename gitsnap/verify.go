@@ -18,15 +18,11 @@ type VerifyReport struct {
 	Bytes                 int64
 }
 
-// Verify reads every object of the branch's history (all parents, every
+// Verify reads every object of head's history (all parents, every
 // tree and blob) and checks that each hashes to its name: git fsck's
 // object check for one branch.
-func (r *Repo) Verify(ctx context.Context) (VerifyReport, error) {
+func (r *Repo) Verify(ctx context.Context, head plumbing.Hash) (VerifyReport, error) {
 	var rep VerifyReport
-	head, err := r.Head()
-	if err != nil {
-		return rep, err
-	}
 	seen := map[plumbing.Hash]bool{}
 	todo := []plumbing.Hash{head}
 	for len(todo) > 0 {

@@ -37,7 +37,7 @@ type Config struct {
 	// ApplyEnableVar ran (configuration loading calls it).
 	Backup        bool          `envconfig:"SNAPVISOR_BACKUP" default:"false" desc:"turn scheduled snapshots on; off, the entrypoint is a pure init"`
 	EnableVar     string        `envconfig:"SNAPVISOR_ENABLE_VAR" desc:"name of another variable that also turns snapshots on when true (an image sets e.g. ZITI_CTRL_BACKUP)"`
-	Format        string        `envconfig:"SNAPVISOR_FORMAT" default:"archive" desc:"archive: each snapshot a tar archive (SNAPVISOR_COMPRESSION, encryption); restic: a deduplicated restic repository (version 2) in SNAPVISOR_DIR and on every remote, readable by the restic CLI (needs RESTIC_PASSWORD)"`
+	Format        string        `envconfig:"SNAPVISOR_FORMAT" default:"archive" desc:"archive: each snapshot a tar archive (SNAPVISOR_COMPRESSION, encryption); restic: a deduplicated restic repository (version 2) in SNAPVISOR_DIR and on every remote, readable by the restic CLI (needs RESTIC_PASSWORD); git: each snapshot a commit of the source tree in a bare repository in SNAPVISOR_DIR, pushed to SNAPVISOR_GIT_REMOTES (small data: configuration, PKI)"`
 	Schedule      string        `envconfig:"SNAPVISOR_SCHEDULE" default:"@daily" desc:"cron expression (5 or 6 fields), @hourly/@daily/@weekly, or @every 15m; time zone from CRON_TZ=Zone prefix or TZ"`
 	Jitter        time.Duration `envconfig:"SNAPVISOR_JITTER" default:"0s" desc:"wait a random time up to this before each scheduled snapshot"`
 	OnStart       bool          `envconfig:"SNAPVISOR_ON_START" default:"false" desc:"take one snapshot once the service is up (after SNAPVISOR_START_DELAY)"`
@@ -83,9 +83,9 @@ func (c Config) Validate() error {
 		return e
 	}
 	switch c.Format {
-	case "", FormatArchive, FormatRestic: // empty: the default (a Config built in code)
+	case "", FormatArchive, FormatRestic, FormatGit: // empty: the default (a Config built in code)
 	default:
-		return config.Invalid("FORMAT", c.Format, "archive or restic")
+		return config.Invalid("FORMAT", c.Format, "archive, restic or git")
 	}
 	switch c.Freeze {
 	case FreezeNone, FreezePause, FreezeStop:

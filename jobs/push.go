@@ -38,6 +38,17 @@ type made struct {
 	// written to, and every place (streamed holds each one's outcome).
 	repos  []*restic.Repo
 	places []remote.Remote
+	// note: what the result's Note says (the git format: unchanged).
+	note string
+}
+
+// format is a snapshot format other than the archive (restic.go, git.go):
+// a run's create, what follows a good one (retention), and the last good
+// snapshot found at start.
+type format interface {
+	create(ctx context.Context, log *zap.Logger) (made, error)
+	retain(ctx context.Context, m made, log *zap.Logger) []string
+	seed(ctx context.Context)
 }
 
 // streaming reports whether snapshots go straight to the remotes (SNAPVISOR_DIR empty).
@@ -48,8 +59,8 @@ func (r *Runner) streaming() bool { return r.snap.Dir == "" }
 // streaming mode, straight to every remote whose lease this writer holds
 // (remote.Stream), their outcomes returned for push.
 func (r *Runner) create(ctx context.Context, log *zap.Logger) (made, error) {
-	if r.restic != nil {
-		return r.resticCreate(ctx, log)
+	if r.alt != nil {
+		return r.alt.create(ctx, log)
 	}
 	if !r.streaming() {
 		info, err := snapshot.Create(ctx, r.snap, log)
@@ -112,8 +123,8 @@ func (r *Runner) lastStreamed(ctx context.Context, now time.Time, log *zap.Logge
 // SNAPVISOR_REMOTE_TIMEOUT (remote.ListAll); one that cannot be listed is
 // logged and skipped.
 func (r *Runner) seedFromRemotes(ctx context.Context) {
-	if r.restic != nil {
-		r.resticSeed(ctx)
+	if r.alt != nil {
+		r.alt.seed(ctx)
 		return
 	}
 	r.mu.Lock()

@@ -25,11 +25,28 @@ import (
 const (
 	FormatArchive = "archive"
 	FormatRestic  = "restic"
+	FormatGit     = "git"
 )
 
 // SetRestic switches the runner to the restic format with settings s
 // (validated).
-func (r *Runner) SetRestic(s restic.Settings) { r.restic, r.resticKeys = &s, &restic.Keys{} }
+func (r *Runner) SetRestic(s restic.Settings) {
+	r.restic, r.resticKeys = &s, &restic.Keys{}
+	r.alt = resticFormat{r}
+}
+
+// resticFormat is the restic format's side of a run.
+type resticFormat struct{ r *Runner }
+
+func (f resticFormat) create(ctx context.Context, log *zap.Logger) (made, error) {
+	return f.r.resticCreate(ctx, log)
+}
+
+func (f resticFormat) retain(ctx context.Context, m made, log *zap.Logger) []string {
+	return f.r.resticRetain(ctx, m, log)
+}
+
+func (f resticFormat) seed(ctx context.Context) { f.r.resticSeed(ctx) }
 
 // Places are the locations of the restic repositories: SNAPVISOR_DIR (when
 // set) first, then every remote. The caller closes them (CloseAll).

@@ -79,6 +79,12 @@ type Runner struct {
 	remotes []remote.Remote  // remotes each snapshot is pushed to
 	leases  *leases          // this writer's hold on the remotes' leases (lease.go); set with remotes
 	restic  *restic.Settings // the restic format's settings (SetRestic); nil: archives
+	// alt is the snapshot format when it is not the archive (SetRestic,
+	// SetGit): the one seam a format plugs into a run.
+	alt format
+	// reason is the trigger of the run in progress (a git commit's
+	// message names it). Used by runs only.
+	reason string
 	// resticKeys keeps the repositories' keys between runs (restic.Keys).
 	resticKeys *restic.Keys
 
@@ -322,6 +328,7 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	defer r.metrics.running.Set(0)
 
 	r.makeRoom(log)
+	r.reason = reason
 	info, err := pipeline(ctx, log)
 	err = r.noSpace(err)
 	res.Duration = time.Since(res.Started)
@@ -364,9 +371,9 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	r.metrics.lastSize.Set(float64(info.Size))
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
-	if r.restic != nil {
-		res.Remotes = info.streamed
-		res.Deleted = r.resticRetain(ctx, info, log)
+	if r.alt != nil {
+		res.Remotes, res.Note = info.streamed, info.note
+		res.Deleted = r.alt.retain(ctx, info, log)
 		return res
 	}
 	r.remember(info.Info, reason)

@@ -15,7 +15,9 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		"Lists the complete snapshots in SNAPVISOR_DIR named SNAPVISOR_NAME-*, newest first;\n"+
 			"with --remote URL, those on that remote (an archive counts once its .sha256 is there).\n"+
 			"With SNAPVISOR_FORMAT=restic: the snapshots of the restic repositories in SNAPVISOR_DIR\n"+
-			"and on every remote (or the --remote one): id, time, host, paths, size, bytes added.")
+			"and on every remote (or the --remote one): id, time, host, paths, size, bytes added.\n"+
+			"With SNAPVISOR_FORMAT=git: the commits of the branch in SNAPVISOR_DIR's repository (or\n"+
+			"fetched from the --remote one), newest first: short hash, time, files changed, tags.")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, path, time, size, compression, sha256}; with --remote, of {key, name, time, size, compression, modified, remote}")
 	remoteURL := fs.String("remote", "", "list the snapshots on this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
@@ -23,6 +25,9 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 	}
 	if a.cfg.restic() {
 		return listRestic(ctx, a, *remoteURL, *asJSON)
+	}
+	if a.cfg.git() {
+		return listGit(ctx, a, *remoteURL, *asJSON)
 	}
 	if *remoteURL != "" {
 		return listRemote(ctx, a, *remoteURL, *asJSON)

@@ -26,7 +26,10 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 			"<source>.pre-restore-<UTC time>.\n"+
 			"With SNAPVISOR_FORMAT=restic, NAME is a snapshot ID (or unique prefix) and latest the\n"+
 			"newest snapshot of SNAPVISOR_HOST in SNAPVISOR_DIR's or any remote's repository (or\n"+
-			"the --from one); every blob is authenticated before the swap.")
+			"the --from one); every blob is authenticated before the swap.\n"+
+			"With SNAPVISOR_FORMAT=git, NAME is a commit hash (or unique prefix of 4+ digits) or a\n"+
+			"tag, latest the branch's head in SNAPVISOR_DIR's repository (or fetched from the --from\n"+
+			"git remote); every object is checked against its hash before the swap.")
 	discard := fs.Bool("discard-current", false, "delete the current contents after the swap instead of keeping them as <source>.pre-restore-<time>")
 	from := fs.String("from", "", "restore from this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	pos, done, err := parseArgs(fs, args, 1)
@@ -36,6 +39,9 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	opts := snapshot.RestoreOptions{DiscardCurrent: *discard, Now: time.Now}
 	if a.cfg.restic() {
 		return restoreRestic(ctx, a, *from, pos, opts)
+	}
+	if a.cfg.git() {
+		return restoreGit(ctx, a, *from, pos, opts)
 	}
 	if *from != "" {
 		return restoreFrom(ctx, a, *from, pos, opts)

@@ -98,6 +98,11 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 		}
 	} else if res.OK() && a.cfg.restic() {
 		fmt.Fprintln(a.stdout, res.Snapshot) // the restic snapshot's ID, in every repository's listing
+	} else if res.OK() && a.cfg.git() {
+		fmt.Fprintln(a.stdout, res.Snapshot) // the branch's head commit (short hash)
+		if res.Note != "" {
+			fmt.Fprintln(a.stderr, res.Note)
+		}
 	} else if res.OK() {
 		if a.snap.Dir != "" {
 			fmt.Fprintln(a.stdout, filepath.Join(a.snap.Dir, res.Snapshot))

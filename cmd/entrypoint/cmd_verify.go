@@ -14,10 +14,12 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 		"Checks a snapshot's checksum and that its archive reads to the end.\n"+
 			"Without NAME, checks the newest snapshot; --all checks every one.\n"+
 			"With SNAPVISOR_FORMAT=restic: checks each repository's structure and index against\n"+
-			"its packs (--read-data: every blob read and authenticated) and names the damaged snapshots.")
+			"its packs (--read-data: every blob read and authenticated) and names the damaged snapshots.\n"+
+			"With SNAPVISOR_FORMAT=git: reads every object of the branch's whole history (SNAPVISOR_DIR's\n"+
+			"repository, or the --remote one fetched first) and checks each against its hash.")
 	all := fs.Bool("all", false, "verify every snapshot")
 	readData := fs.Bool("read-data", false, "restic format: read every pack and authenticate every blob")
-	remoteURL := fs.String("remote", "", "restic format: check only the repository at this remote `URL`")
+	remoteURL := fs.String("remote", "", "restic and git formats: check only the repository at this remote `URL`")
 	pos, done, err := parseArgs(fs, args, 1)
 	if done || err != nil {
 		return err
@@ -27,6 +29,12 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 			return &usageError{"verify: the restic format checks whole repositories: no NAME"}
 		}
 		return verifyRestic(ctx, a, *remoteURL, *readData)
+	}
+	if a.cfg.git() {
+		if len(pos) > 0 {
+			return &usageError{"verify: the git format checks the branch's whole history: no NAME"}
+		}
+		return verifyGit(ctx, a, *remoteURL)
 	}
 	if *all && len(pos) > 0 {
 		return &usageError{"verify: give NAME or --all, not both"}

@@ -5,12 +5,14 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"snapvisor/config"
 	"snapvisor/jobs"
+	"snapvisor/gitsnap"
 	"snapvisor/restic"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
@@ -56,13 +58,14 @@ type Config struct {
 	Rotation   rotation.Config
 	Store      store.Config
 	Restic     restic.Settings // SNAPVISOR_FORMAT=restic
+	Git        gitsnap.Settings // SNAPVISOR_FORMAT=git
 
 	Policy rotation.Policy // validated retention policy
 }
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Rotation, &c.Store}
+	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Git, &c.Rotation, &c.Store}
 }
 
 // serviceSecrets lists the variables kept out of the service's environment:
@@ -79,6 +82,38 @@ func (c *Config) serviceSecrets() []string {
 		specs = slices.DeleteFunc(specs, func(s any) bool { return s == any(&c.Restic) })
 	}
 	return config.SecretVars(specs...)
+}
+
+// git reports whether snapshots are in the git format.
+func (c *Config) git() bool { return c.Jobs.Format == jobs.FormatGit }
+
+// gitSet is the git format's repositories (local and remotes).
+func (c *Config) gitSet() gitsnap.Set {
+	set, _ := gitsnap.NewSet(c.Snapshot.Dir, c.Snapshot.Name, c.Git, c.Store.Timeout) // validated by loadConfig
+	return set
+}
+
+// validateGit checks what the git format needs of the other variables.
+func (c *Config) validateGit() error {
+	if err := c.Git.Validate(c.Snapshot.Name); err != nil {
+		return err
+	}
+	if c.Snapshot.Dir == "" {
+		e := config.Invalid("DIR", "", "a directory for the local bare repository (SNAPVISOR_FORMAT=git keeps one; it has no streaming mode)")
+		e.Err = fmt.Errorf("SNAPVISOR_FORMAT=git needs SNAPVISOR_DIR")
+		return e
+	}
+	if len(c.Store.Remotes) > 0 {
+		e := config.Invalid("REMOTES", strings.Join(c.Store.Remotes, ","), "empty with SNAPVISOR_FORMAT=git: its remotes are Git repositories, in SNAPVISOR_GIT_REMOTES (git+ssh://, git+https://, git+file://)")
+		e.Err = fmt.Errorf("SNAPVISOR_REMOTES is for archive and restic snapshots")
+		return e
+	}
+	if enc := c.Snapshot.Encryption.Effective(); enc != "" && enc != "none" {
+		e := config.Invalid("ENCRYPTION", enc, "none with SNAPVISOR_FORMAT=git (commits are readable by anyone who can read the repository: use the archive or restic format to encrypt)")
+		e.Err = fmt.Errorf("the git format does not encrypt")
+		return e
+	}
+	return nil
 }
 
 // restic reports whether snapshots are in the restic format.
@@ -106,6 +141,11 @@ func loadConfig() (*Config, error) {
 	}
 	if c.restic() {
 		if err := c.Restic.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if c.git() {
+		if err := c.validateGit(); err != nil {
 			return nil, err
 		}
 	}

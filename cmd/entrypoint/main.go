@@ -200,6 +200,10 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			// One bad remote never blocks the others or the local snapshots.
 			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
 		}
+		if jc.Restore == jobs.RestoreModeIfEmpty && a.cfg.git() {
+			_, err := jobs.GitRestoreIfEmpty(ctx, a.snap, a.cfg.gitSet(), a.log)
+			return err
+		}
 		if jc.Restore == jobs.RestoreModeIfEmpty && a.cfg.restic() {
 			_, err := jobs.ResticRestoreIfEmpty(ctx, a.snap, a.cfg.Restic, remotes, a.log)
 			return err

@@ -105,5 +105,8 @@ func newRunner(a *app, svc jobs.Service, env []string, m *jobs.Metrics, remotes 
 	if a.cfg.restic() {
 		r.SetRestic(a.cfg.Restic)
 	}
+	if a.cfg.git() {
+		r.SetGit(a.cfg.gitSet())
+	}
 	return r
 }

@@ -1,0 +1,116 @@
+package gitsnap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"go.uber.org/zap"
+)
+
+// Set is one configuration's repositories: the local bare repository in
+// SNAPVISOR_DIR and the remotes of SNAPVISOR_GIT_REMOTES.
+type Set struct {
+	Dir, Name string // SNAPVISOR_DIR, SNAPVISOR_NAME
+	Settings  Settings
+	Remotes   []Remote
+	// Timeout bounds each remote's part of a run (SNAPVISOR_REMOTE_TIMEOUT).
+	Timeout time.Duration
+}
+
+// NewSet parses the remotes of s (validated).
+func NewSet(dir, name string, s Settings, timeout time.Duration) (Set, error) {
+	set := Set{Dir: dir, Name: name, Settings: s, Timeout: timeout}
+	for _, raw := range s.Remotes {
+		rem, err := ParseRemote(raw)
+		if err != nil {
+			return set, err
+		}
+		set.Remotes = append(set.Remotes, rem)
+	}
+	return set, nil
+}
+
+// Open opens (create: makes) the local repository.
+func (s Set) Open(create bool) (*Repo, error) {
+	return Open(RepoPath(s.Dir, s.Name), s.Settings.BranchOr(s.Name), create)
+}
+
+// Find returns the remote configured as raw, or one parsed from it (restore --from).
+func (s Set) Find(raw string) (Remote, error) {
+	for _, r := range s.Remotes {
+		if r.Raw == raw {
+			return r, nil
+		}
+	}
+	return ParseRemote(raw)
+}
+
+func (s Set) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.Timeout > 0 {
+		return context.WithTimeout(ctx, s.Timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// Adopt fetches the branch from the first remote (in order) that has it
+// and makes it the local branch, when the local repository has none: a
+// new volume continues the remotes' history instead of starting one that
+// every push would refuse as diverged. It returns the remote it came from
+// ("" when none had it) and the remotes that could not be read.
+func (s Set) Adopt(ctx context.Context, r *Repo, log *zap.Logger) (from string, head plumbing.Hash, unreadable []error) {
+	if h, err := r.Head(); err == nil {
+		return "", h, nil
+	}
+	for _, rem := range s.Remotes {
+		rctx, cancel := s.bound(ctx)
+		h, err := r.Fetch(rctx, rem, s.Settings)
+		cancel()
+		if errors.Is(err, ErrNoBranch) {
+			continue
+		}
+		if err != nil {
+			log.Warn("git remote cannot be read", zap.String("remote", rem.Name()), zap.Error(err))
+			unreadable = append(unreadable, fmt.Errorf("%s: %w", rem.Name(), err))
+			continue
+		}
+		if err := r.setHead(h, plumbing.ZeroHash); err != nil {
+			return "", plumbing.ZeroHash, append(unreadable, err)
+		}
+		log.Info("git history taken from a remote: the local repository had no branch", zap.String("remote", rem.Name()), zap.String("branch", r.Branch()), zap.String("head", h.String()))
+		return rem.Name(), h, unreadable
+	}
+	return "", plumbing.ZeroHash, unreadable
+}
+
+// PushAll pushes the branch to every remote at once, each bounded by
+// Timeout; errs[i] is remote i's outcome. lease: see Repo.Push.
+func (s Set) PushAll(ctx context.Context, r *Repo, lease *plumbing.Hash) []error {
+	errs := make([]error, len(s.Remotes))
+	var wg sync.WaitGroup
+	for i, rem := range s.Remotes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := s.bound(ctx)
+			defer cancel()
+			// Each push reads through its own handle: go-git's storage is
+			// not documented safe for concurrent use.
+			own, err := Open(r.path, r.Branch(), false)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer own.Close()
+			errs[i] = own.Push(rctx, rem, s.Settings, lease)
+			if errs[i] != nil && rctx.Err() != nil && ctx.Err() == nil {
+				errs[i] = fmt.Errorf("abandoned at SNAPVISOR_REMOTE_TIMEOUT (%v): %w", s.Timeout, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
