@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"snapvisor/config"
-	"snapvisor/jobs"
 	"snapvisor/gitsnap"
+	"snapvisor/jobs"
 	"snapvisor/restic"
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
@@ -57,7 +57,7 @@ type Config struct {
 	Jobs       jobs.Config
 	Rotation   rotation.Config
 	Store      store.Config
-	Restic     restic.Settings // SNAPVISOR_FORMAT=restic
+	Restic     restic.Settings  // SNAPVISOR_FORMAT=restic
 	Git        gitsnap.Settings // SNAPVISOR_FORMAT=git
 
 	Policy rotation.Policy // validated retention policy
