@@ -77,6 +77,11 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	if err != nil && !errors.Is(err, ErrNoBranch) {
 		return res, err
 	}
+	if err := r.beginPack(); err != nil {
+		return res, err
+	}
+	packed := false
+	defer func() { _ = r.endPack(packed) }()
 	b := &builder{repo: r, o: o, log: log, ctx: ctx, cache: r.loadStatCache(), next: statCache{}, files: map[string]fileRef{}, start: time.Now()}
 	root, err := b.build()
 	if err != nil {
@@ -95,7 +100,7 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	r.saveStatCache(b.next, log)
 	if root == parentTree {
 		res.Hash, res.Unchanged = parent, true
-		return res, nil
+		return res, nil // the pack (of nothing new, or of what a freeze changed back) is discarded
 	}
 	if !parentTree.IsZero() {
 		if before, err = r.files(parentTree); err != nil {
@@ -111,6 +116,10 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	}
 	h, err := r.writeObject(c)
 	if err != nil {
+		return res, err
+	}
+	packed = true
+	if err := r.endPack(true); err != nil {
 		return res, err
 	}
 	if err := r.sync(); err != nil {
@@ -145,40 +154,63 @@ func message(o Options, res Result, when time.Time) string {
 func (r *Repo) writeObject(e interface {
 	Encode(plumbing.EncodedObject) error
 }) (plumbing.Hash, error) {
-	obj := r.st.NewEncodedObject()
+	obj := &plumbing.MemoryObject{}
 	if err := e.Encode(obj); err != nil {
 		return plumbing.ZeroHash, err
 	}
 	h := obj.Hash()
-	if r.st.HasEncodedObject(h) == nil {
+	if r.has(h) {
 		return h, nil
 	}
-	if _, err := r.st.SetEncodedObject(obj); err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("write object to %s: %w", r.path, err)
+	rd, _ := obj.Reader()
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return h, err
 	}
-	return h, nil
+	return h, r.pack.Add(obj.Type(), h, data)
 }
 
 // writeBlob stores data as a blob unless the repository has it.
 func (r *Repo) writeBlob(data []byte) (plumbing.Hash, error) {
 	h := plumbing.ComputeHash(plumbing.BlobObject, data)
-	if r.st.HasEncodedObject(h) == nil {
+	if r.has(h) {
 		return h, nil
 	}
-	obj := r.st.NewEncodedObject()
-	obj.SetType(plumbing.BlobObject)
-	obj.SetSize(int64(len(data)))
-	w, err := obj.Writer()
-	if err == nil {
-		_, err = w.Write(data)
-	}
-	if err == nil {
-		_, err = r.st.SetEncodedObject(obj)
-	}
+	return h, r.pack.Add(plumbing.BlobObject, h, data)
+}
+
+// has reports whether the repository (or the pack being written) holds h.
+func (r *Repo) has(h plumbing.Hash) bool {
+	return r.pack != nil && r.pack.Has(h) || r.st.HasEncodedObject(h) == nil
+}
+
+// beginPack starts the pack this operation's new objects go into.
+func (r *Repo) beginPack() error {
+	p, err := newPackWriter(r.path)
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("write object to %s: %w", r.path, err)
+		return fmt.Errorf("git repository %s: %w", r.path, err)
 	}
-	return h, nil
+	r.pack = p
+	return nil
+}
+
+// endPack finishes the pack (ok) or discards it, and makes its objects
+// readable.
+func (r *Repo) endPack(ok bool) error {
+	p := r.pack
+	r.pack = nil
+	if p == nil {
+		return nil
+	}
+	if !ok {
+		p.Abort()
+		return nil
+	}
+	if err := p.Finish(); err != nil {
+		return fmt.Errorf("write pack to %s: %w", r.path, err)
+	}
+	r.st.Reindex()
+	return nil
 }
 
 // sync makes the repository's writes durable (one syncfs of its file system).
@@ -514,7 +546,7 @@ var errGrew = errors.New("file grew above the limit while read")
 func (b *builder) blob(abs, tp string, fi os.FileInfo) (plumbing.Hash, int64, error) {
 	st := fi.Sys().(*syscall.Stat_t)
 	key := statKey{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Ino: st.Ino}
-	if c, ok := b.cache.Files[tp]; ok && c.statKey == key && b.repo.st.HasEncodedObject(c.Hash) == nil {
+	if c, ok := b.cache.Files[tp]; ok && c.statKey == key && b.repo.has(c.Hash) {
 		b.keep(tp, key, c.Hash)
 		return c.Hash, st.Size, nil
 	}

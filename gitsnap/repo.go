@@ -35,6 +35,7 @@ type Repo struct {
 	branch plumbing.ReferenceName
 	repo   *git.Repository
 	st     *filesystem.Storage
+	pack   *packWriter // the pack new objects go into, while an operation writes
 }
 
 // RepoPath is where SNAPVISOR_DIR keeps the repository of snapshots named name.

@@ -253,14 +253,22 @@ func (r *Repo) Fetch(ctx context.Context, rem Remote, s Settings) (plumbing.Hash
 // copyObjects copies to dst every object of head's history that dst lacks,
 // each checked against its hash; a commit dst has is taken to come with
 // its whole history, a tree with everything in it.
-func copyObjects(src, dst *Repo, head plumbing.Hash) error {
+func copyObjects(src, dst *Repo, head plumbing.Hash) (err error) {
+	if err := dst.beginPack(); err != nil {
+		return err
+	}
+	defer func() {
+		if perr := dst.endPack(err == nil); err == nil {
+			err = perr
+		}
+	}()
 	todo := []plumbing.Hash{head}
 	var commits []plumbing.EncodedObject
 	seen := map[plumbing.Hash]bool{}
 	for len(todo) > 0 {
 		h := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		if seen[h] || dst.st.HasEncodedObject(h) == nil {
+		if seen[h] || dst.has(h) {
 			continue
 		}
 		seen[h] = true
@@ -288,7 +296,7 @@ func copyObjects(src, dst *Repo, head plumbing.Hash) error {
 }
 
 func copyTree(src, dst *Repo, h plumbing.Hash) error {
-	if dst.st.HasEncodedObject(h) == nil {
+	if dst.has(h) {
 		return nil
 	}
 	o, err := src.verified(h, plumbing.TreeObject)
@@ -307,7 +315,7 @@ func copyTree(src, dst *Repo, h plumbing.Hash) error {
 			}
 		case filemode.Submodule:
 		default:
-			if dst.st.HasEncodedObject(e.Hash) == nil {
+			if dst.has(e.Hash) {
 				continue
 			}
 			b, err := src.st.EncodedObject(plumbing.BlobObject, e.Hash)
@@ -322,29 +330,19 @@ func copyTree(src, dst *Repo, h plumbing.Hash) error {
 	return copyObject(dst, o)
 }
 
-// copyObject writes o into dst, checking its hash on the way.
+// copyObject writes o into dst's pack, checking its hash on the way.
 func copyObject(dst *Repo, o plumbing.EncodedObject) error {
-	n := dst.st.NewEncodedObject()
-	n.SetType(o.Type())
-	n.SetSize(o.Size())
-	w, err := n.Writer()
-	if err != nil {
-		return err
-	}
 	rd, err := o.Reader()
 	if err != nil {
 		return err
 	}
 	defer rd.Close()
-	hs := plumbing.NewHasher(o.Type(), o.Size())
-	if _, err := io.Copy(io.MultiWriter(w, hs), rd); err != nil {
+	data, err := io.ReadAll(rd)
+	if err != nil {
 		return err
 	}
-	if hs.Sum() != o.Hash() {
-		return fmt.Errorf("%s %s is damaged: its content hashes to %s", o.Type(), o.Hash(), hs.Sum())
+	if h := plumbing.ComputeHash(o.Type(), data); h != o.Hash() {
+		return fmt.Errorf("%s %s is %w: its content hashes to %s", o.Type(), o.Hash(), ErrDamaged, h)
 	}
-	if _, err := dst.st.SetEncodedObject(n); err != nil {
-		return fmt.Errorf("write object to %s: %w", dst.path, err)
-	}
-	return nil
+	return dst.pack.Add(o.Type(), o.Hash(), data)
 }

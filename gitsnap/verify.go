@@ -122,6 +122,11 @@ func (r *Repo) Squash(cutoff time.Time, log *zap.Logger) (old plumbing.Hash, rew
 	base := &object.Commit{Author: last.Author, Committer: last.Committer, TreeHash: last.TreeHash,
 		Message: fmt.Sprintf("snapvisor: %d snapshots up to %s squashed (SNAPVISOR_GIT_SQUASH_AFTER)\n\nThe tree of %s, the newest of them:\n\n%s",
 			n, last.Committer.When.UTC().Format(time.RFC3339), last.Hash, last.Message)}
+	if err := r.beginPack(); err != nil {
+		return head, false, err
+	}
+	packed := false
+	defer func() { _ = r.endPack(packed) }()
 	parent, err := r.writeObject(base)
 	if err != nil {
 		return head, false, err
@@ -132,6 +137,10 @@ func (r *Repo) Squash(cutoff time.Time, log *zap.Logger) (old plumbing.Hash, rew
 		if parent, err = r.writeObject(nc); err != nil {
 			return head, false, err
 		}
+	}
+	packed = true
+	if err := r.endPack(true); err != nil {
+		return head, false, err
 	}
 	if err := r.sync(); err != nil {
 		return head, false, err
