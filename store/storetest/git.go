@@ -105,11 +105,11 @@ func InitBare(t testing.TB, dir string) {
 // HTTP, fetch and push) run as CGI for the repositories under Root, behind
 // HTTP Basic auth with any user name and Token as the password.
 type GitHTTP struct {
-	URL    string // https://127.0.0.1:PORT; the repository Root/a/b.git is at URL/a/b.git
-	Token  string // the password every request must carry
-	CAFile string // the server's certificate (PEM), for a client to trust
-	Root   string // GIT_PROJECT_ROOT: the directory holding the repositories
-	Stderr *SyncBuffer
+	URL    string      // https://127.0.0.1:PORT; the repository Root/a/b.git is at URL/a/b.git
+	Token  string      // the password every request must carry
+	CAFile string      // the server's certificate (PEM), for a client to trust
+	Root   string      // GIT_PROJECT_ROOT: the directory holding the repositories
+	Stderr *SyncBuffer // http-backend's stderr and the server's errors, for a failing test's message
 
 	requests atomic.Int64
 }
@@ -132,8 +132,8 @@ func StartGitHTTP(t testing.TB, root string) *GitHTTP {
 		testutil.Unavailable(t, "git-http-backend is not in %s (Debian's git has it; scripts/deps.sh installs git)", strings.TrimSpace(string(out)))
 	}
 	g := &GitHTTP{Root: root, Token: randomToken(t), Stderr: &SyncBuffer{}}
-	// http-backend gets no HOME and no system configuration of this
-	// machine: only what the CGI environment and these say.
+	// http-backend reads neither this machine's nor a user's
+	// configuration (an empty HOME): only the CGI environment and these.
 	backend := &cgi.Handler{
 		Path: git,
 		Args: []string{"http-backend"},
