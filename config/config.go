@@ -160,6 +160,8 @@ func typeName(t reflect.Type) string {
 		return "secret"
 	case t.String() == "time.Duration", t == reflect.TypeOf(Age{}):
 		return "duration"
+	case t == reflect.TypeOf(Size{}):
+		return "size"
 	case t.Kind() == reflect.Slice:
 		return "list"
 	}

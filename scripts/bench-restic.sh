@@ -84,11 +84,6 @@ ours() { timed "$1" "${ours_env[@]}" SNAPVISOR_DIR="$2" SNAPVISOR_SOURCE="$3" "$
 # theirs OUTFILE REPO SOURCE: one timed restic backup.
 theirs() { timed "$1" restic -r "$2" --no-cache backup -q "$3" >/dev/null; }
 
-# pair I CMD_OURS CMD_THEIRS: runs both, ours first in odd runs and second in even ones.
-pair() {
-  if (($1 % 2)); then eval "$2"; eval "$3"; else eval "$3"; eval "$2"; fi
-}
-
 # dataset NAME TREE: the four steps, RUNS times; results in $work/NAME/.
 dataset() {
   local name=$1 tree=$2 d=$work/$1 base i src ro rt s1o s1t

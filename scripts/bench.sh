@@ -10,6 +10,7 @@ mkdir -p var
 [ -x scripts/bench-remote.sh ] && ./scripts/bench-remote.sh # splices its own README table
 [ -x scripts/bench-crypt.sh ] && ./scripts/bench-crypt.sh
 [ -x scripts/bench-restic.sh ] && ./scripts/bench-restic.sh
+[ -x scripts/bench-git.sh ] && ./scripts/bench-git.sh
 
 # Splice var/bench-NAME.md into README.md between <!-- bench-NAME --> markers.
 splice() {
@@ -19,7 +20,7 @@ splice() {
     !skip { print }' README.md >README.md.new
   mv README.md.new README.md
 }
-for name in init snapshot crypt restic; do
+for name in init snapshot crypt restic git; do
   f=var/bench-$name.md
   if [ -f "$f" ]; then splice "$name" "$f"; fi
 done

@@ -25,7 +25,8 @@ declare -A want=(
   [mkfs.ext4]=e2fsprogs  # fresh ext4 volumes (lost+found) mounted over loop devices in tests
   [mount]=mount
   [restic]=restic        # the independent oracle of the restic format's tests (Debian 12: 0.14.0), and bench-restic.sh's peer
-  [ssh]=openssh-client   # restic's sftp backend runs ssh(1)
+  [ssh]=openssh-client   # restic's sftp backend and the git CLI over ssh run ssh(1)
+  [git]=git              # the interop oracle of the git format's tests (git http-backend too), and bench-git.sh's peer
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -20,7 +20,7 @@ need_gnu_time() {
   [ -x /usr/bin/time ] || apt_install time
 }
 
-# Benchmark helpers (scripts/bench-restic.sh; the older bench-*.sh scripts keep their own copies).
+# Benchmark helpers (scripts/bench-restic.sh, scripts/bench-git.sh; the older bench-*.sh scripts keep their own copies).
 
 # timed OUTFILE CMD...: runs CMD under GNU time and appends "wall_s max_rss_kib cpu_s" to OUTFILE.
 # An untimed sync before and after keeps one command's writeback out of the next one's time.
@@ -31,6 +31,10 @@ timed() {
   awk '{print $1, $2, $3 + $4}' "$out.time" >>"$out"
   rm -f "$out.time"
   sync
+}
+# pair I CMD_OURS CMD_THEIRS: evals both, ours first in odd runs and second in even ones.
+pair() {
+  if (($1 % 2)); then eval "$2"; eval "$3"; else eval "$3"; eval "$2"; fi
 }
 # median: the median of the numbers on stdin (the lower one of an even count).
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -11,6 +11,14 @@
 // -scale 1), files of exact sizes.
 //
 //	go run ./scripts/gencorpus -out DIR -layout flat [-scale N]
+//
+// With -layout config it writes the source of the git format benchmark
+// (scripts/bench-git.sh): a controller's configuration and PKI, 2,000 small
+// files of exactly 20 MiB in all (x N at -scale N), in 40 directories:
+// YAML-like text files of 1-30 KiB under etc/svc-NN (three quarters of the
+// files) and PEM-like base64 files of 1-6 KiB under pki/ca-NN.
+//
+//	go run ./scripts/gencorpus -out DIR -layout config [-scale N]
 package main
 
 import (
@@ -29,13 +37,17 @@ const mib = 1 << 20
 func main() {
 	out := flag.String("out", "", "directory to create (must not exist)")
 	scale := flag.Int("scale", 1, "multiply every size by this")
-	layout := flag.String("layout", "mixed", "mixed: the snapshot benchmark's corpus; flat: the restic benchmark's")
+	layout := flag.String("layout", "mixed", "mixed: the snapshot benchmark's corpus; flat: the restic benchmark's; config: the git benchmark's")
 	flag.Parse()
-	if *out == "" || *scale < 1 || (*layout != "mixed" && *layout != "flat") {
-		fmt.Fprintln(os.Stderr, "usage: gencorpus -out DIR [-scale N] [-layout mixed|flat]")
+	if *out == "" || *scale < 1 || (*layout != "mixed" && *layout != "flat" && *layout != "config") {
+		fmt.Fprintln(os.Stderr, "usage: gencorpus -out DIR [-scale N] [-layout mixed|flat|config]")
 		os.Exit(2)
 	}
-	if err := generate(*out, *scale, *layout == "flat"); err != nil {
+	gen := func() error { return generate(*out, *scale, *layout == "flat") }
+	if *layout == "config" {
+		gen = func() error { return generateConfig(*out, *scale) }
+	}
+	if err := gen(); err != nil {
 		fmt.Fprintln(os.Stderr, "gencorpus:", err)
 		os.Exit(1)
 	}
@@ -103,6 +115,134 @@ func generate(out string, scale int, flat bool) error {
 		}
 	}
 	return os.Rename(tmp, out)
+}
+
+// generateConfig writes the config layout (see the package comment): 2000
+// files per scale unit, of 20 MiB in all per unit, sizes drawn at random
+// and then scaled so that the total is exact (the last file takes the
+// rounding).
+func generateConfig(out string, scale int) error {
+	if _, err := os.Stat(out); err == nil {
+		return fmt.Errorf("%s exists", out)
+	}
+	tmp := out + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(15, uint64(scale)))
+	words := vocabulary(rng, 2000)
+	const perScale, total, pkiEvery, svcDirs, caDirs = 2000, 20 * mib, 4, 28, 12
+	n := perScale * scale
+	type file struct {
+		path string
+		size int64
+		pem  bool
+	}
+	files := make([]file, n)
+	var sum int64
+	for i := range files {
+		f := &files[i]
+		if f.pem = i%pkiEvery == 0; f.pem {
+			k := i / pkiEvery
+			f.path = fmt.Sprintf("pki/ca-%02d/cert-%04d.pem", k%caDirs, i)
+			f.size = 1<<10 + int64(rng.IntN(5<<10))
+		} else {
+			k := i - i/pkiEvery - 1
+			ext := [...]string{"yaml", "conf"}[rng.IntN(2)]
+			f.path = fmt.Sprintf("etc/svc-%02d/conf-%04d.%s", k%svcDirs, i, ext)
+			f.size = 1<<10 + int64(rng.IntN(29<<10))
+		}
+		sum += f.size
+	}
+	want := int64(total) * int64(scale)
+	var written int64
+	for i := range files {
+		f := &files[i]
+		if i == len(files)-1 {
+			f.size = want - written
+		} else {
+			f.size = f.size * want / sum
+		}
+		written += f.size
+		p := filepath.Join(tmp, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		w, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriter(w)
+		if f.pem {
+			err = pemLike(bw, f.size, rng)
+		} else {
+			err = configLike(bw, f.size, rng, words)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, out)
+}
+
+// pemLike writes size bytes that look like a PEM certificate: a header,
+// lines of 64 base64 characters of random bytes (the last one shorter), a
+// footer; cut at size when size is below the header and footer.
+func pemLike(w io.Writer, size int64, rng *rand.Rand) error {
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	head, foot := "-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n"
+	b := make([]byte, 0, size+int64(len(head)+len(foot)))
+	b = append(b, head...)
+	for rest := size - int64(len(head)+len(foot)); rest > 0; {
+		l := min(65, rest)
+		for j := int64(1); j < l; j++ {
+			b = append(b, b64[rng.IntN(64)])
+		}
+		b = append(b, '\n')
+		rest -= l
+	}
+	b = append(b, foot...)
+	_, err := w.Write(b[:size])
+	return err
+}
+
+// configLike writes size bytes of YAML-like configuration: nested keys
+// with words, numbers, durations, addresses and quoted strings as values.
+func configLike(w io.Writer, size int64, rng *rand.Rand, words []string) error {
+	z := rand.NewZipf(rng, 1.2, 2, uint64(len(words)-1))
+	var b []byte
+	depth := 0
+	for int64(len(b)) < size {
+		switch r := rng.IntN(10); {
+		case r == 0 && depth < 3:
+			b = fmt.Appendf(b, "%*s%s:\n", 2*depth, "", words[z.Uint64()])
+			depth++
+			continue
+		case r == 1 && depth > 0:
+			depth--
+		}
+		b = fmt.Appendf(b, "%*s%s_%s: ", 2*depth, "", words[z.Uint64()], words[z.Uint64()])
+		switch rng.IntN(5) {
+		case 0:
+			b = fmt.Appendf(b, "%d\n", rng.IntN(65536))
+		case 1:
+			b = fmt.Appendf(b, "%ds\n", 1+rng.IntN(600))
+		case 2:
+			b = fmt.Appendf(b, "10.%d.%d.%d:%d\n", rng.IntN(256), rng.IntN(256), rng.IntN(256), 1024+rng.IntN(60000))
+		case 3:
+			b = fmt.Appendf(b, "%q\n", words[z.Uint64()]+" "+words[z.Uint64()]+" "+words[z.Uint64()])
+		default:
+			b = fmt.Appendf(b, "%s\n", words[z.Uint64()])
+		}
+	}
+	_, err := w.Write(b[:size])
+	return err
 }
 
 func vocabulary(rng *rand.Rand, n int) []string {
