@@ -83,6 +83,7 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	packed := false
 	defer func() { _ = r.endPack(packed) }()
 	b := &builder{repo: r, o: o, log: log, ctx: ctx, cache: r.loadStatCache(), next: statCache{}, files: map[string]fileRef{}, start: time.Now()}
+	b.trusted = !parent.IsZero() && b.cache.Head == parent
 	root, err := b.build()
 	if err != nil {
 		return res, err
@@ -97,8 +98,9 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 		}
 		parentTree = pc.TreeHash
 	}
-	r.saveStatCache(b.next, log)
 	if root == parentTree {
+		b.next.Head = parent
+		r.saveStatCache(b.next, log)
 		res.Hash, res.Unchanged = parent, true
 		return res, nil // the pack (of nothing new, or of what a freeze changed back) is discarded
 	}
@@ -131,6 +133,8 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	if err := r.sync(); err != nil {
 		return res, err
 	}
+	b.next.Head = h
+	r.saveStatCache(b.next, log)
 	res.Hash = h
 	return res, nil
 }
@@ -282,6 +286,7 @@ type builder struct {
 	log     *zap.Logger
 	ctx     context.Context
 	cache   statCache // the previous run's
+	trusted bool      // the cache's hashes are in the head's tree
 	next    statCache
 	start   time.Time
 	files   map[string]fileRef
@@ -546,7 +551,7 @@ var errGrew = errors.New("file grew above the limit while read")
 func (b *builder) blob(abs, tp string, fi os.FileInfo) (plumbing.Hash, int64, error) {
 	st := fi.Sys().(*syscall.Stat_t)
 	key := statKey{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Ino: st.Ino}
-	if c, ok := b.cache.Files[tp]; ok && c.statKey == key && b.repo.has(c.Hash) {
+	if c, ok := b.cache.Files[tp]; ok && c.statKey == key && (b.trusted || b.repo.has(c.Hash)) {
 		b.keep(tp, key, c.Hash)
 		return c.Hash, st.Size, nil
 	}
@@ -642,6 +647,9 @@ type cached struct {
 // statCache is the previous run's hashes by tree path (Git's index does
 // the same for git add: without it every run reads every file).
 type statCache struct {
+	// Head is the commit whose tree holds every hash of Files: while it is
+	// the branch's head, they are known present without a lookup each.
+	Head  plumbing.Hash
 	Files map[string]cached
 }
 

@@ -67,6 +67,16 @@ func (e metaEntry) mtime() (time.Time, error) {
 	return t, nil
 }
 
+// parsed returns the entry's mode and mtime.
+func (e metaEntry) parsed() (uint32, time.Time, error) {
+	m, err := e.mode()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	t, err := e.mtime()
+	return m, t, err
+}
+
 // encodeMeta writes the metadata file (entries already sorted by path).
 func encodeMeta(h metaHeader, entries []metaEntry) []byte {
 	var b bytes.Buffer

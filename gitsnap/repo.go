@@ -56,7 +56,7 @@ func Open(path, branch string, create bool) (*Repo, error) {
 			return nil, fmt.Errorf("git repository %s: %w", path, err)
 		}
 	}
-	st := filesystem.NewStorageWithOptions(osfs.New(path), cache.NewObjectLRU(objectCache), filesystem.Options{})
+	st := filesystem.NewStorageWithOptions(osfs.New(path), cache.NewObjectLRU(objectCache), filesystem.Options{KeepDescriptors: true})
 	r := &Repo{path: path, branch: plumbing.NewBranchReferenceName(branch), st: st}
 	if empty {
 		r.repo, err = git.InitWithOptions(st, nil, git.InitOptions{DefaultBranch: r.branch})

@@ -70,23 +70,11 @@ func (r *Repo) Restore(ctx context.Context, h plumbing.Hash, cfg snapshot.Config
 			if err != nil {
 				return err
 			}
-			w := &writer{r: r, ctx: ctx, st: &st, chown: os.Geteuid() == 0, when: c.Committer.When, links: map[string]string{}}
-			for _, e := range meta {
-				if e.Hardlink != "" && under(e.Path, prefix) {
-					w.links[rel(e.Path, prefix)] = rel(e.Hardlink, prefix)
-				}
-			}
-			if w.root, err = os.OpenRoot(into); err != nil {
+			w, err := newWriter(r, ctx, &st, meta, prefix, hasMeta)
+			if err != nil {
 				return err
 			}
-			err = w.tree(sub, ".")
-			if err == nil {
-				err = w.hardlinks()
-			}
-			if err == nil {
-				err = w.apply(meta, prefix, hasMeta)
-			}
-			w.root.Close()
+			err = w.restore(into, sub)
 			if err != nil {
 				return err
 			}
@@ -217,46 +205,123 @@ func missing(r *Repo, t plumbing.ObjectType, h plumbing.Hash, err error) error {
 	return fmt.Errorf("%s %s in %s: %w", t, h, r.path, err)
 }
 
-// writer writes one source's tree into its staging directory; every path
-// goes through root, so no entry (a hostile tree's "..", a symlink
-// planted before a path through it) writes outside the staging directory.
+// writer writes one source's tree into its staging directory. Every
+// entry is made relative to its parent directory's descriptor with one
+// name component (openat, mkdirat, symlinkat with O_EXCL/O_NOFOLLOW), in
+// directories it made itself: no entry of a hostile tree ("..", a name
+// with a slash, a symlink planted before a path through it) can reach
+// outside the staging directory, and no path is walked twice. Metadata
+// (owner, then mode, since chown clears setuid; then times) is applied as
+// each entry is done, a directory's after everything in it.
 type writer struct {
-	r     *Repo
-	ctx   context.Context
-	root  *os.Root
-	st    *RestoreStats
-	chown bool
-	when  time.Time
-	links map[string]string // path → the path it is a hard link of
+	r       *Repo
+	ctx     context.Context
+	st      *RestoreStats
+	chown   bool
+	hasMeta bool
+	meta    map[string]metaEntry // by path in the source ("." itself)
+	subdirs map[string][]string  // directories of the metadata by parent: empty ones are in no tree
+	files   map[string]bool      // regular files written (what a hard link may name)
+	rootFd  int
+}
+
+func newWriter(r *Repo, ctx context.Context, st *RestoreStats, meta []metaEntry, prefix string, hasMeta bool) (*writer, error) {
+	w := &writer{r: r, ctx: ctx, st: st, chown: os.Geteuid() == 0, hasMeta: hasMeta, meta: map[string]metaEntry{}, subdirs: map[string][]string{}, files: map[string]bool{}}
+	for _, e := range meta {
+		if !under(e.Path, prefix) {
+			continue
+		}
+		e.Path = rel(e.Path, prefix)
+		if e.Path != "." && !validPath(e.Path) {
+			return nil, fmt.Errorf("%w: metadata path %q", snapshot.ErrRefused, e.Path)
+		}
+		if e.Hardlink != "" {
+			e.Hardlink = rel(e.Hardlink, prefix)
+			if !validPath(e.Hardlink) {
+				return nil, fmt.Errorf("%w: metadata hard link %q", snapshot.ErrRefused, e.Hardlink)
+			}
+		}
+		w.meta[e.Path] = e
+		if e.Type == typeDir && e.Path != "." {
+			parent, name := path.Split(e.Path)
+			parent = strings.TrimSuffix(parent, "/")
+			if parent == "" {
+				parent = "."
+			}
+			w.subdirs[parent] = append(w.subdirs[parent], name)
+		}
+	}
+	return w, nil
 }
 
 func validName(n string) bool {
 	return n != "" && n != "." && n != ".." && !strings.ContainsAny(n, "/\x00")
 }
 
-func (w *writer) tree(t *object.Tree, dir string) error {
+func validPath(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if !validName(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// restore writes tree t into the staging directory into.
+func (w *writer) restore(into string, t *object.Tree) error {
+	fd, err := unix.Open(into, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", into, err)
+	}
+	defer unix.Close(fd)
+	w.rootFd = fd
+	if err := w.dir(fd, t, "."); err != nil {
+		return err
+	}
+	// The staging directory's own metadata: owner and mode through its
+	// descriptor, times by its path (no symlink: made by MkdirTemp).
+	e, ok := w.meta["."]
+	if !ok {
+		return nil
+	}
+	mode, mt, err := e.parsed()
+	if err != nil {
+		return err
+	}
+	if w.chown {
+		if err := unix.Fchown(fd, e.UID, e.GID); err != nil {
+			return fmt.Errorf("owner of %s: %w", into, err)
+		}
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return fmt.Errorf("mode of %s: %w", into, err)
+	}
+	return os.Chtimes(into, mt, mt)
+}
+
+// dir writes the entries of t (and the metadata's empty directories) into
+// the directory open as fd, whose path in the source is dir.
+func (w *writer) dir(fd int, t *object.Tree, dir string) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
+	inTree := map[string]bool{}
 	for _, e := range t.Entries {
 		if !validName(e.Name) {
 			return fmt.Errorf("%w: tree entry %q in %s", snapshot.ErrRefused, e.Name, dir)
 		}
-		p := path.Join(dir, e.Name)
+		inTree[e.Name] = true
 		if dir == "." && e.Name == MetaFile {
 			continue
 		}
+		p := path.Join(dir, e.Name)
 		switch e.Mode {
 		case filemode.Dir:
-			if err := w.root.Mkdir(p, 0o700); err != nil {
-				return err
-			}
-			w.st.Dirs++
 			sub, err := w.r.tree(e.Hash)
 			if err != nil {
 				return err
 			}
-			if err := w.tree(sub, p); err != nil {
+			if err := w.subdir(fd, e.Name, p, sub); err != nil {
 				return err
 			}
 		case filemode.Symlink:
@@ -264,37 +329,117 @@ func (w *writer) tree(t *object.Tree, dir string) error {
 			if err := w.r.readBlob(e.Hash, &b); err != nil {
 				return err
 			}
-			if err := w.root.Symlink(b.String(), p); err != nil {
-				return err
+			if err := unix.Symlinkat(b.String(), fd, e.Name); err != nil {
+				return fmt.Errorf("symlink %s: %w", p, err)
 			}
 			w.st.Links++
-		case filemode.Regular, filemode.Executable, filemode.Deprecated:
-			if _, ok := w.links[p]; ok {
-				continue // made by hardlinks
-			}
-			perm := os.FileMode(0o644)
-			if e.Mode == filemode.Executable {
-				perm = 0o755
-			}
-			f, err := w.root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-			if err != nil {
+			if err := w.set(fd, e.Name, p, typeSymlink); err != nil {
 				return err
 			}
-			cw := &countWriter{w: f}
-			err = w.r.readBlob(e.Hash, cw)
-			if cerr := f.Close(); err == nil {
-				err = cerr
+		case filemode.Regular, filemode.Executable, filemode.Deprecated:
+			if err := w.file(fd, e, p); err != nil {
+				return err
 			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			w.st.Files++
-			w.st.Bytes += cw.n
 		case filemode.Submodule:
 			// A commit of another repository: nothing to write.
 		default:
 			return fmt.Errorf("%w: tree entry %s has mode %o", snapshot.ErrRefused, p, e.Mode)
 		}
+	}
+	for _, name := range w.subdirs[dir] {
+		if !inTree[name] { // an empty directory
+			if err := w.subdir(fd, name, path.Join(dir, name), &object.Tree{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// subdir makes directory name in fd, fills it, then sets its metadata.
+func (w *writer) subdir(fd int, name, p string, t *object.Tree) error {
+	if err := unix.Mkdirat(fd, name, 0o700); err != nil {
+		return fmt.Errorf("mkdir %s: %w", p, err)
+	}
+	sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p, err)
+	}
+	err = w.dir(sub, t, p)
+	unix.Close(sub)
+	if err != nil {
+		return err
+	}
+	w.st.Dirs++
+	return w.set(fd, name, p, typeDir)
+}
+
+// file writes one regular file (or makes the hard link the metadata names).
+func (w *writer) file(fd int, e object.TreeEntry, p string) error {
+	if m, ok := w.meta[p]; ok && m.Hardlink != "" {
+		if !w.files[m.Hardlink] {
+			return fmt.Errorf("%w: %s is a hard link of %s, which is not a file restored before it", snapshot.ErrRefused, p, m.Hardlink)
+		}
+		if err := unix.Linkat(w.rootFd, m.Hardlink, fd, e.Name, 0); err != nil {
+			return fmt.Errorf("hard link %s of %s: %w", p, m.Hardlink, err)
+		}
+		w.st.Files++
+		return nil // the inode's metadata is the first name's
+	}
+	perm := uint32(0o644)
+	if e.Mode == filemode.Executable {
+		perm = 0o755
+	}
+	nfd, err := unix.Openat(fd, e.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", p, err)
+	}
+	f := os.NewFile(uintptr(nfd), p)
+	cw := &countWriter{w: f}
+	err = w.r.readBlob(e.Hash, cw)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	w.files[p] = true
+	w.st.Files++
+	w.st.Bytes += cw.n
+	return w.set(fd, e.Name, p, typeFile)
+}
+
+// set applies the metadata of entry name (path p) in the directory fd;
+// an entry the metadata does not list keeps Git's modes (a directory
+// becomes 0755).
+func (w *writer) set(fd int, name, p, typ string) error {
+	e, ok := w.meta[p]
+	if !ok {
+		if typ == typeDir {
+			return unix.Fchmodat(fd, name, 0o755, 0)
+		}
+		return nil
+	}
+	if e.Type != typ {
+		return fmt.Errorf("metadata of %s says %s, the tree holds a %s", p, e.Type, typ)
+	}
+	mode, mt, err := e.parsed()
+	if err != nil {
+		return err
+	}
+	if w.chown {
+		if err := unix.Fchownat(fd, name, e.UID, e.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("owner of %s: %w", p, err)
+		}
+	}
+	if typ != typeSymlink {
+		if err := unix.Fchmodat(fd, name, mode, 0); err != nil {
+			return fmt.Errorf("mode of %s: %w", p, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(mt.UnixNano()), unix.NsecToTimespec(mt.UnixNano())}
+	if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("times of %s: %w", p, err)
 	}
 	return nil
 }
@@ -308,122 +453,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// hardlinks makes the files the metadata names as hard links of others.
-func (w *writer) hardlinks() error {
-	for p, target := range w.links {
-		if err := w.root.Link(target, p); err != nil {
-			return fmt.Errorf("hard link %s of %s: %w", p, target, err)
-		}
-		w.st.Files++
-	}
-	return nil
-}
-
-// apply creates the directories the metadata lists (empty ones included)
-// and sets every entry's owner, mode and times, children before their
-// directories (a directory's mtime changes as entries are made in it).
-func (w *writer) apply(meta []metaEntry, prefix string, hasMeta bool) error {
-	if !hasMeta {
-		return nil
-	}
-	var mine []metaEntry
-	for _, e := range meta {
-		if under(e.Path, prefix) {
-			e.Path = rel(e.Path, prefix)
-			if e.Path != "." {
-				for _, part := range strings.Split(e.Path, "/") {
-					if !validName(part) {
-						return fmt.Errorf("%w: metadata path %q", snapshot.ErrRefused, e.Path)
-					}
-				}
-			}
-			mine = append(mine, e)
-		}
-	}
-	for _, e := range mine {
-		if e.Type == typeDir && e.Path != "." {
-			if err := w.root.MkdirAll(e.Path, 0o700); err != nil {
-				return err
-			}
-		}
-	}
-	// Deepest first: sorted paths reversed put every child before its parent.
-	for i := len(mine) - 1; i >= 0; i-- {
-		if err := w.set(mine[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// set applies one entry's metadata: owner, then mode (chown clears setuid),
-// then times; a symlink's without following it.
-func (w *writer) set(e metaEntry) error {
-	fi, err := w.root.Lstat(e.Path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // left out of the tree (e.g. by the size guard)
-	}
-	if err != nil {
-		return err
-	}
-	link := fi.Mode()&os.ModeSymlink != 0
-	if link != (e.Type == typeSymlink) || fi.IsDir() != (e.Type == typeDir) {
-		return fmt.Errorf("metadata of %s says %s, the tree holds a %s", e.Path, e.Type, fi.Mode().Type())
-	}
-	mode, err := e.mode()
-	if err != nil {
-		return err
-	}
-	mt, err := e.mtime()
-	if err != nil {
-		return err
-	}
-	if w.chown {
-		if err := w.root.Lchown(e.Path, e.UID, e.GID); err != nil {
-			return err
-		}
-	}
-	if !link {
-		if err := w.root.Chmod(e.Path, os.FileMode(mode&0o777)|specialBits(mode)); err != nil {
-			return err
-		}
-	}
-	// os.Root's Chtimes follows symlinks: the symlink's own time is set
-	// through its directory's descriptor.
-	dir, base := path.Split(e.Path)
-	if dir == "" {
-		dir = "."
-	}
-	if e.Path == "." {
-		dir, base = ".", "."
-	}
-	d, err := w.root.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	ts := []unix.Timespec{unix.NsecToTimespec(mt.UnixNano()), unix.NsecToTimespec(mt.UnixNano())}
-	if err := unix.UtimesNanoAt(int(d.Fd()), base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("times of %s: %w", e.Path, err)
-	}
-	return nil
-}
-
-// specialBits converts the setuid, setgid and sticky bits to os.FileMode's.
-func specialBits(m uint32) os.FileMode {
-	var out os.FileMode
-	if m&0o4000 != 0 {
-		out |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= os.ModeSticky
-	}
-	return out
 }
 
 // RestoreNewest restores commit h, or, while a commit's objects are
