@@ -245,4 +245,3 @@ func writeIndex(f *os.File, objs []packObject, packSum []byte) error {
 	_, err := f.Write(sum.Sum(nil))
 	return err
 }
-
