@@ -416,15 +416,14 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	relParts := func(name string) []string {
-		if rel == "" {
-			return []string{name}
-		}
-		return append(strings.Split(rel, "/"), name)
+	var domain []string // this directory's path in the source, as gitignore matches it
+	if rel != "" {
+		domain = strings.Split(rel, "/")
 	}
+	relParts := func(name string) []string { return append(slices.Clip(domain), name) }
 	for _, e := range ents {
 		if e.Name() == IgnoreFile && e.Type().IsRegular() {
-			more, err := readIgnore(filepath.Join(abs, e.Name()), relParts("")[:len(relParts(""))-1])
+			more, err := readIgnore(filepath.Join(abs, e.Name()), domain)
 			if err != nil {
 				return nil, err
 			}

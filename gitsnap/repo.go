@@ -252,17 +252,10 @@ func (r *Repo) Resolve(ref string) (plumbing.Hash, error) {
 	if len(hex) < 4 || len(hex) > 40 || strings.Trim(hex, "0123456789abcdef") != "" {
 		return plumbing.ZeroHash, fmt.Errorf("%q is neither latest, a tag nor a commit hash of %s", ref, r.path)
 	}
-	var found []plumbing.Hash
-	iter, err := r.st.IterEncodedObjects(plumbing.CommitObject)
+	found, err := r.commitsWithPrefix(hex)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	_ = iter.ForEach(func(o plumbing.EncodedObject) error {
-		if strings.HasPrefix(o.Hash().String(), hex) {
-			found = append(found, o.Hash())
-		}
-		return nil
-	})
 	switch len(found) {
 	case 0:
 		return plumbing.ZeroHash, fmt.Errorf("no commit %s in %s", ref, r.path)
@@ -282,4 +275,43 @@ func (r *Repo) Parent(h plumbing.Hash) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, nil
 	}
 	return c.ParentHashes[0], nil
+}
+
+// commitsWithPrefix finds the commits reachable from any reference (the
+// branch, fetched heads, tags) whose hash starts with hex.
+func (r *Repo) commitsWithPrefix(hex string) ([]plumbing.Hash, error) {
+	refs, err := r.st.IterReferences()
+	if err != nil {
+		return nil, err
+	}
+	var todo []plumbing.Hash
+	_ = refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() == plumbing.HashReference {
+			h := ref.Hash()
+			if t, err := object.GetTag(r.st, h); err == nil {
+				h = t.Target
+			}
+			todo = append(todo, h)
+		}
+		return nil
+	})
+	seen := map[plumbing.Hash]bool{}
+	var found []plumbing.Hash
+	for len(todo) > 0 {
+		h := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		c, err := object.GetCommit(r.st, h)
+		if err != nil {
+			continue // a tag of a tree or blob, or a history cut short
+		}
+		if strings.HasPrefix(h.String(), hex) {
+			found = append(found, h)
+		}
+		todo = append(todo, c.ParentHashes...)
+	}
+	return found, nil
 }

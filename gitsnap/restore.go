@@ -34,7 +34,8 @@ type RestoreStats struct {
 // restore does (snapshot.RestoreWith: staged beside each source, synced,
 // swapped; nothing changed unless every object read hashed right). Files
 // get the modes, owners (as root) and times of the metadata file; a commit
-// without one (made by another tool) gets Git's modes and the commit's time.
+// without one (made by another tool) gets Git's modes (0644, 0755 for an
+// executable or a directory).
 func (r *Repo) Restore(ctx context.Context, h plumbing.Hash, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (RestoreStats, error) {
 	var st RestoreStats
 	c, err := r.commit(h)
