@@ -21,9 +21,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
+	"snapvisor/internal/fsx"
 )
 
 // IgnoreFile is the gitignore-syntax file of patterns a source (or any
@@ -124,13 +124,10 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	if err := r.endPack(true); err != nil {
 		return res, err
 	}
-	if err := r.sync(); err != nil {
-		return res, err
-	}
 	if err := r.setHead(h, parent); err != nil {
 		return res, err
 	}
-	if err := r.sync(); err != nil {
+	if err := r.syncHead(); err != nil {
 		return res, err
 	}
 	b.next.Head = h
@@ -217,17 +214,28 @@ func (r *Repo) endPack(ok bool) error {
 	return nil
 }
 
-// sync makes the repository's writes durable (one syncfs of its file system).
-func (r *Repo) sync() error {
-	d, err := os.Open(r.path)
+// syncHead makes the branch's reference durable: its file and every
+// directory from it up to the repository (a new branch's directories are
+// new names too). Objects are durable already (packWriter.Finish).
+func (r *Repo) syncHead() error {
+	file := filepath.Join(r.path, filepath.FromSlash(r.branch.String()))
+	f, err := os.Open(file)
 	if err != nil {
-		return err
+		return fmt.Errorf("sync %s: %w", file, err)
 	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", r.path, err)
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", file, err)
 	}
-	return nil
+	for d := filepath.Dir(file); ; d = filepath.Dir(d) {
+		if err := fsx.SyncDir(d); err != nil {
+			return err
+		}
+		if d == r.path || len(d) <= len(r.path) {
+			return nil
+		}
+	}
 }
 
 // fileRef is a blob entry of a tree: a file or a symlink.

@@ -24,6 +24,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/klauspost/compress/zlib"
+
+	"snapvisor/internal/fsx"
 )
 
 // packLevel is the zlib level of objects in the packs we write.
@@ -128,7 +130,7 @@ func (p *packWriter) Abort() {
 }
 
 // Finish completes the pack (count, trailing checksum) and its index,
-// syncs both and renames them into place, the index first (go-git lists
+// syncs both, renames them into place and syncs the directory, the index first (go-git lists
 // packs by their .pack file, git by their .idx, and each ignores one
 // without the other). An empty pack is discarded.
 func (p *packWriter) Finish() error {
@@ -194,7 +196,10 @@ func (p *packWriter) finish() error {
 	if err := os.Rename(idx.Name(), filepath.Join(p.dir, name+".idx")); err != nil {
 		return err
 	}
-	return os.Rename(p.f.Name(), filepath.Join(p.dir, name+".pack"))
+	if err := os.Rename(p.f.Name(), filepath.Join(p.dir, name+".pack")); err != nil {
+		return err
+	}
+	return fsx.SyncDir(p.dir)
 }
 
 // writeIndex writes a version 2 pack index.

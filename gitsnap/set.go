@@ -77,7 +77,10 @@ func (s Set) Adopt(ctx context.Context, r *Repo, log *zap.Logger) (from string, 
 			unreadable = append(unreadable, fmt.Errorf("%s: %w", rem.Name(), err))
 			continue
 		}
-		if err := r.setHead(h, plumbing.ZeroHash); err != nil {
+		if err := r.setHead(h, plumbing.ZeroHash); err == nil {
+			err = r.syncHead()
+		}
+		if err != nil {
 			return "", plumbing.ZeroHash, append(unreadable, err)
 		}
 		log.Info("git history taken from a remote: the local repository had no branch", zap.String("remote", rem.Name()), zap.String("branch", r.Branch()), zap.String("head", h.String()))

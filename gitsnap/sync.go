@@ -165,13 +165,10 @@ func (r *Repo) pushFile(rem Remote, head plumbing.Hash, lease *plumbing.Hash) er
 	if err := copyObjects(r, dst, head); err != nil {
 		return fmt.Errorf("push to %s: %w", rem.Name(), err)
 	}
-	if err := dst.sync(); err != nil {
-		return err
-	}
 	if err := dst.setHead(head, old); err != nil {
 		return fmt.Errorf("push to %s: %w", rem.Name(), err)
 	}
-	return dst.sync()
+	return dst.syncHead()
 }
 
 func short(h plumbing.Hash) string {
@@ -219,9 +216,6 @@ func (r *Repo) Fetch(ctx context.Context, rem Remote, s Settings) (plumbing.Hash
 		}
 		if err := copyObjects(src, r, head); err != nil {
 			return head, fmt.Errorf("fetch from %s: %w", rem.Name(), err)
-		}
-		if err := r.sync(); err != nil {
-			return head, err
 		}
 	} else {
 		auth, ca, err := s.auth(rem)

@@ -142,12 +142,9 @@ func (r *Repo) Squash(cutoff time.Time, log *zap.Logger) (old plumbing.Hash, rew
 	if err := r.endPack(true); err != nil {
 		return head, false, err
 	}
-	if err := r.sync(); err != nil {
-		return head, false, err
-	}
 	if err := r.setHead(parent, head); err != nil {
 		return head, false, err
 	}
 	log.Info("git history squashed", zap.Int("commits", n), zap.Time("before", cutoff), zap.String("old_head", head.String()), zap.String("new_head", parent.String()))
-	return head, true, r.sync()
+	return head, true, r.syncHead()
 }
