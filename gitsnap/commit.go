@@ -133,6 +133,11 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	b.next.Head = h
 	r.saveStatCache(b.next, log)
 	res.Hash = h
+	if n, err := r.Repack(maxPacks); err != nil {
+		log.Warn("git repack failed; the packs stay as they are and the next run tries again", zap.Error(err))
+	} else if n > 0 {
+		log.Info("git packs repacked into one", zap.Int("packs", n))
+	}
 	return res, nil
 }
 

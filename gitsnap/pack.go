@@ -49,6 +49,7 @@ type packWriter struct {
 	has     map[plumbing.Hash]bool
 	zw      *zlib.Writer
 	zbuf    bytes.Buffer
+	name    string // pack-<checksum>, once finished
 }
 
 func newPackWriter(repo string) (*packWriter, error) {
@@ -172,6 +173,7 @@ func (p *packWriter) finish() error {
 		return err
 	}
 	name := fmt.Sprintf("pack-%x", packSum)
+	p.name = name
 	idx, err := os.CreateTemp(p.dir, "tmp_idx_")
 	if err != nil {
 		return err
@@ -249,4 +251,78 @@ func writeIndex(f *os.File, objs []packObject, packSum []byte) error {
 	}
 	_, err := f.Write(sum.Sum(nil))
 	return err
+}
+
+// maxPacks is how many packs the local repository may hold before a run
+// repacks them into one: one pack per run would otherwise make every
+// object lookup search thousands of indexes after a year of hourly runs.
+const maxPacks = 32
+
+// packs lists the repository's pack names (pack-<hash>) that have an index.
+func (r *Repo) packs() ([]string, error) {
+	dir := filepath.Join(r.path, "objects", "pack")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if filepath.Ext(n) == ".pack" && len(n) > 5 && n[:5] == "pack-" {
+			out = append(out, n[:len(n)-5])
+		}
+	}
+	return out, nil
+}
+
+// Repack writes every object reachable from the repository's references
+// into one new pack (synced) and only then removes the packs it replaced:
+// objects no reference reaches (a squashed history) go with them. It does
+// nothing below min packs.
+func (r *Repo) Repack(min int) (int, error) {
+	old, err := r.packs()
+	if err != nil || len(old) < min {
+		return 0, err
+	}
+	refs, err := r.st.IterReferences()
+	if err != nil {
+		return 0, err
+	}
+	var heads []plumbing.Hash
+	_ = refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() == plumbing.HashReference {
+			heads = append(heads, ref.Hash())
+		}
+		return nil
+	})
+	if err := r.beginPack(); err != nil {
+		return 0, err
+	}
+	ok := false
+	defer func() { _ = r.endPack(ok) }()
+	pw := r.pack
+	for _, h := range heads {
+		// Into the new pack whatever the old ones hold: pack.Has, not r.has.
+		if err := copyReachable(r, r.pack, h); err != nil {
+			return 0, fmt.Errorf("repack %s: %w", r.path, err)
+		}
+	}
+	ok = true
+	if err := r.endPack(true); err != nil {
+		return 0, err
+	}
+	dir := filepath.Join(r.path, "objects", "pack")
+	for _, n := range old {
+		if n == pw.name {
+			continue // the same objects in the same order: the new pack is this one
+		}
+		// The index first: git lists packs by their index, go-git by the pack.
+		_ = os.Remove(filepath.Join(dir, n+".idx"))
+		_ = os.Remove(filepath.Join(dir, n+".pack"))
+	}
+	r.st.Reindex()
+	return len(old), fsx.SyncDir(dir)
 }

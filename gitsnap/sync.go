@@ -256,6 +256,7 @@ func copyObjects(src, dst *Repo, head plumbing.Hash) (err error) {
 			err = perr
 		}
 	}()
+	out := sink{pack: dst.pack, has: dst.has}
 	todo := []plumbing.Hash{head}
 	var commits []plumbing.EncodedObject
 	seen := map[plumbing.Hash]bool{}
@@ -274,7 +275,7 @@ func copyObjects(src, dst *Repo, head plumbing.Hash) (err error) {
 		if err != nil {
 			return err
 		}
-		if err := copyTree(src, dst, c.TreeHash); err != nil {
+		if err := copyTree(src, out, c.TreeHash); err != nil {
 			return err
 		}
 		commits = append(commits, o)
@@ -282,15 +283,24 @@ func copyObjects(src, dst *Repo, head plumbing.Hash) (err error) {
 	}
 	// Parents before children, so that no commit is ever there without its history.
 	for i := len(commits) - 1; i >= 0; i-- {
-		if err := copyObject(dst, commits[i]); err != nil {
+		if err := copyObject(out, commits[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func copyTree(src, dst *Repo, h plumbing.Hash) error {
-	if dst.has(h) {
+// sink is where copied objects go: a pack being written, and what it
+// (or its repository) holds already.
+type sink struct {
+	pack *packWriter
+	has  func(plumbing.Hash) bool
+}
+
+// copyTree copies tree h and everything in it that out lacks; a tree out
+// has is taken to come with everything in it.
+func copyTree(src *Repo, out sink, h plumbing.Hash) error {
+	if out.has(h) {
 		return nil
 	}
 	o, err := src.verified(h, plumbing.TreeObject)
@@ -304,28 +314,28 @@ func copyTree(src, dst *Repo, h plumbing.Hash) error {
 	for _, e := range t.Entries {
 		switch e.Mode {
 		case filemode.Dir:
-			if err := copyTree(src, dst, e.Hash); err != nil {
+			if err := copyTree(src, out, e.Hash); err != nil {
 				return err
 			}
 		case filemode.Submodule:
 		default:
-			if dst.has(e.Hash) {
+			if out.has(e.Hash) {
 				continue
 			}
 			b, err := src.st.EncodedObject(plumbing.BlobObject, e.Hash)
 			if err != nil {
-				return fmt.Errorf("blob %s in %s: %w", e.Hash, src.path, err)
+				return missing(src, plumbing.BlobObject, e.Hash, err)
 			}
-			if err := copyObject(dst, b); err != nil {
+			if err := copyObject(out, b); err != nil {
 				return err
 			}
 		}
 	}
-	return copyObject(dst, o)
+	return copyObject(out, o)
 }
 
-// copyObject writes o into dst's pack, checking its hash on the way.
-func copyObject(dst *Repo, o plumbing.EncodedObject) error {
+// copyObject writes o into out's pack, checking its hash on the way.
+func copyObject(out sink, o plumbing.EncodedObject) error {
 	rd, err := o.Reader()
 	if err != nil {
 		return err
@@ -338,5 +348,49 @@ func copyObject(dst *Repo, o plumbing.EncodedObject) error {
 	if h := plumbing.ComputeHash(o.Type(), data); h != o.Hash() {
 		return fmt.Errorf("%s %s is %w: its content hashes to %s", o.Type(), o.Hash(), ErrDamaged, h)
 	}
-	return dst.pack.Add(o.Type(), o.Hash(), data)
+	return out.pack.Add(o.Type(), o.Hash(), data)
+}
+
+// copyReachable adds to pack every object reachable from h (a commit, or
+// a tag of one) that pack lacks, each checked against its hash.
+func copyReachable(src *Repo, pack *packWriter, h plumbing.Hash) error {
+	out := sink{pack: pack, has: pack.Has}
+	todo := []plumbing.Hash{h}
+	for len(todo) > 0 {
+		h := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if pack.Has(h) {
+			continue
+		}
+		o, err := src.st.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return missing(src, plumbing.AnyObject, h, err)
+		}
+		switch o.Type() {
+		case plumbing.TagObject:
+			t, err := object.DecodeTag(src.st, o)
+			if err != nil {
+				return err
+			}
+			todo = append(todo, t.Target)
+		case plumbing.CommitObject:
+			c, err := object.DecodeCommit(src.st, o)
+			if err != nil {
+				return err
+			}
+			if err := copyTree(src, out, c.TreeHash); err != nil {
+				return err
+			}
+			todo = append(todo, c.ParentHashes...)
+		case plumbing.TreeObject:
+			if err := copyTree(src, out, h); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := copyObject(out, o); err != nil {
+			return err
+		}
+	}
+	return nil
 }

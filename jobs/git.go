@@ -118,6 +118,10 @@ func (f gitFormat) retain(ctx context.Context, m made, log *zap.Logger) []string
 	}
 	if done {
 		f.pushAll(ctx, repo, &old, log)
+		// The squashed history's objects are reachable no more: drop them here.
+		if _, err := repo.Repack(1); err != nil {
+			log.Warn("git repack after squash failed; the old objects stay until the next repack", zap.Error(err))
+		}
 	}
 	return nil
 }
