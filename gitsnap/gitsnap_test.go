@@ -112,7 +112,7 @@ func TestRepo_Push(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Push(context.Background(), rem, Settings{}, nil); err != nil {
+	if err := r.Push(context.Background(), rem, Settings{}); err != nil {
 		t.Fatal(err)
 	}
 	clone := filepath.Join(dir, "clone")
@@ -146,7 +146,7 @@ func TestRepo_Push(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCommit(t, r, opts(src))
-	if err := r.Push(context.Background(), rem, Settings{}, nil); !errors.Is(err, ErrDiverged) {
+	if err := r.Push(context.Background(), rem, Settings{}); !errors.Is(err, ErrDiverged) {
 		t.Fatalf("push to a diverged remote: %v", err)
 	}
 	r2, err := Open(filepath.Join(dir, "y.git"), "snapvisor/x", true)

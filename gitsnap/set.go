@@ -2,6 +2,7 @@ package gitsnap
 
 import (
 	"context"
+	"slices"
 	"errors"
 	"fmt"
 	"sync"
@@ -89,9 +90,10 @@ func (s Set) Adopt(ctx context.Context, r *Repo, log *zap.Logger) (from string, 
 	return "", plumbing.ZeroHash, unreadable
 }
 
-// PushAll pushes the branch to every remote at once, each bounded by
-// Timeout; errs[i] is remote i's outcome. lease: see Repo.Push.
-func (s Set) PushAll(ctx context.Context, r *Repo, lease *plumbing.Hash) []error {
+// PushAll pushes the branch to every remote at once (Repo.Push), each
+// bounded by Timeout; errs[i] is remote i's outcome. Once every remote
+// holds a squash's rewritten branch, the squash is done (Repo.SquashDone).
+func (s Set) PushAll(ctx context.Context, r *Repo, log *zap.Logger) []error {
 	errs := make([]error, len(s.Remotes))
 	var wg sync.WaitGroup
 	for i, rem := range s.Remotes {
@@ -108,12 +110,20 @@ func (s Set) PushAll(ctx context.Context, r *Repo, lease *plumbing.Hash) []error
 				return
 			}
 			defer own.Close()
-			errs[i] = own.Push(rctx, rem, s.Settings, lease)
+			errs[i] = own.Push(rctx, rem, s.Settings)
 			if errs[i] != nil && rctx.Err() != nil && ctx.Err() == nil {
 				errs[i] = fmt.Errorf("abandoned at SNAPVISOR_REMOTE_TIMEOUT (%v): %w", s.Timeout, errs[i])
 			}
 		}()
 	}
 	wg.Wait()
+	if r.squashing() && !slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+		if err := r.SquashDone(); err != nil {
+			// Kept for the next run: nothing is lost, the old objects stay longer.
+			log.Warn("git squash: the pre-squash history could not be released; the next run tries again", zap.Error(err))
+		} else {
+			log.Info("git squash pushed to every remote: the pre-squash history is released")
+		}
+	}
 	return errs
 }

@@ -23,7 +23,7 @@ import (
 
 // ErrDiverged is wrapped by a push refused because the remote's branch
 // holds commits the local one does not (a second writer, or a rewritten
-// history): it is never overwritten, unless squashing (which leases).
+// history): it is never overwritten (a squash's own rewrite aside: Push).
 var ErrDiverged = errors.New("the remote's branch has diverged")
 
 // fetchedRef is where Fetch keeps a remote's branch head in the local repository.
@@ -96,16 +96,18 @@ func (s Settings) auth(rem Remote) (transport.AuthMethod, []byte, error) {
 }
 
 // Push makes the remote's branch equal the local one. It moves only
-// forward: a remote branch with commits the local one lacks is ErrDiverged.
-// With lease (squash), the remote branch may be rewritten as long as it
-// still is at *lease.
-func (r *Repo) Push(ctx context.Context, rem Remote, s Settings, lease *plumbing.Hash) error {
+// forward: a remote branch with commits the local history lacks is
+// ErrDiverged, never overwritten. The one exception is a squash
+// (Squash): while the pre-squash history is kept (preSquashRef), a remote
+// branch that is part of it is rewritten, with a lease on the commit it
+// was seen at (a writer that moved it since is refused).
+func (r *Repo) Push(ctx context.Context, rem Remote, s Settings) error {
 	head, err := r.Head()
 	if err != nil {
 		return err
 	}
 	if rem.Kind == KindFile {
-		return r.pushFile(rem, head, lease)
+		return r.pushFile(rem, head)
 	}
 	auth, ca, err := s.auth(rem)
 	if err != nil {
@@ -117,24 +119,88 @@ func (r *Repo) Push(ctx context.Context, rem Remote, s Settings, lease *plumbing
 	}
 	spec := gitconfig.RefSpec(r.branch.String() + ":" + r.branch.String())
 	opts := &git.PushOptions{RemoteName: "anonymous", RefSpecs: []gitconfig.RefSpec{spec}, Auth: auth, CABundle: ca}
-	if lease != nil {
-		opts.RefSpecs = []gitconfig.RefSpec{"+" + spec}
-		opts.ForceWithLease = &git.ForceWithLease{RefName: r.branch, Hash: *lease}
+	err = gr.PushContext(ctx, opts)
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
 	}
+	if !nonFastForward(err) {
+		return fmt.Errorf("push %s to %s: %w", r.Branch(), rem.Name(), err)
+	}
+	diverged := fmt.Errorf("push %s to %s: %w: %v (refusing to overwrite it; see SNAPVISOR_GIT_BRANCH for a second writer)", r.Branch(), rem.Name(), ErrDiverged, err)
+	if !r.squashing() {
+		return diverged
+	}
+	refs, lerr := gr.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: ca})
+	if lerr != nil {
+		return fmt.Errorf("push %s to %s: %w", r.Branch(), rem.Name(), lerr)
+	}
+	var old plumbing.Hash
+	for _, ref := range refs {
+		if ref.Name() == r.branch {
+			old = ref.Hash()
+		}
+	}
+	if !r.squashedAway(old) {
+		return diverged
+	}
+	opts.RefSpecs = []gitconfig.RefSpec{"+" + spec}
+	opts.ForceWithLease = &git.ForceWithLease{RefName: r.branch, Hash: old}
 	err = gr.PushContext(ctx, opts)
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 		return nil
-	case strings.Contains(err.Error(), "non-fast-forward"), errors.Is(err, git.ErrForceNeeded), strings.Contains(err.Error(), "lease"):
-		return fmt.Errorf("push %s to %s: %w: %v (refusing to overwrite it; see SNAPVISOR_GIT_BRANCH for a second writer)", r.Branch(), rem.Name(), ErrDiverged, err)
+	case nonFastForward(err):
+		return diverged
 	}
-	return fmt.Errorf("push %s to %s: %w", r.Branch(), rem.Name(), err)
+	return fmt.Errorf("push %s to %s (rewritten by SNAPVISOR_GIT_SQUASH_AFTER): %w", r.Branch(), rem.Name(), err)
+}
+
+// nonFastForward reports go-git's refusals of a push that would lose commits.
+func nonFastForward(err error) bool {
+	return strings.Contains(err.Error(), "non-fast-forward") || errors.Is(err, git.ErrForceNeeded) || strings.Contains(err.Error(), "lease")
+}
+
+// preSquashRef keeps the history a squash rewrote until every remote holds
+// the rewritten branch: Push may overwrite a remote branch that is part of it.
+func (r *Repo) preSquashRef() plumbing.ReferenceName {
+	return plumbing.ReferenceName("refs/snapvisor/pre-squash/" + r.Branch())
+}
+
+// squashing reports whether a squash's rewrite is still being pushed.
+func (r *Repo) squashing() bool {
+	_, err := r.st.Reference(r.preSquashRef())
+	return err == nil
+}
+
+// squashedAway reports whether commit h is part of the history the last
+// squash rewrote (so a remote branch at h holds nothing we lack).
+func (r *Repo) squashedAway(h plumbing.Hash) bool {
+	ref, err := r.st.Reference(r.preSquashRef())
+	if err != nil || h.IsZero() {
+		return false
+	}
+	ok, err := r.isAncestor(h, ref.Hash())
+	return err == nil && ok
+}
+
+// SquashDone ends a squash once every remote holds the rewritten branch:
+// the pre-squash history is released and the objects only it used are
+// dropped (Repack).
+func (r *Repo) SquashDone() error {
+	if !r.squashing() {
+		return nil
+	}
+	if err := r.st.RemoveReference(r.preSquashRef()); err != nil {
+		return err
+	}
+	_, err := r.Repack(1)
+	return err
 }
 
 // pushFile pushes to a repository on a local path without a git binary:
-// the missing objects are copied (each verified) and synced, then the
-// remote's branch is moved by compare-and-set.
-func (r *Repo) pushFile(rem Remote, head plumbing.Hash, lease *plumbing.Hash) error {
+// the missing objects are copied (each verified) into one pack, synced,
+// then the remote's branch is moved by compare-and-set.
+func (r *Repo) pushFile(rem Remote, head plumbing.Hash) error {
 	dst, err := Open(rem.URL, r.Branch(), true)
 	if err != nil {
 		return fmt.Errorf("push to %s: %w", rem.Name(), err)
@@ -147,17 +213,12 @@ func (r *Repo) pushFile(rem Remote, head plumbing.Hash, lease *plumbing.Hash) er
 	if old == head {
 		return nil
 	}
-	switch {
-	case lease != nil:
-		if old != *lease {
-			return fmt.Errorf("push %s to %s: %w: it is at %s, not at %s as this repository last saw it", r.Branch(), rem.Name(), ErrDiverged, short(old), short(*lease))
-		}
-	case !old.IsZero():
+	if !old.IsZero() {
 		ok, err := r.isAncestor(old, head)
 		if err != nil {
 			return fmt.Errorf("push to %s: %w", rem.Name(), err)
 		}
-		if !ok {
+		if !ok && !r.squashedAway(old) {
 			return fmt.Errorf("push %s to %s: %w: it is at %s, which this repository's history does not contain (another writer, or a rewritten history): refusing to overwrite it (see SNAPVISOR_GIT_BRANCH for a second writer)",
 				r.Branch(), rem.Name(), ErrDiverged, short(old))
 		}
@@ -165,6 +226,7 @@ func (r *Repo) pushFile(rem Remote, head plumbing.Hash, lease *plumbing.Hash) er
 	if err := copyObjects(r, dst, head); err != nil {
 		return fmt.Errorf("push to %s: %w", rem.Name(), err)
 	}
+	// Compare-and-set on the commit seen above: the lease.
 	if err := dst.setHead(head, old); err != nil {
 		return fmt.Errorf("push to %s: %w", rem.Name(), err)
 	}

@@ -87,25 +87,30 @@ func (r *Repo) verifyTree(ctx context.Context, h plumbing.Hash, seen map[plumbin
 // Squash replaces the commits of the branch's first-parent line made
 // before cutoff by one commit holding the newest of them's tree, and
 // rewrites the newer commits on top of it (same trees, authors, times and
-// messages). It returns the previous head (the lease the rewritten branch
-// is force-pushed with) and whether anything was rewritten. Objects only
-// the old history used stay until the repository is pruned.
-func (r *Repo) Squash(cutoff time.Time, log *zap.Logger) (old plumbing.Hash, rewritten bool, err error) {
+// messages) — in batches: only once the oldest commit after the root is
+// older than cutoff-slack, so that the branch is not rewritten on every
+// run. The previous head is kept as the pre-squash history (Push may
+// overwrite remote branches that are part of it) until SquashDone. It
+// reports whether it rewrote anything.
+func (r *Repo) Squash(cutoff time.Time, slack time.Duration, log *zap.Logger) (bool, error) {
 	head, err := r.Head()
 	if err != nil {
-		return head, false, err
+		return false, err
 	}
 	var line []*object.Commit // newest first
 	for h := head; !h.IsZero(); {
 		c, err := object.GetCommit(r.st, h)
 		if err != nil {
-			return head, false, err
+			return false, err
 		}
 		line = append(line, c)
 		h = plumbing.ZeroHash
 		if len(c.ParentHashes) > 0 {
 			h = c.ParentHashes[0]
 		}
+	}
+	if len(line) < 3 || !line[len(line)-2].Committer.When.Before(cutoff.Add(-slack)) {
+		return false, nil // nothing (or not enough yet) to squash
 	}
 	k := -1 // the newest commit before cutoff
 	for i, c := range line {
@@ -114,8 +119,8 @@ func (r *Repo) Squash(cutoff time.Time, log *zap.Logger) (old plumbing.Hash, rew
 			break
 		}
 	}
-	if k < 0 || k == len(line)-1 && len(line[k].ParentHashes) == 0 {
-		return head, false, nil // nothing old, or only the root commit
+	if k < 0 || k == len(line)-1 {
+		return false, nil
 	}
 	last := line[k]
 	n := len(line) - k
@@ -123,28 +128,46 @@ func (r *Repo) Squash(cutoff time.Time, log *zap.Logger) (old plumbing.Hash, rew
 		Message: fmt.Sprintf("snapvisor: %d snapshots up to %s squashed (SNAPVISOR_GIT_SQUASH_AFTER)\n\nThe tree of %s, the newest of them:\n\n%s",
 			n, last.Committer.When.UTC().Format(time.RFC3339), last.Hash, last.Message)}
 	if err := r.beginPack(); err != nil {
-		return head, false, err
+		return false, err
 	}
 	packed := false
 	defer func() { _ = r.endPack(packed) }()
 	parent, err := r.writeObject(base)
 	if err != nil {
-		return head, false, err
+		return false, err
 	}
 	for i := k - 1; i >= 0; i-- {
 		c := line[i]
 		nc := &object.Commit{Author: c.Author, Committer: c.Committer, TreeHash: c.TreeHash, Message: c.Message, ParentHashes: []plumbing.Hash{parent}}
 		if parent, err = r.writeObject(nc); err != nil {
-			return head, false, err
+			return false, err
+		}
+	}
+	// The old history stays reachable (and remote branches in it may be
+	// overwritten) until every remote has the new one. When an earlier
+	// squash is still being pushed, a merge commit keeps both histories.
+	keep := head
+	if prev, err := r.st.Reference(r.preSquashRef()); err == nil {
+		hc, err := object.GetCommit(r.st, head)
+		if err != nil {
+			return false, err
+		}
+		m := &object.Commit{Author: hc.Author, Committer: hc.Committer, TreeHash: hc.TreeHash,
+			Message: "snapvisor: histories rewritten by squashes not yet on every remote\n", ParentHashes: []plumbing.Hash{prev.Hash(), head}}
+		if keep, err = r.writeObject(m); err != nil {
+			return false, err
 		}
 	}
 	packed = true
 	if err := r.endPack(true); err != nil {
-		return head, false, err
+		return false, err
+	}
+	if err := r.st.SetReference(plumbing.NewHashReference(r.preSquashRef(), keep)); err != nil {
+		return false, err
 	}
 	if err := r.setHead(parent, head); err != nil {
-		return head, false, err
+		return false, err
 	}
 	log.Info("git history squashed", zap.Int("commits", n), zap.Time("before", cutoff), zap.String("old_head", head.String()), zap.String("new_head", parent.String()))
-	return head, true, r.syncHead()
+	return true, r.syncHead()
 }

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"go.uber.org/zap"
 
 	"snapvisor/gitsnap"
@@ -39,9 +38,7 @@ func GitHost(name string) string {
 	return name
 }
 
-// create commits the sources (unless nothing changed) and pushes the
-// branch to every remote; a remote's failure is its result's, never the
-// snapshot's.
+// create commits the sources (unless nothing changed), inside the freeze.
 func (f gitFormat) create(ctx context.Context, log *zap.Logger) (made, error) {
 	r, s := f.r, f.set.Settings
 	repo, err := f.set.Open(true)
@@ -74,13 +71,12 @@ func (f gitFormat) create(ctx context.Context, log *zap.Logger) (made, error) {
 		log.Info("git snapshot committed", zap.String("commit", short), zap.String("branch", repo.Branch()), zap.Int("files_changed", res.Changed),
 			zap.Int64("files", res.Files), zap.Int64("bytes", res.Bytes), zap.Int("left_out", len(res.Skipped)))
 	}
-	results := f.pushAll(ctx, repo, nil, log)
-	return made{Info: snapshot.Info{Name: short, Time: at, Size: res.Bytes, Files: res.Files}, streamed: results, note: note}, nil
+	return made{Info: snapshot.Info{Name: short, Time: at, Size: res.Bytes, Files: res.Files}, note: note}, nil
 }
 
 // pushAll pushes to every remote and reports each outcome.
-func (f gitFormat) pushAll(ctx context.Context, repo *gitsnap.Repo, lease *plumbing.Hash, log *zap.Logger) []PushResult {
-	errs := f.set.PushAll(ctx, repo, lease)
+func (f gitFormat) pushAll(ctx context.Context, repo *gitsnap.Repo, log *zap.Logger) []PushResult {
+	errs := f.set.PushAll(ctx, repo, log)
 	results := make([]PushResult, len(errs))
 	for i, err := range errs {
 		results[i].Remote = f.set.Remotes[i].Name()
@@ -97,33 +93,30 @@ func (f gitFormat) pushAll(ctx context.Context, repo *gitsnap.Repo, lease *plumb
 	return results
 }
 
-// retain: the history is the retention (SNAPVISOR_KEEP and friends delete
-// no commits); with SNAPVISOR_GIT_SQUASH_AFTER the older history is
-// squashed and force-pushed with a lease on the previous head.
-func (f gitFormat) retain(ctx context.Context, m made, log *zap.Logger) []string {
-	after := f.set.Settings.SquashAfter.Duration()
-	if after <= 0 {
-		return nil
-	}
+// after pushes the branch to every remote once the service is thawed
+// (also when nothing changed: a remote that was down catches up); a
+// remote's failure is its result's, never the snapshot's. The history is
+// the retention (SNAPVISOR_KEEP and friends delete no commits); with
+// SNAPVISOR_GIT_SQUASH_AFTER the older history is squashed (in batches of
+// a third of it) and the rewritten branch force-pushed over remote
+// branches that hold nothing but the old history (Repo.Push).
+func (f gitFormat) after(ctx context.Context, m made, log *zap.Logger) ([]PushResult, []string) {
 	repo, err := f.set.Open(false)
 	if err != nil {
-		log.Warn("git squash skipped", zap.Error(err))
-		return nil
+		log.Error("git repository unavailable after the snapshot: nothing pushed", zap.Error(err))
+		results := make([]PushResult, len(f.set.Remotes))
+		for i, rem := range f.set.Remotes {
+			results[i] = PushResult{Remote: rem.Name(), Error: err.Error()}
+		}
+		return results, nil
 	}
 	defer repo.Close()
-	old, done, err := repo.Squash(time.Now().Add(-after), log)
-	if err != nil {
-		log.Warn("git squash failed; the next run tries again", zap.Error(err))
-		return nil
-	}
-	if done {
-		f.pushAll(ctx, repo, &old, log)
-		// The squashed history's objects are reachable no more: drop them here.
-		if _, err := repo.Repack(1); err != nil {
-			log.Warn("git repack after squash failed; the old objects stay until the next repack", zap.Error(err))
+	if after := f.set.Settings.SquashAfter.Duration(); after > 0 {
+		if _, err := repo.Squash(time.Now().Add(-after), after/3, log); err != nil {
+			log.Warn("git squash failed; the next run tries again", zap.Error(err))
 		}
 	}
-	return nil
+	return f.pushAll(ctx, repo, log), nil
 }
 
 // seed makes the branch's head commit the last good snapshot.

@@ -43,11 +43,12 @@ type made struct {
 }
 
 // format is a snapshot format other than the archive (restic.go, git.go):
-// a run's create, what follows a good one (retention), and the last good
-// snapshot found at start.
+// a run's create (inside the freeze), what follows a good one once the
+// service is thawed (pushes, retention: each remote's outcome and what was
+// deleted), and the last good snapshot found at start.
 type format interface {
 	create(ctx context.Context, log *zap.Logger) (made, error)
-	retain(ctx context.Context, m made, log *zap.Logger) []string
+	after(ctx context.Context, m made, log *zap.Logger) (remotes []PushResult, deleted []string)
 	seed(ctx context.Context)
 }
 

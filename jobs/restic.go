@@ -42,8 +42,9 @@ func (f resticFormat) create(ctx context.Context, log *zap.Logger) (made, error)
 	return f.r.resticCreate(ctx, log)
 }
 
-func (f resticFormat) retain(ctx context.Context, m made, log *zap.Logger) []string {
-	return f.r.resticRetain(ctx, m, log)
+// after: the repositories were written by create (no push step); then retention.
+func (f resticFormat) after(ctx context.Context, m made, log *zap.Logger) ([]PushResult, []string) {
+	return m.streamed, f.r.resticRetain(ctx, m, log)
 }
 
 func (f resticFormat) seed(ctx context.Context) { f.r.resticSeed(ctx) }

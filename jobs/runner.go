@@ -372,8 +372,8 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	log.Info("snapshot done", zap.String("snapshot", info.Name), zap.Int64("size", info.Size),
 		zap.Int64("files", info.Files), zap.Duration("duration", res.Duration))
 	if r.alt != nil {
-		res.Remotes, res.Note = info.streamed, info.note
-		res.Deleted = r.alt.retain(ctx, info, log)
+		res.Note = info.note
+		res.Remotes, res.Deleted = r.alt.after(ctx, info, log)
 		return res
 	}
 	r.remember(info.Info, reason)
