@@ -2,9 +2,9 @@ package gitsnap
 
 import (
 	"context"
-	"slices"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
