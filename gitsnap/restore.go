@@ -174,18 +174,39 @@ func (r *Repo) verified(h plumbing.Hash, t plumbing.ObjectType) (plumbing.Encode
 func (r *Repo) checkHash(o plumbing.EncodedObject, w io.Writer) error {
 	rd, err := o.Reader()
 	if err != nil {
-		return fmt.Errorf("%s %s in %s: %w", o.Type(), o.Hash(), r.path, err)
+		return fmt.Errorf("%s %s in %s is %w: %w", o.Type(), o.Hash(), r.path, ErrDamaged, err)
 	}
 	defer rd.Close()
 	hs := plumbing.NewHasher(o.Type(), o.Size())
-	n, err := io.Copy(io.MultiWriter(hs, w), rd)
-	if err != nil {
+	n, err := io.Copy(io.MultiWriter(hs, w), readSide{rd})
+	var re readError
+	if errors.As(err, &re) {
+		// The object's bytes (a zlib stream, a pack entry) are corrupt.
+		return fmt.Errorf("%s %s in %s is %w: %w", o.Type(), o.Hash(), r.path, ErrDamaged, re.err)
+	}
+	if err != nil { // the writer's: where the content goes (a full disk, say)
 		return fmt.Errorf("%s %s in %s: %w", o.Type(), o.Hash(), r.path, err)
 	}
 	if n != o.Size() || hs.Sum() != o.Hash() {
 		return fmt.Errorf("%s %s in %s is %w: its content hashes to %s (%d of %d bytes)", o.Type(), o.Hash(), r.path, ErrDamaged, hs.Sum(), n, o.Size())
 	}
 	return nil
+}
+
+// readSide marks the errors of reading an object apart from those of
+// writing its content out.
+type readSide struct{ r io.Reader }
+
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+
+func (s readSide) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
 }
 
 // readBlob streams blob h to w, verified.
@@ -197,13 +218,14 @@ func (r *Repo) readBlob(h plumbing.Hash, w io.Writer) error {
 	return r.checkHash(o, w)
 }
 
-// missing reports an object that cannot be read: ErrDamaged when it is
-// not there (or undecodable), the error as it is otherwise.
+// missing reports an object that cannot be read from the repository:
+// ErrDamaged, whether it is not there or not decodable.
 func missing(r *Repo, t plumbing.ObjectType, h plumbing.Hash, err error) error {
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return fmt.Errorf("%s %s in %s: %w: missing", t, h, r.path, ErrDamaged)
 	}
-	return fmt.Errorf("%s %s in %s: %w", t, h, r.path, err)
+	// Found but not decodable: a corrupt pack entry or zlib stream.
+	return fmt.Errorf("%s %s in %s is %w: %w", t, h, r.path, ErrDamaged, err)
 }
 
 // writer writes one source's tree into its staging directory. Every
