@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"snapvisor/internal/testutil"
+	"snapvisor/snapshot"
 )
 
 func TestRepo_Repack(t *testing.T) {
@@ -132,5 +133,58 @@ func TestRepo_Squash(t *testing.T) {
 	mustCommit(t, r, o)
 	if err := r.Push(context.Background(), up, Settings{}); !errors.Is(err, ErrDiverged) {
 		t.Fatalf("push over a second writer's commit: %v", err)
+	}
+}
+
+func TestSet_Recover(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "data")
+	testutil.RichTree(t, src)
+	want := testutil.TreeState(t, src)
+	dir := t.TempDir()
+	remote := "git+file://" + filepath.Join(t.TempDir(), "up.git")
+	set, err := NewSet(dir, "x", Settings{Remotes: []string{remote}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := set.Open(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, r, opts(src))
+	if errs := set.PushAll(context.Background(), r, zaptest.NewLogger(t)); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	r.Close()
+	// The local repository loses its only pack: the head commit is gone.
+	packs, _ := filepath.Glob(filepath.Join(RepoPath(dir, "x"), "objects", "pack", "*.pack"))
+	for _, p := range packs {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ = set.Open(false)
+	head, _ := r.Head()
+	dst := filepath.Join(t.TempDir(), "data")
+	cfg := snapshot.Config{Sources: []string{dst}}
+	if _, err := r.RestoreNewest(context.Background(), head, cfg, snapshot.RestoreOptions{DiscardCurrent: true}, zaptest.NewLogger(t)); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("restore from the damaged repository: %v", err)
+	}
+	r.Close()
+	h, from, err := set.Recover(context.Background(), cfg, snapshot.RestoreOptions{DiscardCurrent: true}, zaptest.NewLogger(t))
+	if err != nil || h != head || from != remote {
+		t.Fatalf("Recover: %s %s %v", h, from, err)
+	}
+	testutil.SameState(t, want, testutil.TreeState(t, dst))
+	kept, _ := filepath.Glob(RepoPath(dir, "x") + ".damaged-*")
+	if len(kept) != 1 {
+		t.Fatalf("damaged repository kept aside: %v", kept)
+	}
+	r, err = set.Open(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Verify(context.Background(), head); err != nil {
+		t.Fatalf("the local repository after Recover: %v", err)
 	}
 }

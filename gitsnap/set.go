@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"go.uber.org/zap"
+
+	"snapvisor/internal/fsx"
+	"snapvisor/snapshot"
 )
 
 // Set is one configuration's repositories: the local bare repository in
@@ -126,4 +130,65 @@ func (s Set) PushAll(ctx context.Context, r *Repo, log *zap.Logger) []error {
 		}
 	}
 	return errs
+}
+
+// Recover restores the newest good commit of the branch from the remotes
+// into cfg's sources when the local repository is damaged: each remote's
+// branch is fetched into a fresh repository beside the local one, and the
+// first that restores replaces the local repository, which is kept as
+// <name>.git.damaged-<UTC time> (never deleted). It returns the commit
+// restored and the remote it came from.
+func (s Set) Recover(ctx context.Context, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (plumbing.Hash, string, error) {
+	var errs []error
+	local := RepoPath(s.Dir, s.Name)
+	for _, rem := range s.Remotes {
+		tmp, err := os.MkdirTemp(s.Dir, "."+s.Name+".git.fetch-*")
+		if err != nil {
+			return plumbing.ZeroHash, "", err
+		}
+		h, err := s.recoverFrom(ctx, rem, tmp, cfg, opts, log)
+		if err != nil {
+			os.RemoveAll(tmp)
+			if !errors.Is(err, ErrNoBranch) {
+				errs = append(errs, fmt.Errorf("%s: %w", rem.Name(), err))
+			}
+			continue
+		}
+		kept := fmt.Sprintf("%s.damaged-%s", local, time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(local, kept); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return h, rem.Name(), fmt.Errorf("restored from %s; keeping the damaged repository aside failed (the fetched one is %s): %w", rem.Name(), tmp, err)
+		}
+		if err := os.Rename(tmp, local); err != nil {
+			return h, rem.Name(), fmt.Errorf("restored from %s; moving its repository into place failed (it is %s, the damaged one %s): %w", rem.Name(), tmp, kept, err)
+		}
+		log.Warn("the local git repository was damaged: the restore came from a remote, whose history replaces it; the damaged one is kept",
+			zap.String("remote", rem.Name()), zap.String("kept", kept))
+		_ = fsx.SyncDir(s.Dir)
+		return h, rem.Name(), nil
+	}
+	if len(errs) == 0 {
+		return plumbing.ZeroHash, "", fmt.Errorf("no remote has the branch %s: %w", s.Settings.BranchOr(s.Name), ErrNoBranch)
+	}
+	return plumbing.ZeroHash, "", errors.Join(errs...)
+}
+
+func (s Set) recoverFrom(ctx context.Context, rem Remote, dir string, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (plumbing.Hash, error) {
+	r, err := Open(dir, s.Settings.BranchOr(s.Name), true)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer r.Close()
+	fctx, cancel := s.bound(ctx)
+	h, err := r.Fetch(fctx, rem, s.Settings)
+	cancel()
+	if err != nil {
+		return h, err
+	}
+	if err := r.setHead(h, plumbing.ZeroHash); err != nil {
+		return h, err
+	}
+	if err := r.syncHead(); err != nil {
+		return h, err
+	}
+	return r.RestoreNewest(ctx, h, cfg, opts, log)
 }

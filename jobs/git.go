@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"go.uber.org/zap"
 
 	"snapvisor/gitsnap"
@@ -180,9 +181,26 @@ func GitRestoreIfEmpty(ctx context.Context, cfg snapshot.Config, set gitsnap.Set
 	}
 	log.Info("auto-restore: restoring before the service starts", zap.String("repository", from), zap.String("commit", head.String()), zap.String("source", cfg.Sources[0]))
 	h, err := repo.RestoreNewest(ctx, head, cfg, opts, log)
+	if errors.Is(err, gitsnap.ErrDamaged) && len(set.Remotes) > 0 {
+		log.Warn("auto-restore: the local git repository is damaged; trying the remotes", zap.Error(err))
+		repo.Close()
+		var rerr error
+		if h, from, rerr = set.Recover(ctx, cfg, opts, log); rerr == nil {
+			err = nil
+		} else {
+			err = errors.Join(err, rerr)
+		}
+	}
 	if err != nil {
-		return "", fmt.Errorf("%w: restoring git commit %s from %s (the service was not started): %w", ErrRestoreFailed, h.String()[:7], from, err)
+		return "", fmt.Errorf("%w: restoring git commit %s from %s (the service was not started): %w", ErrRestoreFailed, short(h), from, err)
 	}
 	log.Info("auto-restore: done", zap.String("commit", h.String()), zap.String("repository", from))
 	return h.String()[:7], nil
+}
+
+func short(h plumbing.Hash) string {
+	if h.IsZero() {
+		return "(none)"
+	}
+	return h.String()[:7]
 }
