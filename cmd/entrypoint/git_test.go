@@ -491,6 +491,11 @@ func TestEntrypoint_GitRedisStory(t *testing.T) {
 	if len(r.Remotes) != 2 || r.Remotes[0].Error != "" || r.Remotes[1].Error != "" {
 		t.Fatalf("push results %+v, want two successful remotes; git http-backend:\n%s", r.Remotes, g.Stderr)
 	}
+	// Without --json it prints the commit, as the standalone one does (here
+	// within SNAPVISOR_MIN_INTERVAL: the same run's result, with a note).
+	if res := clientSnapshot(t, env); res.code != 0 || !strings.HasPrefix(res.out, r.Snapshot+" ") {
+		t.Errorf("snapshot: exit %d, printed %q: want the short hash %s first", res.code, res.out, r.Snapshot)
+	}
 	_ = syscall.Kill(pid1, syscall.SIGTERM)
 	if got := p.wait(t, 15*time.Second); got != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", got, p.stderr)
