@@ -500,6 +500,9 @@ func TestEntrypoint_GitRedisStory(t *testing.T) {
 	if got := p.wait(t, 15*time.Second); got != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", got, p.stderr)
 	}
+	if strings.Contains(p.stderr.String(), g.Token) {
+		t.Error("the log shows SNAPVISOR_GIT_PASSWORD")
+	}
 	for _, repo := range []string{filepath.Join(httpRoot, "redis.git"), fileRemote} {
 		if got := storetest.GitCLI(t, repo, "ls-tree", "--name-only", branch); gitRev(t, repo, branch) != r.Snapshot || !strings.Contains(got, "dump.rdb") {
 			t.Fatalf("%s: branch %s at %q holding %q, want %s with dump.rdb", repo, branch, gitRev(t, repo, branch), got, r.Snapshot)
