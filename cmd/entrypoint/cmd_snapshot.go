@@ -166,7 +166,11 @@ func snapshotViaSupervisor(ctx context.Context, a *app, asJSON bool) (handled bo
 		case res.Coalesced:
 			note = " (joined the run in progress)"
 		}
-		fmt.Fprintf(a.stdout, "%s%s\n", filepath.Join(a.snap.Dir, res.Snapshot), note)
+		name := filepath.Join(a.snap.Dir, res.Snapshot)
+		if a.cfg.restic() || a.cfg.git() {
+			name = res.Snapshot // a snapshot ID or a commit, not a file in SNAPVISOR_DIR (as snapshotStandalone prints)
+		}
+		fmt.Fprintf(a.stdout, "%s%s\n", name, note)
 	}
 	if err := resultError(res); err != nil && res.Note != "" {
 		return true, fmt.Errorf("%w (%s)", err, res.Note)

@@ -16,6 +16,7 @@ import (
 
 	"snapvisor/gitsnap"
 	"snapvisor/snapshot"
+	"snapvisor/store"
 )
 
 // gitHead opens the local repository and finds the head to work on: the
@@ -40,7 +41,7 @@ func gitHead(ctx context.Context, a *app, rawURL string) (*gitsnap.Repo, plumbin
 	}
 	rem, err := set.Find(rawURL)
 	if err != nil {
-		return nil, plumbing.ZeroHash, "", &usageError{fmt.Sprintf("--from/--remote %s: %v", rawURL, err)}
+		return nil, plumbing.ZeroHash, "", &usageError{fmt.Sprintf("--from/--remote %s: %v", store.Redact(rawURL), err)}
 	}
 	repo, err := set.Open(true)
 	if err != nil {
