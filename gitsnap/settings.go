@@ -6,6 +6,7 @@
 package gitsnap
 
 import (
+	"errors"
 	"fmt"
 	"net/mail"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"snapvisor/config"
+	"snapvisor/store"
 )
 
 // Settings are the git format's variables.
@@ -35,7 +37,11 @@ type Settings struct {
 func (s *Settings) Validate(name string) error {
 	for _, raw := range s.Remotes {
 		if _, err := ParseRemote(raw); err != nil {
-			e := config.Invalid("GIT_REMOTES", strings.Join(s.Remotes, ","), "comma-separated git+ssh://user@host:port/path.git, git+https://host/path.git or git+file:///path.git URLs (no password in the URL: SNAPVISOR_GIT_PASSWORD)")
+			shown := make([]string, len(s.Remotes))
+			for i, r := range s.Remotes {
+				shown[i] = store.Redact(r) // a password in a URL is refused, never shown back
+			}
+			e := config.Invalid("GIT_REMOTES", strings.Join(shown, ","), "comma-separated git+ssh://user@host:port/path.git, git+https://host/path.git or git+file:///path.git URLs (no password in the URL: SNAPVISOR_GIT_PASSWORD)")
 			e.Err = err
 			return e
 		}
@@ -136,7 +142,8 @@ func (r Remote) Name() string { return r.Raw }
 func ParseRemote(raw string) (Remote, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Remote{}, fmt.Errorf("not a URL: %w", err)
+		// url.Error quotes the whole URL, a password included.
+		return Remote{}, fmt.Errorf("%s: not a URL: %w", store.Redact(raw), errors.Unwrap(err))
 	}
 	r := Remote{Raw: raw}
 	if _, has := u.User.Password(); has {
