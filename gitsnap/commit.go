@@ -326,7 +326,7 @@ func (b *builder) build() (plumbing.Hash, error) {
 		if tops {
 			prefix = base
 		}
-		if err := b.addMeta(real, prefix, nil); err != nil {
+		if err := b.addMeta(real, prefix, nil, plumbing.ZeroHash); err != nil {
 			return plumbing.ZeroHash, err
 		}
 		entries, err := b.dir(real, base, "", prefix, nil)
@@ -389,8 +389,9 @@ func sortEntries(es []object.TreeEntry) {
 	slices.SortFunc(es, func(x, y object.TreeEntry) int { return strings.Compare(key(x), key(y)) })
 }
 
-// addMeta records one entry's metadata; fi is nil for a source's root.
-func (b *builder) addMeta(abs, p string, fi os.FileInfo) error {
+// addMeta records one entry's metadata; fi is nil for a source's root;
+// blob is a file's or symlink's blob (zero for a directory).
+func (b *builder) addMeta(abs, p string, fi os.FileInfo, blob plumbing.Hash) error {
 	if fi == nil {
 		var err error
 		if fi, err = os.Lstat(abs); err != nil {
@@ -403,6 +404,9 @@ func (b *builder) addMeta(abs, p string, fi os.FileInfo) error {
 	}
 	e := metaEntry{Path: p, Mode: fmt.Sprintf("%04o", st.Mode&0o7777), UID: int(st.Uid), GID: int(st.Gid),
 		MTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC().Format(time.RFC3339Nano)}
+	if !blob.IsZero() {
+		e.Blob = blobTag(blob.String())
+	}
 	switch {
 	case fi.IsDir():
 		e.Type = typeDir
@@ -449,6 +453,9 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 	}
 	var out []object.TreeEntry
 	for _, e := range ents {
+		if err := b.ctx.Err(); err != nil {
+			return nil, err
+		}
 		name := e.Name()
 		childAbs := filepath.Join(abs, name)
 		childRel := path.Join(rel, name)
@@ -477,7 +484,7 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 			if err != nil {
 				return nil, err
 			}
-			if err := b.addMeta(childAbs, childTP, fi); err != nil {
+			if err := b.addMeta(childAbs, childTP, fi, plumbing.ZeroHash); err != nil {
 				return nil, err
 			}
 			if len(sub) == 0 {
@@ -497,7 +504,7 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 			if err != nil {
 				return nil, err
 			}
-			if err := b.addMeta(childAbs, childTP, fi); err != nil {
+			if err := b.addMeta(childAbs, childTP, fi, h); err != nil {
 				return nil, err
 			}
 			out = append(out, object.TreeEntry{Name: name, Mode: filemode.Symlink, Hash: h})
@@ -522,7 +529,7 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 			if err != nil {
 				return nil, err
 			}
-			if err := b.addMeta(childAbs, childTP, fi); err != nil {
+			if err := b.addMeta(childAbs, childTP, fi, h); err != nil {
 				return nil, err
 			}
 			mode := filemode.Regular

@@ -3,11 +3,13 @@ package gitsnap
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // MetaFile is the file committed at the root of every snapshot's tree with
@@ -49,7 +51,18 @@ type metaEntry struct {
 	MTime string `json:"mtime"` // RFC 3339, nanoseconds, UTC
 	// Hardlink names an earlier path (in sorted order) this file is a hard link of.
 	Hardlink string `json:"hardlink,omitempty"`
+	// Blob is the first 12 hex digits of a file's or symlink's blob: an
+	// entry whose blob the tree no longer has (a commit made elsewhere
+	// changed it) is restored with Git's modes, not this stale metadata.
+	Blob string `json:"blob,omitempty"`
+	// PathB64 and HardlinkB64 hold a path that is not valid UTF-8 (which
+	// JSON cannot carry), base64-encoded, in place of Path and Hardlink.
+	PathB64     string `json:"pb,omitempty"`
+	HardlinkB64 string `json:"hb,omitempty"`
 }
+
+// blobTag is what metaEntry.Blob records of blob h.
+func blobTag(h string) string { return h[:12] }
 
 func (e metaEntry) mode() (uint32, error) {
 	m, err := strconv.ParseUint(e.Mode, 8, 32)
@@ -84,6 +97,12 @@ func encodeMeta(h metaHeader, entries []metaEntry) []byte {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(h)
 	for _, e := range entries {
+		if !utf8.ValidString(e.Path) {
+			e.PathB64, e.Path = base64.StdEncoding.EncodeToString([]byte(e.Path)), ""
+		}
+		if !utf8.ValidString(e.Hardlink) {
+			e.HardlinkB64, e.Hardlink = base64.StdEncoding.EncodeToString([]byte(e.Hardlink)), ""
+		}
 		_ = enc.Encode(e)
 	}
 	return b.Bytes()
@@ -107,6 +126,15 @@ func decodeMeta(r io.Reader) (metaHeader, []metaEntry, error) {
 		var e metaEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return h, nil, fmt.Errorf("%s line %d: %w", MetaFile, len(out)+2, err)
+		}
+		for _, f := range []struct{ b64, plain *string }{{&e.PathB64, &e.Path}, {&e.HardlinkB64, &e.Hardlink}} {
+			if *f.b64 != "" {
+				raw, err := base64.StdEncoding.DecodeString(*f.b64)
+				if err != nil {
+					return h, nil, fmt.Errorf("%s line %d: %w", MetaFile, len(out)+2, err)
+				}
+				*f.plain, *f.b64 = string(raw), ""
+			}
 		}
 		out = append(out, e)
 	}

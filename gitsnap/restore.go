@@ -34,8 +34,8 @@ type RestoreStats struct {
 // restore does (snapshot.RestoreWith: staged beside each source, synced,
 // swapped; nothing changed unless every object read hashed right). Files
 // get the modes, owners (as root) and times of the metadata file; a commit
-// without one (made by another tool) gets Git's modes (0644, 0755 for an
-// executable or a directory).
+// without one (made by another tool), or an entry it changed, gets Git's
+// modes (0644, 0755 for an executable or a directory) and the commit's time.
 func (r *Repo) Restore(ctx context.Context, h plumbing.Hash, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (RestoreStats, error) {
 	var st RestoreStats
 	c, err := r.commit(h)
@@ -72,6 +72,7 @@ func (r *Repo) Restore(ctx context.Context, h plumbing.Hash, cfg snapshot.Config
 				return err
 			}
 			w, err := newWriter(r, ctx, &st, meta, prefix, hasMeta)
+			w.when = c.Committer.When
 			if err != nil {
 				return err
 			}
@@ -246,10 +247,16 @@ type writer struct {
 	subdirs map[string][]string  // directories of the metadata by parent: empty ones are in no tree
 	files   map[string]bool      // regular files written (what a hard link may name)
 	rootFd  int
+	// treeRoot: this source is the tree's root (one source), whose
+	// MetaFile entry is ours, not the source's.
+	treeRoot bool
+	// when is the commit's time: the times of entries without metadata.
+	when time.Time
 }
 
 func newWriter(r *Repo, ctx context.Context, st *RestoreStats, meta []metaEntry, prefix string, hasMeta bool) (*writer, error) {
-	w := &writer{r: r, ctx: ctx, st: st, chown: os.Geteuid() == 0, hasMeta: hasMeta, meta: map[string]metaEntry{}, subdirs: map[string][]string{}, files: map[string]bool{}}
+	w := &writer{r: r, ctx: ctx, st: st, chown: os.Geteuid() == 0, hasMeta: hasMeta, meta: map[string]metaEntry{}, subdirs: map[string][]string{}, files: map[string]bool{},
+		treeRoot: prefix == "."}
 	for _, e := range meta {
 		if !under(e.Path, prefix) {
 			continue
@@ -305,7 +312,10 @@ func (w *writer) restore(into string, t *object.Tree) error {
 	// descriptor, times by its path (no symlink: made by MkdirTemp).
 	e, ok := w.meta["."]
 	if !ok {
-		return nil
+		if err := unix.Fchmod(fd, 0o755); err != nil {
+			return fmt.Errorf("mode of %s: %w", into, err)
+		}
+		return os.Chtimes(into, w.when, w.when)
 	}
 	mode, mt, err := e.parsed()
 	if err != nil {
@@ -330,11 +340,14 @@ func (w *writer) dir(fd int, t *object.Tree, dir string) error {
 	}
 	inTree := map[string]bool{}
 	for _, e := range t.Entries {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
 		if !validName(e.Name) {
 			return fmt.Errorf("%w: tree entry %q in %s", snapshot.ErrRefused, e.Name, dir)
 		}
 		inTree[e.Name] = true
-		if dir == "." && e.Name == MetaFile {
+		if w.treeRoot && dir == "." && e.Name == MetaFile {
 			continue
 		}
 		p := path.Join(dir, e.Name)
@@ -356,7 +369,7 @@ func (w *writer) dir(fd int, t *object.Tree, dir string) error {
 				return fmt.Errorf("symlink %s: %w", p, err)
 			}
 			w.st.Links++
-			if err := w.set(fd, e.Name, p, typeSymlink); err != nil {
+			if err := w.set(fd, e.Name, p, typeSymlink, e); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Executable, filemode.Deprecated:
@@ -394,7 +407,7 @@ func (w *writer) subdir(fd int, name, p string, t *object.Tree) error {
 		return err
 	}
 	w.st.Dirs++
-	return w.set(fd, name, p, typeDir)
+	return w.set(fd, name, p, typeDir, object.TreeEntry{})
 }
 
 // file writes one regular file (or makes the hard link the metadata names).
@@ -429,36 +442,43 @@ func (w *writer) file(fd int, e object.TreeEntry, p string) error {
 	w.files[p] = true
 	w.st.Files++
 	w.st.Bytes += cw.n
-	return w.set(fd, e.Name, p, typeFile)
+	return w.set(fd, e.Name, p, typeFile, e)
 }
 
-// set applies the metadata of entry name (path p) in the directory fd;
-// an entry the metadata does not list keeps Git's modes (a directory
-// becomes 0755).
-func (w *writer) set(fd int, name, p, typ string) error {
+// set applies the metadata of entry name (path p, tree entry te) in the
+// directory fd. An entry the metadata does not list, or lists with another
+// blob (a commit made elsewhere changed it), gets Git's modes (0644, 0755
+// for an executable or a directory) and the commit's time.
+func (w *writer) set(fd int, name, p, typ string, te object.TreeEntry) error {
 	e, ok := w.meta[p]
-	if !ok {
-		if typ == typeDir {
-			return unix.Fchmodat(fd, name, 0o755, 0)
-		}
-		return nil
+	if ok && typ != typeDir && e.Blob != "" && e.Blob != blobTag(te.Hash.String()) {
+		ok = false // stale
 	}
-	if e.Type != typ {
+	if ok && e.Type != typ {
 		return fmt.Errorf("metadata of %s says %s, the tree holds a %s", p, e.Type, typ)
 	}
-	mode, mt, err := e.parsed()
-	if err != nil {
-		return err
-	}
-	if w.chown {
-		if err := unix.Fchownat(fd, name, e.UID, e.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("owner of %s: %w", p, err)
+	mode, mt := uint32(0o644), w.when
+	switch {
+	case ok:
+		var err error
+		if mode, mt, err = e.parsed(); err != nil {
+			return err
 		}
+		if w.chown {
+			if err := unix.Fchownat(fd, name, e.UID, e.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return fmt.Errorf("owner of %s: %w", p, err)
+			}
+		}
+	case typ == typeDir, te.Mode == filemode.Executable:
+		mode = 0o755
 	}
 	if typ != typeSymlink {
 		if err := unix.Fchmodat(fd, name, mode, 0); err != nil {
 			return fmt.Errorf("mode of %s: %w", p, err)
 		}
+	}
+	if mt.IsZero() {
+		return nil
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(mt.UnixNano()), unix.NsecToTimespec(mt.UnixNano())}
 	if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
