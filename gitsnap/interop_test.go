@@ -64,14 +64,35 @@ func TestRepo_Fetch(t *testing.T) {
 			want := checkoutFiles(t, clone)
 			delete(want, MetaFile)
 			got := checkoutFiles(t, dst)
+
+			// git gc packs the remote's objects as git does (deltas): they read the same.
+			t.Run("afterGitGC", func(t *testing.T) {
+				storetest.GitCLI(t, env.bare, "gc", "-q", "--aggressive")
+				r3 := newRepo(t)
+				h3, err := r3.Fetch(ctx, env.rem, env.s)
+				if err != nil || h3 != h {
+					t.Fatalf("Fetch after git gc = %s, %v; want %s", h3, err, h)
+				}
+				if rep, err := r3.Verify(ctx, h3); err != nil || rep.Commits != 2 {
+					t.Fatalf("Verify after git gc = %+v, %v", rep, err)
+				}
+				dst3 := filepath.Join(t.TempDir(), "data")
+				if err := restoreTo(t, r3, h3, dst3); err != nil {
+					t.Fatal(err)
+				}
+				sameFiles(t, "restored after git gc", got, checkoutFiles(t, dst3))
+			})
+
 			wantExec, gotExec := want["run.sh"], got["run.sh"]
 			delete(want, "run.sh")
 			delete(got, "run.sh")
 			sameFiles(t, "restored", want, got)
-			knownBug(t, "the metadata file the hand-made commit left as it was says run.sh is 0644: restore applies it over the tree's executable bit")
-			if gotExec != wantExec {
-				t.Errorf("restored run.sh is %q, the clone's %q", gotExec, wantExec)
-			}
+			t.Run("executableBit", func(t *testing.T) {
+				knownBug(t, "the metadata file the hand-made commit left as it was says run.sh is 0644: restore applies it over the tree's executable bit")
+				if gotExec != wantExec {
+					t.Errorf("restored run.sh is %q, the clone's %q", gotExec, wantExec)
+				}
+			})
 		})
 	}
 }
