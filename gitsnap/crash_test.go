@@ -72,3 +72,33 @@ func testCommitCancelled(t *testing.T) {
 	}
 	testutil.SameTree(t, src, dst)
 }
+
+// testCommitCancelledInOneDirectory (TestRepo_Commit): a cancel while the
+// walk is in one large directory stops the commit too; the branch stays.
+func testCommitCancelledInOneDirectory(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "data")
+	files := map[string]string{}
+	for f := range 200 {
+		files[fmt.Sprintf("f%03d.txt", f)] = fmt.Sprint(f)
+	}
+	writeFiles(t, src, files)
+	r := newRepo(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	o := opts(src)
+	o.Excluded = func(base, rel, arch string) bool {
+		if calls++; calls == 10 {
+			cancel()
+		}
+		return false
+	}
+	knownBug(t, "ctx is checked once per directory: a commit cancelled inside a directory walks all of it and moves the branch")
+	res, err := r.Commit(ctx, o, zaptest.NewLogger(t))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a commit cancelled in its only directory = %+v, %v; want context.Canceled", res, err)
+	}
+	if _, err := r.Head(); !errors.Is(err, ErrNoBranch) {
+		t.Fatalf("the branch exists after a cancelled first commit: %v", err)
+	}
+}

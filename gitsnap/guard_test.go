@@ -31,6 +31,7 @@ var commitTests = []struct {
 	{"namesGitRefuses", testCommitNamesGitRefuses},
 	{"nonUTF8Names", testCommitNonUTF8Names},
 	{"cancelled", testCommitCancelled},
+	{"cancelledInOneDirectory", testCommitCancelledInOneDirectory},
 }
 
 // testCommitSizeGuard: a file above MaxFileSize is left out and named in
