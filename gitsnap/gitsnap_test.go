@@ -95,6 +95,9 @@ func TestRepo_Commit(t *testing.T) {
 		}
 		testutil.SameTree(t, src, restoreInto(t, r, log[0].Short))
 	})
+	for _, tc := range commitTests {
+		t.Run(tc.name, tc.run)
+	}
 }
 
 func TestRepo_Push(t *testing.T) {
