@@ -473,7 +473,7 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 		if m != nil && m.Match(relParts(name), fi.IsDir()) {
 			continue
 		}
-		if name == ".git" || (tp == "." && name == MetaFile) {
+		if gitRefuses(name) || (tp == "." && name == MetaFile) {
 			b.skipped = append(b.skipped, childAbs)
 			b.log.Warn("left out of the git snapshot: Git cannot hold an entry of this name", zap.String("path", childAbs))
 			continue
@@ -488,6 +488,7 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 				return nil, err
 			}
 			if len(sub) == 0 {
+				b.meta[len(b.meta)-1].Empty = true
 				continue // an empty directory: the metadata brings it back
 			}
 			h, err := b.repo.writeObject(&object.Tree{Entries: sub})
@@ -546,6 +547,21 @@ func (b *builder) dir(abs, base, rel, tp string, ignore []gitignore.Pattern) ([]
 	}
 	sortEntries(out)
 	return out, nil
+}
+
+// gitRefuses reports the names Git will not hold (git fsck's hasDotgit,
+// which git add and checkout enforce too): .git in any letter case, with
+// trailing dots or spaces, its NTFS short name git~1, or with code points
+// HFS+ ignores inside it.
+func gitRefuses(name string) bool {
+	n := strings.Map(func(r rune) rune {
+		if r >= 0x200c && r <= 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x206a && r <= 0x206f || r == 0xfeff {
+			return -1
+		}
+		return r
+	}, name)
+	n = strings.ToLower(strings.TrimRight(n, ". "))
+	return n == ".git" || n == "git~1"
 }
 
 // treePath turns a metadata path into the tree path files() reports.

@@ -93,7 +93,6 @@ func testCommitCancelledInOneDirectory(t *testing.T) {
 		}
 		return false
 	}
-	knownBug(t, "ctx is checked once per directory: a commit cancelled inside a directory walks all of it and moves the branch")
 	res, err := r.Commit(ctx, o, zaptest.NewLogger(t))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("a commit cancelled in its only directory = %+v, %v; want context.Canceled", res, err)

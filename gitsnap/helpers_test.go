@@ -223,16 +223,6 @@ func richSource(t *testing.T) string {
 	return src
 }
 
-// knownBug skips a test that shows a bug of gitsnap's non-test code,
-// reported with its fix; SNAPVISOR_TEST_BUGS=1 runs it (to see it fail,
-// or pass once the fix is in: then remove the call).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("SNAPVISOR_TEST_BUGS") != "1" {
-		t.Skip("BUG: " + what + " (SNAPVISOR_TEST_BUGS=1 runs it)")
-	}
-}
-
 // walkPaths lists every path below dir (directories too), relative, sorted.
 func walkPaths(t *testing.T, dir string) []string {
 	t.Helper()

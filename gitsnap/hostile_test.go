@@ -102,51 +102,55 @@ func TestRepo_Restore(t *testing.T) {
 	cases := []struct {
 		name    string
 		entries func(t *testing.T, r *Repo, outside, secretDir string) []object.TreeEntry
+		// ignored: metadata for paths the tree does not hold as
+		// directories is stale (a commit made elsewhere) and ignored, not
+		// refused; the restore may succeed as long as nothing outside moves.
+		ignored bool
 	}{
 		{"dotDot", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{dirEntry(t, r, "..", blobEntry(t, r, "escape.txt", "out")), blobEntry(t, r, "a.txt", "a")}
-		}},
+		}, false},
 		{"dotDotFile", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{blobEntry(t, r, "..", "out")}
-		}},
+		}, false},
 		{"slash", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{blobEntry(t, r, "a.txt", "a"), dirEntry(t, r, "d", blobEntry(t, r, "../../escape.txt", "out"))}
-		}},
+		}, false},
 		{"slashRoot", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{blobEntry(t, r, "a/b", "a")}
-		}},
+		}, false},
 		{"empty", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{blobEntry(t, r, "", "a")}
-		}},
+		}, false},
 		{"symlinkThenDir", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{symlinkEntry(t, r, "x", outside), dirEntry(t, r, "x", blobEntry(t, r, "f", "written through the symlink"))}
-		}},
+		}, false},
 		{"dirThenSymlink", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{dirEntry(t, r, "x", blobEntry(t, r, "f", "f")), symlinkEntry(t, r, "x", outside)}
-		}},
+		}, false},
 		{"metaDotDot", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{metaEntryBlob(t, r, `{"p":"../escape","t":"d","m":"0777","u":0,"g":0,"mtime":"NOW"}`), blobEntry(t, r, "a.txt", "a")}
-		}},
+		}, false},
 		{"metaThroughSymlink", func(t *testing.T, r *Repo, outside, _ string) []object.TreeEntry {
 			return []object.TreeEntry{metaEntryBlob(t, r, `{"p":"x","t":"l","m":"0777","u":0,"g":0,"mtime":"NOW"}`, `{"p":"x/evil","t":"d","m":"0777","u":0,"g":0,"mtime":"NOW"}`),
 				symlinkEntry(t, r, "x", outside)}
-		}},
+		}, true},
 		{"metaModeThroughSymlink", func(t *testing.T, r *Repo, _, secretDir string) []object.TreeEntry {
 			return []object.TreeEntry{metaEntryBlob(t, r, `{"p":"y","t":"l","m":"0777","u":0,"g":0,"mtime":"NOW"}`, `{"p":"y/secret","t":"f","m":"4777","u":0,"g":0,"mtime":"2000-01-01T00:00:00Z"}`),
 				symlinkEntry(t, r, "y", secretDir)}
-		}},
+		}, true},
 		{"hardlinkThroughSymlink", func(t *testing.T, r *Repo, _, secretDir string) []object.TreeEntry {
 			return []object.TreeEntry{metaEntryBlob(t, r, `{"p":"stolen","t":"f","m":"0644","u":0,"g":0,"mtime":"NOW","hardlink":"y/secret"}`, `{"p":"y","t":"l","m":"0777","u":0,"g":0,"mtime":"NOW"}`),
 				blobEntry(t, r, "stolen", ""), symlinkEntry(t, r, "y", secretDir)}
-		}},
+		}, false},
 		{"hardlinkAbsolute", func(t *testing.T, r *Repo, _, secretDir string) []object.TreeEntry {
 			return []object.TreeEntry{metaEntryBlob(t, r, `{"p":"stolen","t":"f","m":"0644","u":0,"g":0,"mtime":"NOW","hardlink":"`+filepath.Join(secretDir, "secret")+`"}`),
 				blobEntry(t, r, "stolen", "")}
-		}},
+		}, false},
 		{"hardlinkOut", func(t *testing.T, r *Repo, _, _ string) []object.TreeEntry {
 			return []object.TreeEntry{metaEntryBlob(t, r, `{"p":"../stolen","t":"f","m":"0644","u":0,"g":0,"mtime":"NOW","hardlink":"a.txt"}`),
 				blobEntry(t, r, "a.txt", "a")}
-		}},
+		}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,10 +174,13 @@ func TestRepo_Restore(t *testing.T) {
 			prev := testutil.TreeState(t, target)
 
 			err = restoreTo(t, r, h, target)
-			if err == nil {
-				t.Error("a hostile commit restored")
-			} else {
+			switch {
+			case err != nil:
 				t.Logf("refused: %v", err)
+			case tc.ignored:
+				prev = testutil.TreeState(t, target) // restored: what matters is outside
+			default:
+				t.Error("a hostile commit restored")
 			}
 			if got := dirEntries(t, outside); len(got) > 0 {
 				t.Errorf("the restore created %v in %s", got, outside)

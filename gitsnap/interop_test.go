@@ -27,7 +27,7 @@ func TestRepo_Fetch(t *testing.T) {
 			writeFiles(t, src, map[string]string{"a.txt": "a\n", "b.txt": "b\n", "run.sh": "#!/bin/sh\necho hi\n", "conf/c.yaml": "c: 1\n"})
 			r := newRepo(t)
 			mustCommit(t, r, opts(src))
-			if err := r.Push(ctx, env.rem, env.s, nil); err != nil {
+			if err := r.Push(ctx, env.rem, env.s); err != nil {
 				t.Fatal(err)
 			}
 
@@ -91,7 +91,6 @@ func TestRepo_Fetch(t *testing.T) {
 			delete(got, "run.sh")
 			sameFiles(t, "restored", want, got)
 			t.Run("executableBit", func(t *testing.T) {
-				knownBug(t, "the metadata file the hand-made commit left as it was says run.sh is 0644: restore applies it over the tree's executable bit")
 				if gotExec != wantExec {
 					t.Errorf("restored run.sh is %q, the clone's %q", gotExec, wantExec)
 				}
@@ -123,7 +122,6 @@ func commitWithoutMetadata(t *testing.T, env remoteEnv, clone string) {
 	}
 	want := checkoutFiles(t, clone)
 	sameFiles(t, "restored", want, checkoutFiles(t, dst))
-	knownBug(t, "without a metadata file, directories keep the 0700 they were made with and every entry the time of the restore, not Git's modes and the commit's time")
 	err = filepath.Walk(dst, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err

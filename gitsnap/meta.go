@@ -51,6 +51,10 @@ type metaEntry struct {
 	MTime string `json:"mtime"` // RFC 3339, nanoseconds, UTC
 	// Hardlink names an earlier path (in sorted order) this file is a hard link of.
 	Hardlink string `json:"hardlink,omitempty"`
+	// Empty marks a directory that holds nothing Git keeps (no tree entry):
+	// restore makes it from the metadata. A directory the metadata lists
+	// without it and the tree lacks was removed by a commit made elsewhere.
+	Empty bool `json:"empty,omitempty"`
 	// Blob is the first 12 hex digits of a file's or symlink's blob: an
 	// entry whose blob the tree no longer has (a commit made elsewhere
 	// changed it) is restored with Git's modes, not this stale metadata.

@@ -56,7 +56,7 @@ func TestRepo_Repack(t *testing.T) {
 	}
 }
 
-func TestRepo_Squash(t *testing.T) {
+func TestRepo_SquashLaggingRemote(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "data")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)

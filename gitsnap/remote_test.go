@@ -117,7 +117,7 @@ func TestRemotes(t *testing.T) {
 
 			// Two snapshots, each pushed; a third run without a change makes no commit.
 			c1 := mustCommit(t, r, opts(src))
-			if err := r.Push(ctx, env.rem, env.s, nil); err != nil {
+			if err := r.Push(ctx, env.rem, env.s); err != nil {
 				t.Fatalf("first push: %v", err)
 			}
 			writeFiles(t, src, map[string]string{"a.txt": "changed", "sub/new.txt": "new"})
@@ -128,7 +128,7 @@ func TestRemotes(t *testing.T) {
 			if c3 := mustCommit(t, r, opts(src)); !c3.Unchanged || c3.Hash != c2.Hash {
 				t.Fatalf("a run without a change made a commit: %+v", c3)
 			}
-			if err := r.Push(ctx, env.rem, env.s, nil); err != nil {
+			if err := r.Push(ctx, env.rem, env.s); err != nil {
 				t.Fatalf("second push: %v", err)
 			}
 
@@ -175,7 +175,7 @@ func TestRemotes(t *testing.T) {
 				cli := revParse(t, clone, "HEAD")
 				writeFiles(t, src, map[string]string{"a.txt": "changed again"})
 				mustCommit(t, r, opts(src))
-				err := r.Push(ctx, env.rem, env.s, nil)
+				err := r.Push(ctx, env.rem, env.s)
 				if !errors.Is(err, ErrDiverged) {
 					t.Fatalf("push over a second writer's commit = %v, want ErrDiverged", err)
 				}
@@ -191,11 +191,11 @@ func TestRemotes(t *testing.T) {
 				before := storetest.GitCLI(t, env.bare, "for-each-ref")
 				other := newRepo(t)
 				mustCommit(t, other, opts(src))
-				errs := map[string]error{"push": other.Push(ctx, env.rem, env.bad, nil)}
+				errs := map[string]error{"push": other.Push(ctx, env.rem, env.bad)}
 				if env.rem.Kind == KindHTTPS {
 					// Fetch too (cheap here; ssh logins are not).
 					_, errs["fetch"] = other.Fetch(ctx, env.rem, env.bad)
-					errs["push without a password"] = other.Push(ctx, env.rem, Settings{CAFile: env.s.CAFile}, nil)
+					errs["push without a password"] = other.Push(ctx, env.rem, Settings{CAFile: env.s.CAFile})
 				}
 				for what, err := range errs {
 					if err == nil {

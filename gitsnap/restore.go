@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,10 +73,10 @@ func (r *Repo) Restore(ctx context.Context, h plumbing.Hash, cfg snapshot.Config
 				return err
 			}
 			w, err := newWriter(r, ctx, &st, meta, prefix, hasMeta)
-			w.when = c.Committer.When
 			if err != nil {
 				return err
 			}
+			w.when = c.Committer.When
 			err = w.restore(into, sub)
 			if err != nil {
 				return err
@@ -272,7 +273,7 @@ func newWriter(r *Repo, ctx context.Context, st *RestoreStats, meta []metaEntry,
 			}
 		}
 		w.meta[e.Path] = e
-		if e.Type == typeDir && e.Path != "." {
+		if e.Type == typeDir && e.Empty && e.Path != "." {
 			parent, name := path.Split(e.Path)
 			parent = strings.TrimSuffix(parent, "/")
 			if parent == "" {
@@ -452,7 +453,12 @@ func (w *writer) file(fd int, e object.TreeEntry, p string) error {
 func (w *writer) set(fd int, name, p, typ string, te object.TreeEntry) error {
 	e, ok := w.meta[p]
 	if ok && typ != typeDir && e.Blob != "" && e.Blob != blobTag(te.Hash.String()) {
-		ok = false // stale
+		ok = false // stale: the content changed
+	}
+	if ok && typ == typeFile {
+		if m, err := e.mode(); err == nil && (m&0o100 != 0) != (te.Mode == filemode.Executable) {
+			ok = false // stale: chmod +x or -x in a commit made elsewhere
+		}
 	}
 	if ok && e.Type != typ {
 		return fmt.Errorf("metadata of %s says %s, the tree holds a %s", p, e.Type, typ)
@@ -499,12 +505,16 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // RestoreNewest restores commit h, or, while a commit's objects are
-// damaged or missing (ErrDamaged), its first parent, up to 10 commits; it
-// returns the commit restored. Any other fault stops it: it is not the
-// commit's.
+// damaged or missing (ErrDamaged), its first parent — or, when a lost
+// commit object takes its parent's name with it, the newest other commit
+// the repository can read — up to 10 commits; it returns the commit
+// restored. Any other fault stops it: it is not the commit's.
 func (r *Repo) RestoreNewest(ctx context.Context, h plumbing.Hash, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (plumbing.Hash, error) {
 	var tried []error
+	done := map[plumbing.Hash]bool{}
+	var others []plumbing.Hash // once the first-parent line is lost
 	for !h.IsZero() && len(tried) < 10 {
+		done[h] = true
 		_, err := r.Restore(ctx, h, cfg, opts, log)
 		if err == nil {
 			return h, nil
@@ -514,10 +524,49 @@ func (r *Repo) RestoreNewest(ctx context.Context, h plumbing.Hash, cfg snapshot.
 		}
 		tried = append(tried, err)
 		log.Warn("restore: commit damaged or incomplete, trying its parent", zap.String("commit", h.String()), zap.Error(err))
-		if h, err = r.Parent(h); err != nil {
+		p, err := r.Parent(h)
+		if err != nil {
 			tried = append(tried, err)
-			break
+			if others == nil {
+				others = r.commitsNewestFirst()
+			}
+			p = plumbing.ZeroHash
+			for len(others) > 0 && p.IsZero() {
+				if !done[others[0]] {
+					p = others[0]
+				}
+				others = others[1:]
+			}
+			if !p.IsZero() {
+				log.Warn("restore: the commit's parent is unknown; trying the newest other commit of the repository", zap.String("commit", h.String()), zap.String("next", p.String()))
+			}
 		}
+		h = p
 	}
 	return h, fmt.Errorf("none of %d commits restored: %w", len(tried), errors.Join(tried...))
+}
+
+// commitsNewestFirst lists the readable commits of the repository by
+// committer time, newest first (never nil). It decodes every commit
+// object: used only once a history is broken.
+func (r *Repo) commitsNewestFirst() []plumbing.Hash {
+	type dated struct {
+		h    plumbing.Hash
+		when time.Time
+	}
+	var all []dated
+	if it, err := r.st.IterEncodedObjects(plumbing.CommitObject); err == nil {
+		_ = it.ForEach(func(o plumbing.EncodedObject) error {
+			if c, err := object.DecodeCommit(r.st, o); err == nil {
+				all = append(all, dated{c.Hash, c.Committer.When})
+			}
+			return nil
+		})
+	}
+	slices.SortStableFunc(all, func(a, b dated) int { return b.when.Compare(a.when) })
+	out := make([]plumbing.Hash, 0, len(all))
+	for _, d := range all {
+		out = append(out, d.h)
+	}
+	return out
 }

@@ -145,6 +145,13 @@ func (r *Repo) Push(ctx context.Context, rem Remote, s Settings) error {
 	}
 	opts.RefSpecs = []gitconfig.RefSpec{"+" + spec}
 	opts.ForceWithLease = &git.ForceWithLease{RefName: r.branch, Hash: old}
+	// go-git's lease check resolves refs/remotes/anonymous/<branch> before
+	// it looks at Hash, and fails with "reference not found" in a repository
+	// that never pushed over ssh or https (one adopted from a remote).
+	track := plumbing.NewRemoteReferenceName("anonymous", r.Branch())
+	if err := r.st.SetReference(plumbing.NewHashReference(track, old)); err != nil {
+		return fmt.Errorf("push %s to %s: %w", r.Branch(), rem.Name(), err)
+	}
 	err = gr.PushContext(ctx, opts)
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
