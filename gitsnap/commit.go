@@ -77,6 +77,25 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 	if err != nil && !errors.Is(err, ErrNoBranch) {
 		return res, err
 	}
+	// The head's files: what changed is counted against them, and their
+	// blobs are known present without a lookup each.
+	var before map[string]fileRef
+	var parentTree plumbing.Hash
+	if !parent.IsZero() {
+		pc, err := object.GetCommit(r.st, parent)
+		if err != nil {
+			return res, fmt.Errorf("head %s of %s: %w", parent, r.Branch(), err)
+		}
+		parentTree = pc.TreeHash
+		if before, err = r.files(parentTree); err != nil {
+			return res, err
+		}
+		r.known = make(map[plumbing.Hash]bool, len(before))
+		for _, f := range before {
+			r.known[f.hash] = true
+		}
+		defer func() { r.known = nil }()
+	}
 	if err := r.beginPack(); err != nil {
 		return res, err
 	}
@@ -89,25 +108,12 @@ func (r *Repo) Commit(ctx context.Context, o Options, log *zap.Logger) (Result, 
 		return res, err
 	}
 	res.Files, res.Bytes, res.Skipped = b.nfiles, b.nbytes, b.skipped
-	var before map[string]fileRef
-	var parentTree plumbing.Hash
-	if !parent.IsZero() {
-		pc, err := object.GetCommit(r.st, parent)
-		if err != nil {
-			return res, fmt.Errorf("head %s of %s: %w", parent, r.Branch(), err)
-		}
-		parentTree = pc.TreeHash
-	}
+
 	if root == parentTree {
 		b.next.Head = parent
 		r.saveStatCache(b.next, log)
 		res.Hash, res.Unchanged = parent, true
 		return res, nil // the pack (of nothing new, or of what a freeze changed back) is discarded
-	}
-	if !parentTree.IsZero() {
-		if before, err = r.files(parentTree); err != nil {
-			return res, err
-		}
 	}
 	res.Changed = changedFiles(before, b.files)
 	when := o.Now.Round(0)
@@ -178,7 +184,7 @@ func (r *Repo) writeObject(e interface {
 
 // writeBlob stores data as a blob unless the repository has it.
 func (r *Repo) writeBlob(data []byte) (plumbing.Hash, error) {
-	h := plumbing.ComputeHash(plumbing.BlobObject, data)
+	h := computeHash(plumbing.BlobObject, data)
 	if r.has(h) {
 		return h, nil
 	}
@@ -187,7 +193,7 @@ func (r *Repo) writeBlob(data []byte) (plumbing.Hash, error) {
 
 // has reports whether the repository (or the pack being written) holds h.
 func (r *Repo) has(h plumbing.Hash) bool {
-	return r.pack != nil && r.pack.Has(h) || r.st.HasEncodedObject(h) == nil
+	return r.pack != nil && r.pack.Has(h) || r.known[h] || r.st.HasEncodedObject(h) == nil
 }
 
 // beginPack starts the pack this operation's new objects go into.
@@ -615,8 +621,11 @@ func (b *builder) blob(abs, tp string, fi os.FileInfo) (plumbing.Hash, int64, er
 // keep records a file's hash for the next run, unless its times are too
 // close to this walk's start for a later change to show (racy).
 func (b *builder) keep(tp string, key statKey, h plumbing.Hash) {
-	limit := b.start.Add(-2 * time.Second).UnixNano()
-	if key.MTime >= limit || key.CTime >= limit {
+	// As git's index: an entry is racy when its mtime is not safely before
+	// the walk (a write in the same timestamp tick would not show). Its
+	// ctime is part of the key (a change shows) but not of this test: a
+	// tree just copied with cp -a has old mtimes and new ctimes.
+	if key.MTime >= b.start.Add(-2*time.Second).UnixNano() {
 		return
 	}
 	if b.next.Files == nil {

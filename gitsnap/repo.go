@@ -36,6 +36,8 @@ type Repo struct {
 	repo   *git.Repository
 	st     *filesystem.Storage
 	pack   *packWriter // the pack new objects go into, while an operation writes
+	// known: blobs of the head's tree, present without a lookup (Commit).
+	known map[plumbing.Hash]bool
 }
 
 // RepoPath is where SNAPVISOR_DIR keeps the repository of snapshots named name.

@@ -179,7 +179,7 @@ func (r *Repo) checkHash(o plumbing.EncodedObject, w io.Writer) error {
 		return fmt.Errorf("%s %s in %s is %w: %w", o.Type(), o.Hash(), r.path, ErrDamaged, err)
 	}
 	defer rd.Close()
-	hs := plumbing.NewHasher(o.Type(), o.Size())
+	hs := newHasher(o.Type(), o.Size())
 	n, err := io.Copy(io.MultiWriter(hs, w), readSide{rd})
 	var re readError
 	if errors.As(err, &re) {
@@ -189,8 +189,8 @@ func (r *Repo) checkHash(o plumbing.EncodedObject, w io.Writer) error {
 	if err != nil { // the writer's: where the content goes (a full disk, say)
 		return fmt.Errorf("%s %s in %s: %w", o.Type(), o.Hash(), r.path, err)
 	}
-	if n != o.Size() || hs.Sum() != o.Hash() {
-		return fmt.Errorf("%s %s in %s is %w: its content hashes to %s (%d of %d bytes)", o.Type(), o.Hash(), r.path, ErrDamaged, hs.Sum(), n, o.Size())
+	if got := sum(hs); n != o.Size() || got != o.Hash() {
+		return fmt.Errorf("%s %s in %s is %w: its content hashes to %s (%d of %d bytes)", o.Type(), o.Hash(), r.path, ErrDamaged, got, n, o.Size())
 	}
 	return nil
 }

@@ -414,7 +414,7 @@ func copyObject(out sink, o plumbing.EncodedObject) error {
 	if err != nil {
 		return err
 	}
-	if h := plumbing.ComputeHash(o.Type(), data); h != o.Hash() {
+	if h := computeHash(o.Type(), data); h != o.Hash() {
 		return fmt.Errorf("%s %s is %w: its content hashes to %s", o.Type(), o.Hash(), ErrDamaged, h)
 	}
 	return out.pack.Add(o.Type(), o.Hash(), data)

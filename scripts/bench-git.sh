@@ -56,7 +56,7 @@ mkdir -p "$(dirname "$corpus")" "$(dirname "$report")"
 
 rm -rf "$work"
 mkdir -p "$work/home"
-trap 'rm -rf "$work"' EXIT
+[ -n "${BENCH_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 export SNAPVISOR_LOG_LEVEL=warn SNAPVISOR_NAME=bench
 ours_env=(env SNAPVISOR_FORMAT=git SNAPVISOR_GIT_BRANCH="$branch" SNAPVISOR_CONTROL_SOCKET="$work/ctl.sock")
 # The git CLI without this machine's or user's configuration, with an identity.
@@ -86,7 +86,7 @@ ours_snap() {
 # git_snap OUTFILE GIT_DIR REMOTE: one timed add, commit and push of the git CLI.
 git_snap() {
   timed "$1" "${git_env[@]}" GIT_DIR="$2" GIT_WORK_TREE="$src" \
-    sh -c 'git add -A && git commit -q -m snapshot && git push -q "$0" HEAD:refs/heads/'"$branch" "$3" >/dev/null
+    sh -c 'cd "$1" && git add -A && git commit -q -m snapshot && git push -q "$0" HEAD:refs/heads/'"$branch" "$3" "$src" >/dev/null
 }
 
 # check_remote REMOTE WHO: the remote's branch holds every file of the source (ours may add its metadata file).
@@ -118,7 +118,7 @@ for i in $(seq "$RUNS"); do
   warm "$src"
   pair "$i" 'ours_snap "$work/second-ours" "$r/ours" "$r/remote-ours.git"' 'git_snap "$work/second-git" "$r/local-git.git" "$r/remote-git.git"'
   pair "$i" 'timed "$work/restore-ours" "${ours_env[@]}" SNAPVISOR_DIR="$r/ours" SNAPVISOR_SOURCE="$r/tree-ours" SNAPVISOR_GIT_REMOTES="git+file://$r/remote-ours.git" "$BIN" restore latest >/dev/null' \
-    'timed "$work/restore-git" "${git_env[@]}" GIT_DIR="$r/local-git.git" GIT_WORK_TREE="$r/tree-git" GIT_INDEX_FILE="$r/restore.index" git checkout -f -q'
+    'timed "$work/restore-git" "${git_env[@]}" GIT_DIR="$r/local-git.git" GIT_WORK_TREE="$r/tree-git" GIT_INDEX_FILE="$r/restore.index" git -C "$r/tree-git" checkout -f -q'
   if [ "$i" = 1 ]; then
     check_remote "$r/remote-ours.git" ours
     check_remote "$r/remote-git.git" git
