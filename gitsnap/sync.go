@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	git "github.com/go-git/go-git/v5"
@@ -19,6 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+
+	"snapvisor/store"
 )
 
 // ErrDiverged is wrapped by a push refused because the remote's branch
@@ -50,12 +51,7 @@ func (s Settings) auth(rem Remote) (transport.AuthMethod, []byte, error) {
 	case KindSSH:
 		keys := []string{s.SSHKeyFile}
 		if s.SSHKeyFile == "" {
-			keys = nil
-			if home, err := os.UserHomeDir(); err == nil {
-				for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-					keys = append(keys, filepath.Join(home, ".ssh", n))
-				}
-			}
+			keys = store.DefaultSSHKeyFiles()
 		}
 		var pk *gitssh.PublicKeys
 		var firstErr error
@@ -76,8 +72,7 @@ func (s Settings) auth(rem Remote) (transport.AuthMethod, []byte, error) {
 		}
 		kh := s.KnownHosts
 		if kh == "" {
-			home, _ := os.UserHomeDir()
-			kh = filepath.Join(home, ".ssh", "known_hosts")
+			kh = store.DefaultKnownHosts()
 		}
 		db, err := gitssh.NewKnownHostsDb(kh)
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -124,8 +123,7 @@ func openSFTP(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Sto
 	} else {
 		file := cfg.SFTPKnownHosts
 		if file == "" {
-			home, _ := os.UserHomeDir()
-			file = filepath.Join(home, ".ssh", "known_hosts")
+			file = DefaultKnownHosts()
 		}
 		hostKey, err = knownhosts.New(file)
 		if err != nil {
@@ -148,12 +146,7 @@ func sftpSigner(cfg Config) (ssh.Signer, error) {
 	files := []string{cfg.SFTPKeyFile}
 	explicit := cfg.SFTPKeyFile != ""
 	if !explicit {
-		files = nil
-		if home, err := os.UserHomeDir(); err == nil {
-			for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-				files = append(files, filepath.Join(home, ".ssh", n))
-			}
-		}
+		files = DefaultSSHKeyFiles()
 	}
 	for _, f := range files {
 		pem, err := os.ReadFile(f)
