@@ -54,7 +54,13 @@ type Config struct {
 	ControlSocket string        `envconfig:"SNAPVISOR_CONTROL_SOCKET" desc:"unix socket (0600) used by entrypoint snapshot/status/health in the same container; empty: control.sock in a directory private to the uid, /run/snapvisor (created 0700), else $XDG_RUNTIME_DIR/snapvisor or $TMPDIR/snapvisor-<uid>"`
 	MetricsAddr   string        `envconfig:"SNAPVISOR_METRICS_ADDR" desc:"listen address for Prometheus /metrics and /healthz, e.g. 127.0.0.1:9150 (off when empty)"`
 	HealthMaxAge  time.Duration `envconfig:"SNAPVISOR_HEALTH_MAX_AGE" default:"0s" desc:"entrypoint health fails when the last good snapshot is older; 0 means twice the schedule's interval plus the jitter"`
-	HealthGrace   time.Duration `envconfig:"SNAPVISOR_HEALTH_GRACE" default:"0s" desc:"a fresh container without any snapshot counts as healthy for this long (0: unhealthy until the first snapshot exists)"`
+	// Replication and restore drills (replicate.go, drill.go).
+	ReplicateSchedule string        `envconfig:"SNAPVISOR_REPLICATE_SCHEDULE" desc:"when to reconcile SNAPVISOR_REMOTES (same forms as SNAPVISOR_SCHEDULE, e.g. @hourly): every snapshot inside the retention that is on any remote is copied, verified, to every remote that lacks it; empty: off"`
+	DrillSchedule     string        `envconfig:"SNAPVISOR_DRILL_SCHEDULE" desc:"when to run a restore drill (same forms as SNAPVISOR_SCHEDULE, e.g. @weekly): the newest snapshot of each remote in turn is restored into SNAPVISOR_DRILL_DIR, verified, checked by SNAPVISOR_DRILL_COMMAND and deleted; empty: off"`
+	DrillCommand      string        `envconfig:"SNAPVISOR_DRILL_COMMAND" desc:"command run (via /bin/sh -c, at nice 10) against a drill's restored copy, e.g. redis-check-rdb $SNAPVISOR_DRILL_DIR/data/dump.rdb; non-zero fails the drill; SNAPVISOR_DRILL_DIR is set to the restored copy"`
+	DrillDir          string        `envconfig:"SNAPVISOR_DRILL_DIR" desc:"scratch directory of restore drills, never inside a source (empty: SNAPVISOR_DIR/.drill, or the temporary directory in streaming mode); emptied after each drill"`
+	HealthDrillMaxAge time.Duration `envconfig:"SNAPVISOR_HEALTH_DRILL_MAX_AGE" default:"0s" desc:"entrypoint health fails when no restore drill has passed for this long (0: drills do not count for health)"`
+	HealthGrace       time.Duration `envconfig:"SNAPVISOR_HEALTH_GRACE" default:"0s" desc:"a fresh container without any snapshot counts as healthy for this long (0: unhealthy until the first snapshot exists)"`
 }
 
 // ApplyEnableVar folds the variable named by SNAPVISOR_ENABLE_VAR into
@@ -82,6 +88,16 @@ func (c Config) Validate() error {
 		e.Err = err
 		return e
 	}
+	for _, sc := range []struct{ name, expr string }{{"REPLICATE_SCHEDULE", c.ReplicateSchedule}, {"DRILL_SCHEDULE", c.DrillSchedule}} {
+		if sc.expr == "" {
+			continue
+		}
+		if _, err := ParseSchedule(sc.expr); err != nil {
+			e := config.Invalid(sc.name, sc.expr, "empty (off), or a schedule as for SNAPVISOR_SCHEDULE: a cron expression, @hourly, @daily, @weekly or @every <duration>")
+			e.Err = err
+			return e
+		}
+	}
 	switch c.Format {
 	case "", FormatArchive, FormatRestic, FormatGit: // empty: the default (a Config built in code)
 	default:
@@ -104,7 +120,7 @@ func (c Config) Validate() error {
 	}{
 		{"JITTER", c.Jitter, true}, {"START_DELAY", c.StartDelay, true}, {"EXIT_TIMEOUT", c.ExitTimeout, false},
 		{"HOOK_TIMEOUT", c.HookTimeout, false}, {"FREEZE_TIMEOUT", c.FreezeTimeout, false}, {"HEALTH_MAX_AGE", c.HealthMaxAge, true},
-		{"HEALTH_GRACE", c.HealthGrace, true}, {"MIN_INTERVAL", c.MinInterval, true},
+		{"HEALTH_GRACE", c.HealthGrace, true}, {"MIN_INTERVAL", c.MinInterval, true}, {"HEALTH_DRILL_MAX_AGE", c.HealthDrillMaxAge, true},
 	} {
 		if d.v < 0 || (!d.zero && d.v == 0) {
 			return config.Invalid(d.name, d.v.String(), "a positive duration such as 30s or 5m")

@@ -121,7 +121,17 @@ type Runner struct {
 type flight struct {
 	done chan struct{}
 	res  Result
+	// kind is what holds the slot: kindSnapshot (a trigger joins it), or
+	// a replication or a drill (exclusive), which a trigger waits for.
+	kind string
 }
+
+// What can hold the runner's single in-flight slot.
+const (
+	kindSnapshot  = "snapshot"
+	kindReplicate = "replication"
+	kindDrill     = "drill"
+)
 
 // NewRunner builds a runner. svc may be nil for a standalone run (hooks run
 // without the service, no freeze). The newest local snapshot that is not
@@ -200,6 +210,18 @@ func missingSources(sources []string) []string {
 // of the previous run gets that run's result instead of a new snapshot.
 func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 	r.mu.Lock()
+	for r.inflight != nil && r.inflight.kind != kindSnapshot {
+		// A replication or a drill holds the slot: the snapshot runs after it.
+		f := r.inflight
+		r.mu.Unlock()
+		r.log.Info("snapshot waits for the "+f.kind+" in progress", zap.String("reason", reason))
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+		r.mu.Lock()
+	}
 	if f := r.inflight; f != nil {
 		r.mu.Unlock()
 		r.log.Info("snapshot already running: trigger coalesced", zap.String("reason", reason))
@@ -220,7 +242,7 @@ func (r *Runner) Trigger(ctx context.Context, reason string) (Result, error) {
 		r.metrics.coalesced.Inc()
 		return res, nil
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{done: make(chan struct{}), kind: kindSnapshot}
 	r.inflight = f
 	r.mu.Unlock()
 
@@ -298,13 +320,14 @@ func (r *Runner) wait(ctx context.Context) bool {
 	}
 }
 
-// claim waits until no run is in flight and takes the slot (used by Final,
-// which must not join a hot run: it is the cold one).
-func (r *Runner) claim(ctx context.Context) (*flight, error) {
+// claim waits until no run is in flight and takes the slot for kind (used
+// by Final, which must not join a hot run: it is the cold one, and by
+// exclusive).
+func (r *Runner) claim(ctx context.Context, kind string) (*flight, error) {
 	for {
 		r.mu.Lock()
 		if r.inflight == nil {
-			f := &flight{done: make(chan struct{})}
+			f := &flight{done: make(chan struct{}), kind: kind}
 			r.inflight = f
 			r.mu.Unlock()
 			return f, nil
@@ -317,6 +340,30 @@ func (r *Runner) claim(ctx context.Context) (*flight, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// exclusive runs fn in the single in-flight slot, as kind (kindReplicate,
+// kindDrill): it waits for the run in progress (never two at once, so never
+// inside a snapshot's freeze); snapshot triggers meanwhile wait for it. fn's
+// context ends with ctx or when Drain abandons runs. It returns ctx's error
+// when ctx ended before the slot was free (fn did not run).
+func (r *Runner) exclusive(ctx context.Context, kind string, fn func(ctx context.Context)) error {
+	f, err := r.claim(ctx, kind)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		r.mu.Lock()
+		r.inflight = nil
+		r.mu.Unlock()
+		close(f.done)
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.runCtx, cancel)
+	defer stop()
+	fn(ctx)
+	return nil
 }
 
 // run is one snapshot run: the pipeline, then bookkeeping, rotation and pushes.
@@ -661,7 +708,7 @@ type Status struct {
 func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Status{Schedule: r.cfg.Schedule, Next: next, Running: r.inflight != nil, Runs: r.runs, HealthMaxAge: maxAge.String()}
+	st := Status{Schedule: r.cfg.Schedule, Next: next, Running: r.inflight != nil && r.inflight.kind == kindSnapshot, Runs: r.runs, HealthMaxAge: maxAge.String()}
 	if r.runs > 0 {
 		last := r.last
 		st.Last = &last
@@ -724,7 +771,7 @@ func jitter(ctx context.Context, max time.Duration) {
 // service is gone) and no freeze. It waits for a run in progress first (never
 // two at once); ctx bounds it all.
 func (r *Runner) Final(ctx context.Context) Result {
-	f, err := r.claim(ctx)
+	f, err := r.claim(ctx, kindSnapshot)
 	if err != nil {
 		return Result{Reason: "exit", Started: time.Now(), Error: fmt.Sprintf("waiting for the snapshot in progress: %v", err)}
 	}

@@ -159,6 +159,27 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	if err != nil {
 		return fmt.Errorf("schedule %q: %w", r.cfg.Schedule, err)
 	}
+	for _, x := range []struct {
+		kind, expr string
+		fn         func(context.Context)
+	}{
+		{kindReplicate, r.cfg.ReplicateSchedule, func(ctx context.Context) { _, _ = r.Replicate(ctx) }},
+		{kindDrill, r.cfg.DrillSchedule, func(ctx context.Context) { _, _ = r.Drill(ctx, "") }},
+	} {
+		if x.expr == "" {
+			continue
+		}
+		xs, err := ParseSchedule(x.expr)
+		if err != nil {
+			return fmt.Errorf("%s schedule: %w", x.kind, err)
+		}
+		// Singleton: a tick while the last one still runs is dropped.
+		if _, err := s.NewJob(xs.def, gocron.NewTask(func() { x.fn(ctx) }), gocron.WithName(x.kind),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+			return fmt.Errorf("%s schedule %q: %w", x.kind, x.expr, err)
+		}
+		r.log.Info(x.kind+" scheduled", zap.String("schedule", x.expr))
+	}
 	maxAge := r.cfg.HealthMaxAge
 	if maxAge == 0 {
 		maxAge = 2*sched.Interval(time.Now()) + r.cfg.Jitter
