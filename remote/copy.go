@@ -144,7 +144,7 @@ func Copy(ctx context.Context, from, to store.Store, key string, opts CopyOption
 		}
 	}
 	if !res.ServerSide {
-		if err := streamCopy(ctx, from, to, key, digest, size); err != nil {
+		if err := CopyObject(ctx, from, to, key, size, digest); err != nil {
 			return res, err
 		}
 	}
@@ -167,9 +167,13 @@ func Copy(ctx context.Context, from, to store.Store, key string, opts CopyOption
 	return res, nil
 }
 
-// streamCopy streams from's key into to's key through a verifyingReader,
-// retried whole under to's policy (the source re-opened each time).
-func streamCopy(ctx context.Context, from, to store.Store, key, digest string, size int64) error {
+// CopyObject streams from's key (size bytes) to the same key on to, checking
+// on the way that the bytes hash to digest (hex sha256): when they do not
+// (or the source ends short), the atomic Put fails instead of committing
+// them, with a permanent *store.Error naming the source and wrapping
+// ErrChecksum. It is retried whole under to's policy, the source re-opened.
+// Memory is bounded: to's own parts, and reads of at most 1 MiB.
+func CopyObject(ctx context.Context, from, to store.Store, key string, size int64, digest string) error {
 	return store.Retry(ctx, to, "copy "+key, func(ctx context.Context, dst store.Store) error {
 		rc, err := from.Get(ctx, key)
 		if err != nil {
