@@ -5,6 +5,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -72,6 +73,9 @@ type s3Store struct {
 	storageClass string
 	region       string
 	scrub        func(string) string
+	// server identifies the endpoint and the credentials (their hash) for
+	// ServerCopy: two stores with the same server can copy between them.
+	server string
 }
 
 var _ Store = (*s3Store)(nil)
@@ -101,6 +105,7 @@ func openS3(ctx context.Context, u *url.URL, cfg Config, log *zap.Logger) (Store
 		}
 		endpoint, secure = eu.Host, eu.Scheme == "https"
 	}
+	s.server = s3Server(endpoint, secure, cfg)
 	var creds *credentials.Credentials
 	if cfg.S3AccessKey != "" {
 		creds = credentials.NewStaticV4(cfg.S3AccessKey.Reveal(), cfg.S3SecretKey.Reveal(), cfg.S3SessionToken.Reveal())
@@ -382,6 +387,61 @@ func (s *s3Store) AbortUpload(ctx context.Context, u Upload) error {
 		}
 	}
 	return s.Delete(ctx, u.ID)
+}
+
+// s3Server identifies an endpoint and the credentials used there, without
+// holding the secrets: a hash of them.
+func s3Server(endpoint string, secure bool, cfg Config) string {
+	h := sha256.Sum256([]byte(cfg.S3AccessKey.Reveal() + "\x00" + cfg.S3SecretKey.Reveal() + "\x00" + cfg.S3SessionToken.Reveal()))
+	return fmt.Sprintf("%t|%s|%x", secure, strings.ToLower(endpoint), h)
+}
+
+// s3MaxCopy is the largest object one CopyObject request copies (S3's limit);
+// above it ComposeObject copies it in parts (UploadPartCopy).
+const s3MaxCopy = 5 << 30
+
+var _ ServerCopier = (*s3Store)(nil)
+
+// ServerCopy copies src's key to key here inside the server when src is an
+// s3 store on the same endpoint with the same credentials.
+func (s *s3Store) ServerCopy(ctx context.Context, src Store, key string, size int64) (bool, error) {
+	from, ok := As[*s3Store](src)
+	if !ok || from.server != s.server {
+		return false, nil
+	}
+	if err := checkKey(key); err != nil {
+		return true, s.fail("copy", key, err)
+	}
+	dst := minio.CopyDestOptions{Bucket: s.bucket, Object: s.key(key)}
+	srcOpts := minio.CopySrcOptions{Bucket: from.bucket, Object: from.key(key)}
+	copyObject := func() (minio.UploadInfo, error) {
+		if size <= s3MaxCopy {
+			return s.client.CopyObject(ctx, dst, srcOpts)
+		}
+		// Parts: the marker names the upload for Uploads, as in Put.
+		if _, err := s.putObject(ctx, multipartMarker(key), bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+			return minio.UploadInfo{}, err
+		}
+		info, err := s.client.ComposeObject(ctx, dst, srcOpts)
+		if err == nil {
+			_ = s.client.RemoveObject(ctx, s.bucket, s.key(multipartMarker(key)), minio.RemoveObjectOptions{})
+		}
+		return info, err
+	}
+	info, err := copyObject()
+	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchBucket" && s.bucket != from.bucket {
+		if berr := s.makeBucket(ctx); berr != nil {
+			return true, s.fail("copy", key, berr)
+		}
+		info, err = copyObject()
+	}
+	if err != nil {
+		return true, s.fail("copy", key, err)
+	}
+	if info.Size != 0 && info.Size != size {
+		return true, s.fail("copy", key, errShort(info.Size, size))
+	}
+	return true, nil
 }
 
 // unkey turns an object name into a key relative to the prefix.

@@ -92,6 +92,17 @@ type Hasher interface {
 	SHA256(ctx context.Context, key string) (string, error)
 }
 
+// ServerCopier is implemented by stores whose server can copy an object
+// from another store without the bytes passing through this process (s3://
+// from an s3:// store on the same endpoint with the same credentials:
+// CopyObject, ComposeObject above 5 GiB). Like Put, the copy is atomic.
+type ServerCopier interface {
+	// ServerCopy copies src's key (size bytes) to key here. ok is false, and
+	// nothing is done, when the server cannot reach src (another kind of
+	// store, another endpoint, other credentials).
+	ServerCopy(ctx context.Context, src Store, key string, size int64) (ok bool, err error)
+}
+
 // Upload is an unfinished upload that a store keeps out of List: a
 // temporary file of file:// and sftp:// (".<key>.tmp-<random>"), an
 // incomplete multipart upload of s3://.

@@ -80,6 +80,7 @@ func commands() map[string]command {
 		"snapshot": {cmdSnapshot, "take a snapshot now"},
 		"restore":  {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
 		"list":     {cmdList, "list snapshots (--json for machine-readable output)"},
+		"copy":     {cmdCopy, "copy snapshots from one remote to another (--from URL --to URL [NAME|latest|--all])"},
 		"verify":   {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
 		"keys":     {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
 		"status":   {cmdStatus, "show the schedule, the last result and the service state"},
