@@ -28,6 +28,14 @@ func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxA
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, r.status(next(), maxAge))
 	})
+	mux.HandleFunc("POST /replicate", func(w http.ResponseWriter, req *http.Request) {
+		res, err := r.Replicate(req.Context())
+		if res.Started.IsZero() && err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, res)
+	})
 	mux.HandleFunc("POST /takeover", func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, r.TakeLeases(req.Context()))
 	})
@@ -79,6 +87,13 @@ func NewClient(path string) *Client {
 func (c *Client) Snapshot(ctx context.Context) (Result, error) {
 	var res Result
 	return res, c.do(ctx, http.MethodPost, "/snapshot", &res)
+}
+
+// Replicate asks the running supervisor for a replication now (it waits
+// for a snapshot in progress) and returns its result.
+func (c *Client) Replicate(ctx context.Context) (ReplicateResult, error) {
+	var res ReplicateResult
+	return res, c.do(ctx, http.MethodPost, "/replicate", &res)
 }
 
 // Status fetches the running supervisor's status.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap"
@@ -61,6 +62,26 @@ func (m *Metrics) resticAdded(repo string, n uint64) {
 // resticSize records a restic repository's size.
 func (m *Metrics) resticSize(repo string, n int64) {
 	m.set.GetOrCreateGauge(fmt.Sprintf("snapvisor_repository_size_bytes{repository=%q}", repo), nil).Set(float64(n))
+}
+
+// replicated records a replication run: per remote, the retained snapshots
+// it lacks, how far its newest trails the newest anywhere, the bytes copied
+// to it and its failures.
+func (m *Metrics) replicated(res ReplicateResult) {
+	if res.Skipped != "" {
+		return
+	}
+	for _, rr := range res.Remotes {
+		l := fmt.Sprintf("{remote=%q}", rr.Remote)
+		m.set.GetOrCreateGauge("snapvisor_replication_missing_snapshots"+l, nil).Set(float64(rr.Missing))
+		m.set.GetOrCreateGauge("snapvisor_replication_lag_seconds"+l, nil).Set(rr.Lag)
+		m.set.GetOrCreateCounter("snapvisor_replication_copied_bytes_total" + l).Add(int(rr.Bytes))
+		m.set.GetOrCreateCounter("snapvisor_replication_failures_total" + l).Add(len(rr.Errors))
+	}
+	m.set.GetOrCreateCounter("snapvisor_replication_damaged_copies_total").Add(len(res.Damaged))
+	if res.OK() {
+		m.set.GetOrCreateGauge("snapvisor_replication_last_success_timestamp_seconds", nil).Set(float64(time.Now().Unix()))
+	}
 }
 
 // WritePrometheus writes every metric in the Prometheus text format.

@@ -137,7 +137,10 @@ func (r *Runner) seedFromRemotes(ctx context.Context) {
 	var newest remote.Snapshot
 	lists, _ := remote.ListAll(ctx, r.remotes, r.snap.Name, "cannot list a remote for the last good snapshot", r.log)
 	now := time.Now()
-	for _, list := range lists {
+	for i, list := range lists {
+		if len(list) > 0 {
+			r.noteRemoteNewest(r.remotes[i].Name(), list[0])
+		}
 		for _, s := range list { // newest first; one dated in the future has no known age
 			if !s.Time.After(now) {
 				if s.Time.After(newest.Time) {
@@ -218,6 +221,7 @@ func (r *Runner) pushOne(ctx context.Context, s remote.Remote, info snapshot.Inf
 		}
 		log.Info("pushed to remote", zap.String("remote", s.Name()), zap.String("key", rs.Key),
 			zap.Int64("size", rs.Size), zap.Duration("duration", time.Since(start)))
+		r.noteRemoteNewest(s.Name(), rs)
 	}
 	if err := r.holdLease(ctx, s, log); err != nil { // the lease may have moved during a long upload
 		var le *remote.LeaseError

@@ -113,6 +113,12 @@ type Runner struct {
 	// makeRoomFirst: a run failed for lack of space, so runs rotate by
 	// rotation.Policy.MakeRoom first. Used by runs only (never two at once).
 	makeRoomFirst bool
+	// Replication (replicate.go): copies found damaged (by remote and key)
+	// until a good copy replaces them, each remote's newest snapshot as last
+	// seen, and the last replication's result.
+	damaged         map[string]bool
+	remoteNewest    map[string]remote.Snapshot
+	lastReplication *ReplicateResult
 	// streamedAt: the name time of the last snapshot streamed (streaming
 	// mode; nextSecond). Used by runs only.
 	streamedAt time.Time
@@ -703,6 +709,9 @@ type Status struct {
 	Healthy      bool      `json:"healthy"`
 	Problem      string    `json:"problem,omitempty"`
 	Note         string    `json:"note,omitempty"` // e.g. the grace period of a fresh container
+	// Remotes: each remote's newest snapshot as last seen (push, replication).
+	Remotes         []RemoteState    `json:"remotes,omitempty"`
+	LastReplication *ReplicateResult `json:"last_replication,omitempty"`
 }
 
 func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
@@ -716,6 +725,11 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	if !r.lastGood.Started.IsZero() {
 		good := r.lastGood
 		st.LastGood = &good
+	}
+	st.Remotes = r.remoteStates()
+	if r.lastReplication != nil {
+		rep := *r.lastReplication
+		st.LastReplication = &rep
 	}
 	st.Service = "unknown"
 	var state supervisor.State

@@ -100,7 +100,9 @@ func Copy(ctx context.Context, from, to store.Store, key string, opts CopyOption
 		if !same && !opts.Replace {
 			return res, errExists(to, key)
 		}
-		if same && archive.Size == size {
+		// Replace: the copy failed verification (a drill, a replication
+		// reading it), so an equal .sha256 and size prove nothing.
+		if same && archive.Size == size && !opts.Replace {
 			ok := true
 			if h, isHasher := store.As[store.Hasher](to); isHasher {
 				hd, err := h.SHA256(ctx, key)

@@ -242,6 +242,9 @@ func ListAll(ctx context.Context, remotes []Remote, name, msg string, log *zap.L
 			defer cancel()
 			lists[i], failed[i] = ListSnapshots(lctx, r, name)
 			failed[i] = TimeoutError(lctx, failed[i])
+			if failed[i] == nil && lists[i] == nil {
+				lists[i] = []Snapshot{} // listed, empty: nil means it failed
+			}
 		}()
 	}
 	wg.Wait()

@@ -53,6 +53,23 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	if st.LastGood != nil {
 		fmt.Fprintf(w, "last good\t%s %s (%d bytes)\n", st.LastGood.Started.Format(time.RFC3339), st.LastGood.Snapshot, st.LastGood.Size)
 	}
+	for _, rs := range st.Remotes {
+		newest := "no snapshot seen yet"
+		if rs.Newest != "" {
+			newest = fmt.Sprintf("newest %s (%s ago)", rs.Newest, time.Since(rs.NewestTime).Round(time.Second))
+		}
+		fmt.Fprintf(w, "remote %s\t%s\n", rs.Remote, newest)
+	}
+	if rep := st.LastReplication; rep != nil {
+		res := "ok: every remote holds the retained snapshots"
+		switch {
+		case rep.Skipped != "":
+			res = "skipped: " + rep.Skipped
+		case !rep.OK():
+			res = "INCOMPLETE: " + rep.Summary()
+		}
+		fmt.Fprintf(w, "last replication\t%s (%s): %s\n", rep.Started.Format(time.RFC3339), rep.Duration.Round(time.Millisecond), res)
+	}
 	health := "healthy"
 	if !st.Healthy {
 		health = "UNHEALTHY: " + st.Problem

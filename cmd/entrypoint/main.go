@@ -77,18 +77,19 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"snapshot": {cmdSnapshot, "take a snapshot now"},
-		"restore":  {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
-		"list":     {cmdList, "list snapshots (--json for machine-readable output)"},
-		"copy":     {cmdCopy, "copy snapshots from one remote to another (--from URL --to URL [NAME|latest|--all])"},
-		"verify":   {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
-		"keys":     {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
-		"status":   {cmdStatus, "show the schedule, the last result and the service state"},
-		"health":   {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
-		"takeover": {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
-		"env":      {cmdEnv, "print every environment variable with its default and meaning"},
-		"version":  {cmdVersion, "print the version"},
-		"help":     {cmdHelp, "show this help"},
+		"snapshot":  {cmdSnapshot, "take a snapshot now"},
+		"restore":   {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
+		"list":      {cmdList, "list snapshots (--json for machine-readable output)"},
+		"copy":      {cmdCopy, "copy snapshots from one remote to another (--from URL --to URL [NAME|latest|--all])"},
+		"verify":    {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
+		"keys":      {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
+		"status":    {cmdStatus, "show the schedule, the last result and the service state"},
+		"health":    {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
+		"replicate": {cmdReplicate, "copy every retained snapshot to every remote that lacks it, from a copy that verifies"},
+		"takeover":  {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
+		"env":       {cmdEnv, "print every environment variable with its default and meaning"},
+		"version":   {cmdVersion, "print the version"},
+		"help":      {cmdHelp, "show this help"},
 	}
 }
 
