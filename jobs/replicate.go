@@ -345,7 +345,7 @@ func (r *Runner) copyFromAny(ctx context.Context, places []place, plan *replicat
 				zap.Int64("bytes", cr.Bytes), zap.Bool("skipped", cr.Skipped), zap.Duration("duration", time.Since(start)))
 			return cr, nil
 		}
-		if errors.Is(err, remote.ErrChecksum) && failedAt(err) == places[src].s.Name() {
+		if errors.Is(err, remote.ErrChecksum) && failedOn(err, places[src].s.Name()) {
 			noteDamaged(src, key, err)
 			errs = append(errs, err)
 			continue
@@ -359,13 +359,29 @@ func (r *Runner) copyFromAny(ctx context.Context, places []place, plan *replicat
 	return remote.CopyResult{}, fmt.Errorf("no copy verifies: %w", errors.Join(errs...))
 }
 
-// failedAt names the store a *store.Error in err's chain is about ("" when none).
-func failedAt(err error) string {
-	var se *store.Error
-	if errors.As(err, &se) {
-		return se.Store
+// failedOn reports whether err's chain holds a *store.Error about the store
+// named name (the source's verification error travels inside the
+// destination's upload error).
+func failedOn(err error, name string) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case *store.Error:
+		if e.Store == name {
+			return true
+		}
 	}
-	return ""
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return failedOn(u.Unwrap(), name)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if failedOn(e, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // withTimeoutOf bounds ctx by the place's remote timeout (none for the local directory).
