@@ -116,6 +116,8 @@ type Runner struct {
 	// streamedAt: the name time of the last snapshot streamed (streaming
 	// mode; nextSecond). Used by runs only.
 	streamedAt time.Time
+	// drills: the round robin and the last drill of each remote (drill.go); under mu.
+	drills drillState
 }
 
 type flight struct {
@@ -703,6 +705,9 @@ type Status struct {
 	Healthy      bool      `json:"healthy"`
 	Problem      string    `json:"problem,omitempty"`
 	Note         string    `json:"note,omitempty"` // e.g. the grace period of a fresh container
+
+	// Drills: the last restore drill of each remote (drill.go).
+	Drills []DrillResult `json:"drills,omitempty"`
 }
 
 func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
@@ -732,6 +737,8 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	// A last good snapshot dated in the future (a clock stepped back after
 	// it was found) has no known age: it does not count.
 	future := st.LastGood != nil && time.Now().Before(st.LastGood.Started)
+	var drillProblem string
+	st.Drills, drillProblem = r.drillStatus(time.Now())
 	st.Healthy = true
 	switch {
 	case frozenFor > r.cfg.FreezeTimeout:
@@ -755,6 +762,8 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 		st.Healthy, st.Problem = false, "no successful snapshot yet"
 	case time.Since(st.LastGood.Started) > maxAge:
 		st.Healthy, st.Problem = false, fmt.Sprintf("last good snapshot is %v old (max %v)", time.Since(st.LastGood.Started).Round(time.Second), maxAge)
+	case drillProblem != "":
+		st.Healthy, st.Problem = false, drillProblem
 	}
 	return st
 }
