@@ -84,6 +84,7 @@ func commands() map[string]command {
 		"keys":     {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
 		"status":   {cmdStatus, "show the schedule, the last result and the service state"},
 		"health":   {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
+		"drill":    {cmdDrill, "run a restore drill now: restore the newest snapshot of a remote into a scratch directory, check it, delete it"},
 		"takeover": {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
 		"env":      {cmdEnv, "print every environment variable with its default and meaning"},
 		"version":  {cmdVersion, "print the version"},
