@@ -381,4 +381,3 @@ func TestCheckDrillDir(t *testing.T) {
 		})
 	}
 }
-
