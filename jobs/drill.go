@@ -211,6 +211,11 @@ func (r *Runner) drill(ctx context.Context, rm *remote.Remote, label string) (re
 		return fail(fmt.Errorf("drill scratch directory (SNAPVISOR_DRILL_DIR) %s: %w", base, err))
 	}
 	defer func() {
+		if r.cfg.DrillDir == "" {
+			// The default lives in SNAPVISOR_DIR (a restic repository, say):
+			// left only while a drill runs. Removed only when empty.
+			defer os.Remove(base)
+		}
 		if err := os.RemoveAll(sub); err != nil {
 			log.Warn("drill: removing the scratch directory", zap.String("path", sub), zap.Error(err))
 			if res.Error == "" {

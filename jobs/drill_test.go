@@ -292,6 +292,32 @@ func TestRunner_Drill(t *testing.T) {
 		}
 	})
 
+	t.Run("Restic", func(t *testing.T) {
+		rf := newResticFixture(t)
+		m := NewMetrics()
+		r := NewRunner(Config{Freeze: FreezeNone, HookTimeout: 30 * time.Second, FreezeTimeout: time.Minute,
+			DrillCommand: `grep -q one "$SNAPVISOR_DRILL_DIR/data/version"`}, rf.snap, rotation.Policy{Keep: 7}, nil, nil, zaptest.NewLogger(t), m)
+		r.SetRestic(rf.settings)
+		minio := storetest.StartMinIO(t)
+		minio.MakeBucket(t, "snapvisor")
+		s := storetest.Open(t, minio.URL("snapvisor", "restic"), storetest.MinIOConfig())
+		r.SetRemotes([]remote.Remote{{Store: s, Timeout: time.Minute}})
+		if res, err := r.Trigger(context.Background(), "test"); err != nil || !res.OK() {
+			t.Fatalf("restic snapshot: %+v, %v", res, err)
+		}
+		before := hashTree(t, rf.src)
+		res, err := r.Drill(storetest.Ctx(t, 2*time.Minute), "")
+		if err != nil || !res.OK() || res.Remote != s.Name() {
+			t.Fatalf("restic drill: %+v, %v", res, err)
+		}
+		if hashTree(t, rf.src) != before {
+			t.Fatal("the data directory changed during the drill")
+		}
+		if ents, _ := os.ReadDir(drillBase(r.cfg, r.snap)); len(ents) != 0 {
+			t.Fatalf("scratch directory left: %v", ents)
+		}
+	})
+
 	t.Run("WaitsForSnapshot", func(t *testing.T) {
 		log := filepath.Join(t.TempDir(), "order")
 		gate := filepath.Join(t.TempDir(), "go")
