@@ -73,8 +73,9 @@ var ErrDrillRemote = errors.New("not one of SNAPVISOR_REMOTES")
 // full read verified; the real sources are never touched), checked by
 // SNAPVISOR_DRILL_COMMAND, and deleted. A drill that ran returns its result,
 // passed or failed (DrillResult.Error), and a nil error; the error is
-// non-nil only when no drill ran (ctx ended waiting for the slot, from is
-// not a remote of the runner, nothing to drill).
+// non-nil only when no drill ran or it has no verdict (ctx ended waiting for
+// the slot or during the drill, from is not a remote of the runner, nothing
+// to drill): such a drill is not recorded.
 func (r *Runner) Drill(ctx context.Context, from string) (DrillResult, error) {
 	var res DrillResult
 	var derr error
@@ -85,6 +86,12 @@ func (r *Runner) Drill(ctx context.Context, from string) (DrillResult, error) {
 			return
 		}
 		res = r.drill(ctx, target, label)
+		if !res.OK() && ctx.Err() != nil {
+			// Cut short (shutdown, the client gone): no verdict on the snapshot.
+			r.log.Info("restore drill interrupted", zap.String("remote", label), zap.String("error", res.Error))
+			derr = fmt.Errorf("drill of %s interrupted: %w", label, ctx.Err())
+			return
+		}
 		r.recordDrill(res)
 	})
 	if err != nil {
@@ -245,8 +252,9 @@ func (r *Runner) drill(ctx context.Context, rm *remote.Remote, label string) (re
 	return res
 }
 
-// drillPrefix names a drill's scratch subdirectory.
-const drillPrefix = "drill-"
+// drillPrefix names a drill's scratch subdirectory: distinct enough that
+// removeStaleDrills never takes a user's file in SNAPVISOR_DRILL_DIR for one.
+const drillPrefix = ".snapvisor-drill-"
 
 // removeStaleDrills removes what drills that were killed left in base.
 func removeStaleDrills(base string, log *zap.Logger) {

@@ -51,7 +51,7 @@ archive_bytes=$(find "$work/remote" -name 'bench-*.tar.gz' -printf '%s\n')
 # The corpus is the drill's (untouched) source: its size is the drill's estimate of the restored copy.
 drill() { timed "$work/drill" env SNAPVISOR_SOURCE="$corpus" SNAPVISOR_DIR="$work/dir" "$BIN" drill --from "$url" >/dev/null; }
 restore() {
-  local d=$work/restore
+  local d=$work/target
   rm -rf "$d"
   mkdir -p "$d/$base"
   timed "$work/restore" env SNAPVISOR_SOURCE="$d/$base" SNAPVISOR_DIR= "$BIN" restore --from "$url" >/dev/null
