@@ -57,9 +57,9 @@ type Config struct {
 	// Replication and restore drills (replicate.go, drill.go).
 	ReplicateSchedule string        `envconfig:"SNAPVISOR_REPLICATE_SCHEDULE" desc:"when to reconcile SNAPVISOR_REMOTES (same forms as SNAPVISOR_SCHEDULE, e.g. @hourly): every snapshot inside the retention that is on any remote is copied, verified, to every remote that lacks it; empty: off"`
 	DrillSchedule     string        `envconfig:"SNAPVISOR_DRILL_SCHEDULE" desc:"when to run a restore drill (same forms as SNAPVISOR_SCHEDULE, e.g. @weekly): the newest snapshot of each remote in turn is restored into SNAPVISOR_DRILL_DIR, verified, checked by SNAPVISOR_DRILL_COMMAND and deleted; empty: off"`
-	DrillCommand      string        `envconfig:"SNAPVISOR_DRILL_COMMAND" desc:"command run (via /bin/sh -c, at nice 10) against a drill's restored copy, e.g. redis-check-rdb $SNAPVISOR_DRILL_DIR/data/dump.rdb; non-zero fails the drill; SNAPVISOR_DRILL_DIR is set to the restored copy"`
-	DrillDir          string        `envconfig:"SNAPVISOR_DRILL_DIR" desc:"scratch directory of restore drills, never inside a source (empty: SNAPVISOR_DIR/.drill, or the temporary directory in streaming mode); emptied after each drill"`
-	HealthDrillMaxAge time.Duration `envconfig:"SNAPVISOR_HEALTH_DRILL_MAX_AGE" default:"0s" desc:"entrypoint health fails when no restore drill has passed for this long (0: drills do not count for health)"`
+	DrillCommand      string        `envconfig:"SNAPVISOR_DRILL_COMMAND" desc:"command run (via /bin/sh -c, at nice 10, bounded by SNAPVISOR_HOOK_TIMEOUT) against a drill's restored copy, e.g. redis-check-rdb $SNAPVISOR_DRILL_DIR/data/dump.rdb; non-zero fails the drill; SNAPVISOR_DRILL_DIR is set to the restored copy"`
+	DrillDir          string        `envconfig:"SNAPVISOR_DRILL_DIR" desc:"scratch directory of restore drills, apart from every source (empty: SNAPVISOR_DIR/.drill, or the temporary directory in streaming mode); a drill is refused when its free space is short; emptied after each drill"`
+	HealthDrillMaxAge time.Duration `envconfig:"SNAPVISOR_HEALTH_DRILL_MAX_AGE" default:"0s" desc:"entrypoint health fails when the last restore drill of a remote failed, or none has passed for this long (0: drills do not count for health)"`
 	HealthGrace       time.Duration `envconfig:"SNAPVISOR_HEALTH_GRACE" default:"0s" desc:"a fresh container without any snapshot counts as healthy for this long (0: unhealthy until the first snapshot exists)"`
 }
 

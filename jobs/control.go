@@ -9,12 +9,14 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
 // controlHandler serves POST /snapshot (take one now, or join the run in
 // progress), GET /status and POST /takeover (take every remote's lease now)
-// on the control socket.
+// on the control socket, and POST /drill?from=URL (run a restore drill now
+// and wait for its result).
 func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxAge time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /snapshot", func(w http.ResponseWriter, req *http.Request) {
@@ -32,6 +34,18 @@ func (r *Runner) controlHandler(ctx context.Context, next func() time.Time, maxA
 		res, err := r.Replicate(req.Context())
 		if res.Started.IsZero() && err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, res)
+	})
+	mux.HandleFunc("POST /drill", func(w http.ResponseWriter, req *http.Request) {
+		res, err := r.Drill(req.Context(), req.URL.Query().Get("from"))
+		if err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, ErrDrillRemote) {
+				code = http.StatusBadRequest
+			}
+			http.Error(w, err.Error(), code)
 			return
 		}
 		writeJSON(w, res)
@@ -100,6 +114,13 @@ func (c *Client) Replicate(ctx context.Context) (ReplicateResult, error) {
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	return st, c.do(ctx, http.MethodGet, "/status", &st)
+}
+
+// Drill asks the running supervisor for a restore drill now (Runner.Drill:
+// of the remote from, "" for the next in turn) and waits for its result.
+func (c *Client) Drill(ctx context.Context, from string) (DrillResult, error) {
+	var res DrillResult
+	return res, c.do(ctx, http.MethodPost, "/drill?from="+url.QueryEscape(from), &res)
 }
 
 // Takeover asks the running supervisor to take every remote's lease now

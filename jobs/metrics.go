@@ -84,6 +84,24 @@ func (m *Metrics) replicated(res ReplicateResult) {
 	}
 }
 
+// drilled records a restore drill's result under its remote's label:
+// snapvisor_drill_last_success_timestamp_seconds (when it passed),
+// snapvisor_drill_last_ok (1 passed, 0 failed),
+// snapvisor_drill_failures_total and snapvisor_drill_last_duration_seconds.
+func (m *Metrics) drilled(d DrillResult) {
+	label := fmt.Sprintf("{remote=%q}", d.Remote)
+	ok := m.set.GetOrCreateGauge("snapvisor_drill_last_ok"+label, nil)
+	failures := m.set.GetOrCreateCounter("snapvisor_drill_failures_total" + label)
+	m.set.GetOrCreateGauge("snapvisor_drill_last_duration_seconds"+label, nil).Set(d.Duration.Seconds())
+	if d.OK() {
+		m.set.GetOrCreateGauge("snapvisor_drill_last_success_timestamp_seconds"+label, nil).Set(float64(d.Started.Add(d.Duration).Unix()))
+		ok.Set(1)
+		return
+	}
+	ok.Set(0)
+	failures.Inc()
+}
+
 // WritePrometheus writes every metric in the Prometheus text format.
 func (m *Metrics) WritePrometheus(w io.Writer) { m.set.WritePrometheus(w) }
 

@@ -122,6 +122,8 @@ type Runner struct {
 	// streamedAt: the name time of the last snapshot streamed (streaming
 	// mode; nextSecond). Used by runs only.
 	streamedAt time.Time
+	// drills: the round robin and the last drill of each remote (drill.go); under mu.
+	drills drillState
 }
 
 type flight struct {
@@ -712,6 +714,9 @@ type Status struct {
 	// Remotes: each remote's newest snapshot as last seen (push, replication).
 	Remotes         []RemoteState    `json:"remotes,omitempty"`
 	LastReplication *ReplicateResult `json:"last_replication,omitempty"`
+
+	// Drills: the last restore drill of each remote (drill.go).
+	Drills []DrillResult `json:"drills,omitempty"`
 }
 
 func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
@@ -746,6 +751,8 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 	// A last good snapshot dated in the future (a clock stepped back after
 	// it was found) has no known age: it does not count.
 	future := st.LastGood != nil && time.Now().Before(st.LastGood.Started)
+	var drillProblem string
+	st.Drills, drillProblem = r.drillStatus(time.Now())
 	st.Healthy = true
 	switch {
 	case frozenFor > r.cfg.FreezeTimeout:
@@ -769,6 +776,8 @@ func (r *Runner) status(next time.Time, maxAge time.Duration) Status {
 		st.Healthy, st.Problem = false, "no successful snapshot yet"
 	case time.Since(st.LastGood.Started) > maxAge:
 		st.Healthy, st.Problem = false, fmt.Sprintf("last good snapshot is %v old (max %v)", time.Since(st.LastGood.Started).Round(time.Second), maxAge)
+	case drillProblem != "":
+		st.Healthy, st.Problem = false, drillProblem
 	}
 	return st
 }

@@ -11,6 +11,7 @@ mkdir -p var
 [ -x scripts/bench-crypt.sh ] && ./scripts/bench-crypt.sh
 [ -x scripts/bench-restic.sh ] && ./scripts/bench-restic.sh
 [ -x scripts/bench-git.sh ] && ./scripts/bench-git.sh
+[ -x scripts/bench-drill.sh ] && ./scripts/bench-drill.sh
 
 # Splice var/bench-NAME.md into README.md between <!-- bench-NAME --> markers.
 splice() {
@@ -20,7 +21,7 @@ splice() {
     !skip { print }' README.md >README.md.new
   mv README.md.new README.md
 }
-for name in init snapshot crypt restic git; do
+for name in init snapshot crypt restic git drill; do
   f=var/bench-$name.md
   if [ -f "$f" ]; then splice "$name" "$f"; fi
 done

@@ -462,3 +462,41 @@ func sourceBase(s string) string {
 	}
 	return b
 }
+
+// Retarget returns the same configuration with every source moved to
+// dir/<its base name> (the archive's top-level directory for it), so that
+// any restore (Restore, RestoreWith for restic and git) writes into dir and
+// never touches the real sources: restore drills use it, and so will
+// `restore --target DIR` (issue 17). c must have passed Validate.
+func (c Config) Retarget(dir string) Config {
+	srcs := make([]string, len(c.Sources))
+	for i, s := range c.Sources {
+		srcs[i] = filepath.Join(dir, sourceBase(s))
+	}
+	c.Sources = srcs
+	return c
+}
+
+// Overlaps returns the source that the directory p is inside of (or is,
+// InsideSource), or that lies inside p, "" when none: a scratch directory
+// (SNAPVISOR_DRILL_DIR) must be apart from every source both ways.
+func (c Config) Overlaps(p string) string {
+	if s := c.InsideSource(p); s != "" {
+		return s
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return ""
+	}
+	real := resolveExisting(abs)
+	for _, s := range c.Sources {
+		src, err := filepath.Abs(s)
+		if err != nil {
+			continue
+		}
+		if within(abs, src) || within(real, resolveExisting(src)) {
+			return s
+		}
+	}
+	return ""
+}

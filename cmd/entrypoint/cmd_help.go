@@ -17,7 +17,7 @@ Usage:
 Subcommands:
 `, version)
 	cmds := commands()
-	for _, name := range []string{"snapshot", "restore", "list", "copy", "verify", "keys", "status", "health", "replicate", "takeover", "env", "version", "help"} {
+	for _, name := range []string{"snapshot", "restore", "list", "copy", "verify", "keys", "status", "health", "replicate", "drill", "takeover", "env", "version", "help"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintf(w, `

@@ -186,6 +186,11 @@ func loadConfig() (*Config, error) {
 		if err := c.Jobs.CheckSocket(); err != nil {
 			return nil, err
 		}
+		if c.Jobs.DrillSchedule != "" || c.Jobs.DrillDir != "" {
+			if err := jobs.CheckDrillDir(c.Jobs, c.Snapshot); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return c, nil
 }

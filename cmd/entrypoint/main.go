@@ -86,6 +86,7 @@ func commands() map[string]command {
 		"status":    {cmdStatus, "show the schedule, the last result and the service state"},
 		"health":    {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
 		"replicate": {cmdReplicate, "copy every retained snapshot to every remote that lacks it, from a copy that verifies"},
+		"drill":     {cmdDrill, "run a restore drill now: restore the newest snapshot of a remote into a scratch directory, check it, delete it"},
 		"takeover":  {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
 		"env":       {cmdEnv, "print every environment variable with its default and meaning"},
 		"version":   {cmdVersion, "print the version"},
