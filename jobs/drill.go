@@ -302,6 +302,10 @@ func (r *Runner) drillArchive(ctx context.Context, rm *remote.Remote, sub string
 		err = remote.TimeoutError(fctx, err)
 		cancel()
 		if err != nil {
+			if errors.Is(err, remote.ErrChecksum) {
+				// The next replication verifies this copy again and replaces it from a good one.
+				r.damagedCopy(rm.Name(), res.Snapshot)
+			}
 			return fmt.Errorf("drill: download %s from %s: %w", res.Snapshot, rm.Name(), err)
 		}
 		path = p
