@@ -173,22 +173,35 @@ func (s Set) Recover(ctx context.Context, cfg snapshot.Config, opts snapshot.Res
 }
 
 func (s Set) recoverFrom(ctx context.Context, rem Remote, dir string, cfg snapshot.Config, opts snapshot.RestoreOptions, log *zap.Logger) (plumbing.Hash, error) {
-	r, err := Open(dir, s.Settings.BranchOr(s.Name), true)
+	r, h, err := s.FetchInto(ctx, rem, dir)
 	if err != nil {
-		return plumbing.ZeroHash, err
+		return h, err
 	}
 	defer r.Close()
+	return r.RestoreNewest(ctx, h, cfg, opts, log)
+}
+
+// FetchInto fetches rem's branch into a new repository at dir (bounded by
+// the set's timeout) and makes it that repository's branch: a copy of the
+// remote's history, apart from the local repository (auto-restore's
+// recovery, restore drills). The caller closes the repository.
+func (s Set) FetchInto(ctx context.Context, rem Remote, dir string) (*Repo, plumbing.Hash, error) {
+	r, err := Open(dir, s.Settings.BranchOr(s.Name), true)
+	if err != nil {
+		return nil, plumbing.ZeroHash, err
+	}
 	fctx, cancel := s.bound(ctx)
 	h, err := r.Fetch(fctx, rem, s.Settings)
 	cancel()
+	if err == nil {
+		err = r.setHead(h, plumbing.ZeroHash)
+	}
+	if err == nil {
+		err = r.syncHead()
+	}
 	if err != nil {
-		return h, err
+		r.Close()
+		return nil, h, err
 	}
-	if err := r.setHead(h, plumbing.ZeroHash); err != nil {
-		return h, err
-	}
-	if err := r.syncHead(); err != nil {
-		return h, err
-	}
-	return r.RestoreNewest(ctx, h, cfg, opts, log)
+	return r, h, nil
 }

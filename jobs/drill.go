@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
+	"snapvisor/gitsnap"
 	"snapvisor/remote"
 	"snapvisor/restic"
 	"snapvisor/snapshot"
@@ -103,6 +105,10 @@ func (r *Runner) Drill(ctx context.Context, from string) (DrillResult, error) {
 // drillTarget picks the remote of the next drill (nil: the local snapshots)
 // and its label.
 func (r *Runner) drillTarget(from string) (*remote.Remote, string, error) {
+	if g, ok := r.alt.(gitFormat); ok {
+		label, err := r.gitDrillTarget(g.set, from)
+		return nil, label, err
+	}
 	if from != "" {
 		for i := range r.remotes {
 			if n := r.remotes[i].Name(); n == from || n == store.Redact(from) {
@@ -130,6 +136,16 @@ func (r *Runner) drillTarget(from string) (*remote.Remote, string, error) {
 // drillLabels are the remotes drills cover, in order: every remote, or
 // DrillLocal without remotes.
 func (r *Runner) drillLabels() []string {
+	if g, ok := r.alt.(gitFormat); ok {
+		if len(g.set.Remotes) == 0 {
+			return []string{DrillLocal}
+		}
+		out := make([]string, len(g.set.Remotes))
+		for i, rem := range g.set.Remotes {
+			out[i] = rem.Name()
+		}
+		return out
+	}
 	if len(r.remotes) == 0 {
 		if r.snap.Dir == "" {
 			return nil
@@ -202,9 +218,6 @@ func (r *Runner) drill(ctx context.Context, rm *remote.Remote, label string) (re
 		res.Error = err.Error()
 		return res
 	}
-	if r.alt != nil && r.restic == nil {
-		return fail(errors.New("restore drills of the git format (SNAPVISOR_FORMAT=git) are not supported yet: check a commit with `entrypoint restore` into a scratch container"))
-	}
 	if err := CheckDrillDir(r.cfg, r.snap); err != nil {
 		return fail(err)
 	}
@@ -234,7 +247,11 @@ func (r *Runner) drill(ctx context.Context, rm *remote.Remote, label string) (re
 	cfg := r.snap.Retarget(root)
 	opts := snapshot.RestoreOptions{DiscardCurrent: true}
 
-	if r.restic != nil {
+	if g, ok := r.alt.(gitFormat); ok {
+		if err := r.drillGit(ctx, g.set, label, sub, cfg, opts, &res, log); err != nil {
+			return fail(err)
+		}
+	} else if r.restic != nil {
 		if err := r.drillRestic(ctx, rm, sub, cfg, opts, &res, log); err != nil {
 			return fail(err)
 		}
@@ -517,4 +534,70 @@ func (r *Runner) drillStatus(now time.Time) ([]DrillResult, string) {
 		}
 	}
 	return out, ""
+}
+
+// gitDrillTarget picks the git remote (SNAPVISOR_GIT_REMOTES) of the next
+// drill of the git format by its label: from (its URL or Name()), or the
+// next in turn; without git remotes, the local repository (DrillLocal).
+func (r *Runner) gitDrillTarget(set gitsnap.Set, from string) (string, error) {
+	if len(set.Remotes) == 0 {
+		if from != "" && from != DrillLocal {
+			return "", fmt.Errorf("drill --from %s: %w (no SNAPVISOR_GIT_REMOTES: only the local repository)", store.Redact(from), ErrDrillRemote)
+		}
+		return DrillLocal, nil
+	}
+	if from != "" {
+		for _, rem := range set.Remotes {
+			if rem.Raw == from || rem.Name() == from || rem.Name() == store.Redact(from) {
+				return rem.Name(), nil
+			}
+		}
+		return "", fmt.Errorf("drill --from %s: %w (a git remote of SNAPVISOR_GIT_REMOTES)", store.Redact(from), ErrDrillRemote)
+	}
+	r.mu.Lock()
+	i := r.drills.next % len(set.Remotes)
+	r.drills.next = i + 1
+	r.mu.Unlock()
+	return set.Remotes[i].Name(), nil
+}
+
+// drillGit restores the branch's head commit of the git remote labelled
+// label (fetched into sub first: its whole history, each object checked
+// against its hash), or of the local repository (DrillLocal), with cfg.
+// The head itself must restore: a drill does not fall back to the parent
+// as auto-restore does, since that would hide the damage it is for.
+func (r *Runner) drillGit(ctx context.Context, set gitsnap.Set, label, sub string, cfg snapshot.Config, opts snapshot.RestoreOptions, res *DrillResult, log *zap.Logger) error {
+	if err := r.drillSpace(sub, 0, 0); err != nil {
+		return err
+	}
+	var repo *gitsnap.Repo
+	var head plumbing.Hash
+	var err error
+	if label == DrillLocal {
+		if repo, err = set.Open(false); err == nil {
+			if head, err = repo.Head(); err != nil {
+				repo.Close()
+			}
+		}
+	} else {
+		for _, rem := range set.Remotes {
+			if rem.Name() == label {
+				log.Info("drill: fetching the branch", zap.String("remote", label))
+				repo, head, err = set.FetchInto(ctx, rem, filepath.Join(sub, "fetch.git"))
+				break
+			}
+		}
+		if repo == nil && err == nil {
+			err = fmt.Errorf("%w: %s", ErrDrillRemote, label)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	defer repo.Close()
+	res.Snapshot = head.String()[:12]
+	if _, err := repo.Restore(ctx, head, cfg, opts, log); err != nil {
+		return fmt.Errorf("drill: commit %s: %w", res.Snapshot, err)
+	}
+	return nil
 }

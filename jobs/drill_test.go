@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"snapvisor/config"
+	"snapvisor/gitsnap"
 	"snapvisor/internal/testutil"
 	"snapvisor/remote"
 	"snapvisor/rotation"
@@ -405,5 +406,85 @@ func TestCheckDrillDir(t *testing.T) {
 				t.Fatalf("CheckDrillDir(%s) = %v, bad=%v", tc.dir, err, tc.bad)
 			}
 		})
+	}
+}
+
+// TestRunner_DrillGit: the git format's drill fetches the git remote's
+// branch into the scratch directory and restores its head commit there;
+// a damaged object in the remote's repository fails it (no fallback to the
+// parent, which would hide the damage); without git remotes the local
+// repository's head is drilled.
+func TestRunner_DrillGit(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	storetest.MustWrite(t, filepath.Join(data, "dump.rdb"), []byte("REDIS0011 committed\n"))
+	snap := snapshot.Config{Sources: []string{data}, Dir: filepath.Join(root, "backups"), Name: "app"}
+	newRunner := func(t *testing.T, remotes ...string) (*Runner, *Metrics) {
+		set, err := gitsnap.NewSet(snap.Dir, snap.Name, gitsnap.Settings{Remotes: remotes, Author: "t <t@localhost>", MaxFileSize: config.NewSize("1MiB")}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := NewMetrics()
+		cfg := Config{HookTimeout: 30 * time.Second, Freeze: FreezeNone, Restore: RestoreModeNever,
+			DrillDir: filepath.Join(root, "drill"), DrillCommand: `grep -q committed "$SNAPVISOR_DRILL_DIR/data/dump.rdb"`}
+		r := NewRunner(cfg, snap, rotation.Policy{Keep: 10}, nil, os.Environ(), zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), m)
+		r.SetGit(set)
+		return r, m
+	}
+	bare := filepath.Join(root, "remote.git")
+	r, _ := newRunner(t, "git+file://"+bare)
+	if res, err := r.Trigger(context.Background(), "test"); err != nil || !res.OK() || len(res.Remotes) != 1 || res.Remotes[0].Error != "" {
+		t.Fatalf("snapshot: %+v %v", res, err)
+	}
+	before := hashTree(t, data)
+
+	res, err := r.Drill(storetest.Ctx(t, 2*time.Minute), "")
+	if err != nil || !res.OK() || res.Remote != "git+file://"+bare || len(res.Snapshot) != 12 {
+		t.Fatalf("drill of the git remote: %+v %v", res, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "drill")); len(ents) != 0 {
+		t.Errorf("scratch left: %v", ents)
+	}
+
+	t.Run("a damaged object in the remote fails the drill", func(t *testing.T) {
+		packs, _ := filepath.Glob(filepath.Join(bare, "objects", "pack", "*.pack"))
+		if len(packs) == 0 {
+			t.Fatalf("no pack in %s", bare)
+		}
+		for _, p := range packs {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 40; i < len(b)-20; i += 7 {
+				b[i] ^= 0x55
+			}
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := r.Drill(storetest.Ctx(t, 2*time.Minute), "")
+		if err != nil || res.OK() {
+			t.Fatalf("drill of a damaged remote: %+v %v; want a failed drill", res, err)
+		}
+	})
+
+	t.Run("without git remotes the local repository is drilled", func(t *testing.T) {
+		local, m := newRunner(t)
+		res, err := local.Drill(storetest.Ctx(t, 2*time.Minute), "")
+		if err != nil || !res.OK() || res.Remote != DrillLocal {
+			t.Fatalf("local drill: %+v %v", res, err)
+		}
+		var buf bytes.Buffer
+		m.WritePrometheus(&buf)
+		if !strings.Contains(buf.String(), `snapvisor_drill_last_ok{remote="local"} 1`) {
+			t.Errorf("metrics:\n%s", buf.String())
+		}
+	})
+	if after := hashTree(t, data); after != before {
+		t.Errorf("the data directory changed during the drills")
 	}
 }
