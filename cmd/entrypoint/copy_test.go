@@ -210,3 +210,13 @@ func TestCopy_Restic(t *testing.T) {
 		t.Fatalf("rerun: exit %d, %v: %s %s; want nothing copied", code, err, out, errOut)
 	}
 }
+
+// TestCopy_Help: `copy --help` prints its usage; `help` lists copy.
+func TestCopy_Help(t *testing.T) {
+	if code, out, _ := entrypoint(t, nil, "copy", "--help"); code != 0 || !strings.Contains(out, "Usage: entrypoint copy --from URL --to URL") {
+		t.Errorf("copy --help: exit %d: %s", code, out)
+	}
+	if code, out, _ := entrypoint(t, nil, "help"); code != 0 || !strings.Contains(out, "  copy ") {
+		t.Errorf("help does not list copy: exit %d: %s", code, out)
+	}
+}
