@@ -166,7 +166,29 @@ func Copy(ctx context.Context, from, to store.Store, key string, opts CopyOption
 		return res, err
 	}
 	res.Bytes = size
+	abortUploadsOf(ctx, to, key)
 	return res, nil
+}
+
+// abortUploadsOf removes, best effort, the unfinished uploads of key and its
+// .sha256 on s once the snapshot is complete there: what an earlier copy
+// killed midway left (Rotate's clean-up spares the newest snapshot's, which
+// such a copy often is). A concurrent copy of the same key fails at worst;
+// the complete snapshot is there.
+func abortUploadsOf(ctx context.Context, s store.Store, key string) {
+	ul, ok := store.As[store.UploadLister](s)
+	if !ok {
+		return
+	}
+	ups, err := ul.Uploads(ctx, key)
+	if err != nil {
+		return
+	}
+	for _, u := range ups {
+		if u.Key == key || u.Key == key+snapshot.SumSuffix {
+			_ = ul.AbortUpload(ctx, u)
+		}
+	}
 }
 
 // CopyObject streams from's key (size bytes) to the same key on to, checking
@@ -174,8 +196,13 @@ func Copy(ctx context.Context, from, to store.Store, key string, opts CopyOption
 // (or the source ends short), the atomic Put fails instead of committing
 // them, with a permanent *store.Error naming the source and wrapping
 // ErrChecksum. It is retried whole under to's policy, the source re-opened.
-// Memory is bounded: to's own parts, and reads of at most 1 MiB.
+// Memory is bounded: to's own parts, and reads of at most 1 MiB; while it
+// runs the process's Go memory limit is that of a snapshot plus those parts
+// (snapshot.LimitMemory).
 func CopyObject(ctx context.Context, from, to store.Store, key string, size int64, digest string) error {
+	// The process's memory bound of a snapshot, plus to's upload parts in
+	// flight: without it the GC lets the heap grow to twice the parts.
+	defer snapshot.LimitMemory(store.StreamBuffer(to))()
 	return store.Retry(ctx, to, "copy "+key, func(ctx context.Context, dst store.Store) error {
 		rc, err := from.Get(ctx, key)
 		if err != nil {

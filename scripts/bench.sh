@@ -8,6 +8,7 @@ mkdir -p var
 ./scripts/bench-init.sh
 [ -x scripts/bench-snapshot.sh ] && ./scripts/bench-snapshot.sh
 [ -x scripts/bench-remote.sh ] && ./scripts/bench-remote.sh # splices its own README table
+[ -x scripts/bench-copy.sh ] && ./scripts/bench-copy.sh # splices its own README table
 [ -x scripts/bench-crypt.sh ] && ./scripts/bench-crypt.sh
 [ -x scripts/bench-restic.sh ] && ./scripts/bench-restic.sh
 [ -x scripts/bench-git.sh ] && ./scripts/bench-git.sh

@@ -186,11 +186,19 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		StorageClass: s.storageClass,
 		ContentType:  "application/octet-stream",
 	}
+	sendSize := size
 	if size < 0 {
 		// Unknown size: NumThreads buffers of PartSize, uploaded in parallel.
 		opts.ConcurrentStreamParts, opts.NumThreads = true, s3StreamThreads
 	} else if _, ok := r.(io.ReaderAt); ok {
 		opts.NumThreads = s3FileThreads // parts read from the file by section, no buffers
+	} else if size > s3PartSize {
+		// A stream of known size (a copy from another store): minio-go
+		// uploads such parts one at a time; as a stream of unknown size they
+		// go in parallel, within the same buffers. exactly() keeps the length:
+		// a source longer or shorter than size fails, and the upload is aborted.
+		opts.ConcurrentStreamParts, opts.NumThreads = true, s3StreamThreads
+		r, sendSize = exactly(r, size), -1
 	} else {
 		opts.NumThreads = 1 // one part buffer
 	}
@@ -202,7 +210,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 			return s.fail("put", key, err)
 		}
 	}
-	info, err := s.putObject(ctx, key, r, size, opts)
+	info, err := s.putObject(ctx, key, r, sendSize, opts)
 	if err != nil {
 		return s.fail("put", key, err)
 	}

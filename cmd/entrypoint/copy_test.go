@@ -156,6 +156,9 @@ func TestCopy_Kill(t *testing.T) {
 	if got := keysIn(remoteList(t, env, urlB)); len(got) != 1 || got[0] != key {
 		t.Fatalf("B lists %v, want [%s]", got, key)
 	}
+	if n := b.IncompleteUploads(t, "snapvisor", path.Join("app", key)); n != 0 {
+		t.Errorf("the killed copy's multipart upload is still on B (%d): its parts are stored, and billed, forever", n)
+	}
 	sb := storetest.Open(t, urlB, storetest.MinIOConfig())
 	ctx := storetest.Ctx(t, 5*time.Minute)
 	if err := remote.VerifyCopy(ctx, sb, key); err != nil {
@@ -180,4 +183,40 @@ func readAll(t *testing.T, s store.Store, key string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCopy_Restic: with SNAPVISOR_FORMAT=restic, `entrypoint copy` copies
+// the repository (SNAPVISOR_DIR's, as file://) to another place, where
+// `list --remote` reads its snapshot; a rerun copies nothing; the git
+// format is refused.
+func TestCopy_Restic(t *testing.T) {
+	env, _, repo := resticSetup(t)
+	if code, out, errOut := entrypointWithin(t, 2*time.Minute, env, "snapshot"); code != 0 {
+		t.Fatalf("snapshot: exit %d: %s %s", code, out, errOut)
+	}
+	dst := filepath.Join(t.TempDir(), "copy")
+	code, out, errOut := entrypointWithin(t, 2*time.Minute, env, "copy", "--from", "file://"+repo, "--to", "file://"+dst, "--json")
+	var st struct{ Files, Skipped int }
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Files == 0 {
+		t.Fatalf("copy: exit %d, %v: %s %s", code, err, out, errOut)
+	}
+	code, out, errOut = entrypointWithin(t, time.Minute, env, "list", "--remote", "file://"+dst, "--json")
+	var rows []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 1 {
+		t.Fatalf("list --remote the copy: exit %d, %v: %s %s", code, err, out, errOut)
+	}
+	code, out, errOut = entrypointWithin(t, 2*time.Minute, env, "copy", "--from", "file://"+repo, "--to", "file://"+dst, "--json")
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Files != 0 || st.Skipped == 0 {
+		t.Fatalf("rerun: exit %d, %v: %s %s; want nothing copied", code, err, out, errOut)
+	}
+}
+
+// TestCopy_Help: `copy --help` prints its usage; `help` lists copy.
+func TestCopy_Help(t *testing.T) {
+	if code, out, _ := entrypoint(t, nil, "copy", "--help"); code != 0 || !strings.Contains(out, "Usage: entrypoint copy --from URL --to URL") {
+		t.Errorf("copy --help: exit %d: %s", code, out)
+	}
+	if code, out, _ := entrypoint(t, nil, "help"); code != 0 || !strings.Contains(out, "  copy ") {
+		t.Errorf("help does not list copy: exit %d: %s", code, out)
+	}
 }
