@@ -150,19 +150,7 @@ func Copy(ctx context.Context, from, to store.Store, key string, opts CopyOption
 			return res, err
 		}
 	}
-	if err := confirmSize(ctx, to, key, size, nil); err != nil {
-		return res, err
-	}
-	if h, ok := store.As[store.Hasher](to); ok {
-		got, err := h.SHA256(ctx, key)
-		if err != nil {
-			return res, err
-		}
-		if got != digest {
-			return res, fmt.Errorf("%s: copy %s: %w: stored archive hashes to %s, the source's .sha256 says %s", to.Name(), key, ErrChecksum, got, digest)
-		}
-	}
-	if err := putSum(ctx, to, key, digest); err != nil {
+	if err := complete(ctx, to, "copy", key, size, digest, "the source's .sha256", nil); err != nil {
 		return res, err
 	}
 	res.Bytes = size

@@ -199,19 +199,28 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 	if err := s.Put(ctx, base, r, size); err != nil {
 		return rs, err
 	}
-	if err := confirmSize(ctx, s, base, size, &rs); err != nil {
-		return rs, err
+	return rs, complete(ctx, s, "push", base, size, digest, "the local .sha256", &rs)
+}
+
+// complete completes an uploaded archive key on s: its stored size must be size
+// (List), it is re-hashed where the store can do so cheaply (file://), and
+// only then is its .sha256 naming digest uploaded, last, and read back. op
+// and whose ("the local .sha256") name the operation and the digest's origin
+// in errors. rs, when not nil, gets the stored modification time.
+func complete(ctx context.Context, s store.Store, op, key string, size int64, digest, whose string, rs *Snapshot) error {
+	if err := confirmSize(ctx, s, key, size, rs); err != nil {
+		return err
 	}
 	if h, ok := store.As[store.Hasher](s); ok {
-		got, err := h.SHA256(ctx, base)
+		got, err := h.SHA256(ctx, key)
 		if err != nil {
-			return rs, err
+			return err
 		}
 		if got != digest {
-			return rs, fmt.Errorf("%s: push %s: %w: stored archive hashes to %s, local .sha256 says %s", s.Name(), base, ErrChecksum, got, digest)
+			return fmt.Errorf("%s: %s %s: %w: stored archive hashes to %s, %s says %s", s.Name(), op, key, ErrChecksum, got, whose, digest)
 		}
 	}
-	return rs, putSum(ctx, s, base, digest)
+	return putSum(ctx, s, key, digest)
 }
 
 // putSum uploads key's .sha256 naming digest, last, and reads it back.

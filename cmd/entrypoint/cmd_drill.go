@@ -8,8 +8,6 @@ import (
 	"os"
 	"time"
 
-	"go.uber.org/zap"
-
 	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/remote"
@@ -73,17 +71,9 @@ func drillStandalone(ctx context.Context, a *app, from string) (jobs.DrillResult
 		stores = []remote.Remote{s}
 		from = s.Name()
 	} else if len(a.cfg.Store.URLs()) > 0 {
-		if err := a.cfg.Store.Validate(); err != nil {
-			return jobs.DrillResult{}, err
-		}
 		var err error
-		stores, err = remote.OpenAll(ctx, a.cfg.Store, nil, a.log)
-		var ce *config.Error
-		if errors.As(err, &ce) {
+		if stores, err = openRemotes(ctx, a); err != nil {
 			return jobs.DrillResult{}, err
-		}
-		if err != nil {
-			a.log.Warn("some remotes could not be opened", zap.Error(err))
 		}
 	} else if a.snap.Dir == "" {
 		return jobs.DrillResult{}, config.Invalid("REMOTES", "", "a remote to drill (or drill --from URL, or a local SNAPVISOR_DIR)")

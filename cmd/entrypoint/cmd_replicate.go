@@ -7,8 +7,6 @@ import (
 	"os"
 	"time"
 
-	"go.uber.org/zap"
-
 	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/remote"
@@ -53,18 +51,11 @@ func replicateStandalone(ctx context.Context, a *app) (jobs.ReplicateResult, err
 	if len(a.cfg.Store.URLs()) == 0 {
 		return jobs.ReplicateResult{}, config.Invalid("REMOTES", "", "the remotes to reconcile, comma-separated")
 	}
-	if err := a.cfg.Store.Validate(); err != nil {
-		return jobs.ReplicateResult{}, err
-	}
-	stores, err := remote.OpenAll(ctx, a.cfg.Store, nil, a.log)
-	defer func() { _ = remote.CloseAll(stores) }()
-	var ce *config.Error
-	if errors.As(err, &ce) {
-		return jobs.ReplicateResult{}, err
-	}
+	stores, err := openRemotes(ctx, a)
 	if err != nil {
-		a.log.Warn("some remotes could not be opened", zap.Error(err))
+		return jobs.ReplicateResult{}, err
 	}
+	defer func() { _ = remote.CloseAll(stores) }()
 	runner := newRunner(a, nil, serviceEnv(os.Environ(), a.cfg.serviceSecrets()), nil, stores)
 	defer runner.ReleaseLeases(context.Background()) // bounded per remote
 	return runner.Replicate(ctx)

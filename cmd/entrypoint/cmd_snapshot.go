@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/remote"
@@ -53,23 +51,12 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 	if a.snap.Dir == "" && len(a.cfg.Store.URLs()) == 0 {
 		return config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode)")
 	}
-	var stores []remote.Remote
-	if len(a.cfg.Store.URLs()) > 0 {
-		if err := a.cfg.Store.Validate(); err != nil {
-			return err
-		}
-		var err error
-		stores, err = remote.OpenAll(ctx, a.cfg.Store, nil, a.log)
-		defer func() { _ = remote.CloseAll(stores) }()
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			return err
-		}
-		if err != nil {
-			// Reported again as a failed push to that remote.
-			a.log.Warn("some remotes could not be opened", zap.Error(err))
-		}
+	// A remote that cannot be opened is reported again as a failed push to it.
+	stores, err := openRemotes(ctx, a)
+	if err != nil {
+		return err
 	}
+	defer func() { _ = remote.CloseAll(stores) }()
 	// The hooks see what they see in a scheduled run: the environment minus
 	// snapvisor's secrets, the stores' credentials included.
 	c := *a.cfg

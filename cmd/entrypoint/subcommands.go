@@ -15,6 +15,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"go.uber.org/zap"
+
+	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/remote"
 	"snapvisor/store"
@@ -94,6 +97,29 @@ func openRemote(ctx context.Context, a *app, rawURL string) (remote.Remote, erro
 		return remote.Remote{}, err
 	}
 	return remote.Remote{Store: store.WithRetry(s, cfg.Policy(), a.log), Timeout: cfg.Timeout, LeaseTTL: cfg.LeaseTTL}, nil
+}
+
+// openRemotes opens every remote of SNAPVISOR_REMOTES for a standalone
+// subcommand (none configured: none). An invalid configuration is its
+// error; a remote that cannot be opened now is logged and kept as a store
+// that retries the opening, reported again when it is used.
+func openRemotes(ctx context.Context, a *app) ([]remote.Remote, error) {
+	if len(a.cfg.Store.URLs()) == 0 {
+		return nil, nil
+	}
+	if err := a.cfg.Store.Validate(); err != nil {
+		return nil, err
+	}
+	stores, err := remote.OpenAll(ctx, a.cfg.Store, nil, a.log)
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		_ = remote.CloseAll(stores)
+		return nil, err
+	}
+	if err != nil {
+		a.log.Warn("some remotes could not be opened", zap.Error(err))
+	}
+	return stores, nil
 }
 
 // newRunner builds the snapshot runner of a's configuration: the service
