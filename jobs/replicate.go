@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -394,7 +396,11 @@ func withTimeoutOf(ctx context.Context, p place) (context.Context, context.Cance
 
 // localPlace opens the local snapshot directory as a store to copy from.
 func (r *Runner) localPlace(ctx context.Context) (place, error) {
-	s, err := store.Open(ctx, "file://"+r.snap.Dir, store.Config{}, r.log)
+	dir, err := filepath.Abs(r.snap.Dir)
+	if err != nil {
+		return place{}, err
+	}
+	s, err := store.Open(ctx, (&url.URL{Scheme: "file", Path: dir}).String(), store.Config{}, r.log)
 	if err != nil {
 		return place{}, err
 	}

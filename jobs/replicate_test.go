@@ -404,3 +404,24 @@ func TestRunner_Exclusive(t *testing.T) {
 		close(busy.done)
 	})
 }
+
+// TestRunner_LocalPlace: a relative SNAPVISOR_DIR is still the local
+// directory replication copies from (not a URL host).
+func TestRunner_LocalPlace(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "backups"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	storetest.MustWrite(t, filepath.Join(dir, "backups", "x"), []byte("x"))
+	r := NewRunner(Config{}, snapshot.Config{Dir: "backups", Name: "app"}, rotation.Policy{Keep: 1}, nil, nil, zaptest.NewLogger(t), nil)
+	p, err := r.localPlace(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.s.Close()
+	objs, err := p.s.List(context.Background(), "")
+	if err != nil || len(objs) != 1 || objs[0].Key != "x" {
+		t.Fatalf("local place %s lists %+v, %v", p.s.Name(), objs, err)
+	}
+}
