@@ -94,6 +94,23 @@ func (c *Config) gitSet() gitsnap.Set {
 }
 
 // validateGit checks what the git format needs of the other variables.
+// validateReplication refuses a replication schedule that would have
+// nothing to do: no remotes, or a format whose remotes it does not handle.
+func (c *Config) validateReplication() error {
+	v := c.Jobs.ReplicateSchedule
+	switch {
+	case v == "":
+		return nil
+	case c.git():
+		return config.Invalid("REPLICATE_SCHEDULE", v, "empty with SNAPVISOR_FORMAT=git: every push brings each git remote's branch up to date")
+	case c.restic():
+		return config.Invalid("REPLICATE_SCHEDULE", v, "empty with SNAPVISOR_FORMAT=restic: each remote holds its own repository (copy one with `entrypoint copy`)")
+	case len(c.Store.URLs()) == 0:
+		return config.Invalid("REPLICATE_SCHEDULE", v, "empty, or set together with SNAPVISOR_REMOTES (the remotes it keeps in step)")
+	}
+	return nil
+}
+
 func (c *Config) validateGit() error {
 	if err := c.Git.Validate(c.Snapshot.Name); err != nil {
 		return err
@@ -190,6 +207,9 @@ func loadConfig() (*Config, error) {
 			if err := jobs.CheckDrillDir(c.Jobs, c.Snapshot); err != nil {
 				return nil, err
 			}
+		}
+		if err := c.validateReplication(); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil

@@ -417,6 +417,10 @@ func TestEntrypoint_InvalidJobsConfig(t *testing.T) {
 		{"invalid freeze", "SNAPVISOR_FREEZE=sometimes", "SNAPVISOR_FREEZE"},
 		{"invalid keep", "SNAPVISOR_KEEP=-1", "SNAPVISOR_KEEP"},
 		{"invalid enable var value", "MY_BACKUP=perhaps", "MY_BACKUP"},
+		{"invalid replication schedule", "SNAPVISOR_REPLICATE_SCHEDULE=every hour", "SNAPVISOR_REPLICATE_SCHEDULE"},
+		{"replication without remotes", "SNAPVISOR_REPLICATE_SCHEDULE=@hourly", "SNAPVISOR_REMOTES"},
+		{"invalid drill schedule", "SNAPVISOR_DRILL_SCHEDULE=weekly", "SNAPVISOR_DRILL_SCHEDULE"},
+		{"invalid drill max age", "SNAPVISOR_HEALTH_DRILL_MAX_AGE=-1h", "SNAPVISOR_HEALTH_DRILL_MAX_AGE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "started")
