@@ -76,10 +76,12 @@ func (r *Redis) Start() {
 	WaitReady(r.t, r.p, 15*time.Second, DialCheck(r.Addr))
 	if !r.cfg.TLS {
 		// The port opens before the dataset is loaded (a restart with an
-		// RDB or AOF): until then every command answers LOADING.
+		// RDB or AOF): until then every data command answers LOADING.
+		// PING is allowed while loading (seen: a put right after Start got
+		// LOADING), so the check is a data command: EXISTS.
 		c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.cfg.Password, Protocol: 2, DisableIdentity: true})
 		defer c.Close()
-		WaitReady(r.t, r.p, 15*time.Second, func() error { return c.Ping(context.Background()).Err() })
+		WaitReady(r.t, r.p, 15*time.Second, func() error { return c.Exists(context.Background(), "snapvisor:ready-probe").Err() })
 	}
 }
 
