@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"snapvisor/store"
 )
 
 // DefaultMaxUnused is PruneOptions.MaxUnused when it is 0: restic's
@@ -44,6 +46,7 @@ type PruneOptions struct {
 type PruneStats struct {
 	PacksDeleted   int   // packs deleted: unused, orphaned and repacked ones
 	OrphansDeleted int   // of PacksDeleted: packs that no index named (left by killed writers)
+	UploadsAborted int   // upload temporaries (half-written files of killed writers) removed
 	PacksRepacked  int   // of PacksDeleted: packs whose used blobs were written anew
 	PacksWritten   int   // new packs holding the repacked blobs
 	BlobsDeleted   int   // unused blobs dropped with the deleted packs
@@ -123,6 +126,26 @@ func prune(ctx context.Context, r *Repo, opts PruneOptions, start time.Time) (Pr
 	log.Info("prune: planned", zap.Int("snapshots", len(snaps)), zap.Int("packs", len(listed)),
 		zap.Int("orphans", len(plan.orphans)), zap.Int("unused", len(plan.remove)), zap.Int("partly_used", len(plan.repack)),
 		zap.Int64("used_bytes", plan.usedBytes), zap.Int64("unused_bytes", plan.unusedBytes))
+
+	// 0. Upload temporaries left by writers killed mid-file (a pack, an
+	// index or a lock file half written): no store lists them, and no
+	// writer is at work while we hold the exclusive lock.
+	if ul, ok := store.As[store.UploadLister](r.st); ok {
+		ups, err := ul.Uploads(ctx, "")
+		if err != nil {
+			return st, fmt.Errorf("list interrupted uploads: %w", err)
+		}
+		for _, u := range ups {
+			if err := lock.Check(); err != nil {
+				return st, err
+			}
+			if err := ul.AbortUpload(ctx, u); err != nil {
+				return st, fmt.Errorf("remove interrupted upload of %s: %w", u.Key, err)
+			}
+			log.Debug("prune: interrupted upload removed", zap.String("key", u.Key))
+			st.UploadsAborted++
+		}
+	}
 
 	// 1. Packs no index names: nothing refers to them, and no writer is
 	// at work while we hold the exclusive lock.
