@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"snapvisor/internal/fsx"
+	"snapvisor/internal/progress"
 	"snapvisor/remote"
 	"snapvisor/restic"
 	"snapvisor/rotation"
@@ -62,6 +63,14 @@ const (
 	ReasonRequest    = "request"    // `entrypoint snapshot` (POST /snapshot) to a running entrypoint
 	ReasonStandalone = "standalone" // `entrypoint snapshot` with no entrypoint running (a CronJob, say)
 )
+
+// Watch makes every run report its advance to m (a terminal's progress
+// line, progress.StartBar). Call it before the first run.
+func (r *Runner) Watch(m *progress.Meter) {
+	if m != nil {
+		r.runCtx = progress.NewContext(r.runCtx, m)
+	}
+}
 
 // OK reports whether the run produced a snapshot.
 func (r Result) OK() bool { return r.Error == "" && r.Snapshot != "" }

@@ -13,6 +13,8 @@ import (
 	"path"
 	"strings"
 
+	"snapvisor/internal/fsx"
+	"snapvisor/internal/progress"
 	"snapvisor/snapshot"
 	"snapvisor/store"
 )
@@ -197,7 +199,9 @@ func CopyObject(ctx context.Context, from, to store.Store, key string, size int6
 			return err
 		}
 		defer rc.Close()
-		vr := &verifyingReader{r: store.ContextReader(ctx, rc), h: sha256.New(), size: size, digest: digest,
+		cr := &fsx.CountingReader{R: store.ContextReader(ctx, rc)}
+		progress.From(ctx).Track("copy "+key, &cr.N, size)
+		vr := &verifyingReader{r: cr, h: sha256.New(), size: size, digest: digest,
 			src: from.Name(), key: key}
 		// vr is a plain reader (no WriterTo, ReaderAt or Seeker): the store
 		// reads it in its own bounded parts, at most copyBuffer at a time.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"snapvisor/internal/progress"
 	"snapvisor/internal/fsx"
 	"snapvisor/rotation"
 	"snapvisor/seal"
@@ -195,6 +196,13 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 	var r io.Reader = f
 	if wrap != nil {
 		r = wrap(f)
+	}
+	if m := progress.From(ctx); m != nil {
+		// Counted only when someone watches: the stores read an *os.File
+		// in their own ways (ReadFrom, sections), a wrapper hides them.
+		cr := &fsx.CountingReader{R: r}
+		m.Track("push to "+s.Name(), &cr.N, size)
+		r = cr
 	}
 	if err := s.Put(ctx, base, r, size); err != nil {
 		return rs, err
@@ -390,8 +398,18 @@ func fetch(ctx context.Context, s store.Store, key, dstDir, final string) (err e
 	}
 	defer tmp.Discard()
 	h := sha256.New()
+	var src io.Reader = store.ContextReader(ctx, rc)
+	if m := progress.From(ctx); m != nil {
+		total := int64(-1)
+		if objs, err := s.List(ctx, key); err == nil && len(objs) > 0 && objs[0].Key == key {
+			total = objs[0].Size
+		}
+		cr := &fsx.CountingReader{R: src}
+		m.Track("download "+key, &cr.N, total)
+		src = cr
+	}
 	// A plain writer and a large buffer: one big read per request (SFTP).
-	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), store.ContextReader(ctx, rc), make([]byte, 1<<20)); err != nil {
+	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), src, make([]byte, 1<<20)); err != nil {
 		if ctx.Err() == nil {
 			var se *store.Error
 			if !errors.As(err, &se) {

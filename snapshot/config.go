@@ -115,6 +115,9 @@ type Config struct {
 	Name             string   `envconfig:"SNAPVISOR_NAME" default:"snapshot" desc:"snapshot file name prefix: <NAME>-<UTC YYYYMMDDTHHMMSSZ>.tar[.gz|.zst]"`
 	Compression      string   `envconfig:"SNAPVISOR_COMPRESSION" default:"gzip" desc:"gzip|zstd|none"`
 	CompressionLevel int      `envconfig:"SNAPVISOR_COMPRESSION_LEVEL" desc:"gzip 1-9 (default 6); zstd 1-22 mapped to klauspost levels (default 3); 0 means the default"`
+	// ProgressInterval: while a snapshot or a restore runs, one progress
+	// line is logged this often (0: DefaultProgressInterval).
+	ProgressInterval time.Duration `envconfig:"SNAPVISOR_PROGRESS_INTERVAL" default:"30s" desc:"while a snapshot or restore lasts longer than this, one progress line (bytes, rate) is logged this often, so docker logs shows a long run is alive; 1s or more"`
 	// Encryption is loaded as a spec of its own (seal.Config); the zero value encrypts nothing.
 	Encryption seal.Config `ignored:"true"`
 }
@@ -124,6 +127,9 @@ type Config struct {
 // (seal.Config.Validate): Create, Stream and Restore take a Config that
 // passed Validate and do not check it again.
 func (c *Config) Validate() error {
+	if c.ProgressInterval != 0 && c.ProgressInterval < time.Second {
+		return config.Invalid("PROGRESS_INTERVAL", c.ProgressInterval.String(), "a duration of 1s or more, such as 30s or 5m")
+	}
 	if len(c.Sources) == 0 {
 		return config.Invalid("SOURCE", "", "one or more comma-separated directory paths")
 	}

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"snapvisor/internal/progress"
 	"snapvisor/internal/fsx"
 	"snapvisor/seal"
 )
@@ -43,7 +44,8 @@ const (
 	zstdWorkers   = 2
 	gzipBlockSize = 512 << 10 // larger ones save under 0.01%
 	zstdBlockSize = 1 << 20   // also the zstd window: 512 KiB costs 0.8% size, 2 MiB saves 0.4% for 5 MiB more memory
-	progressEvery = 5 * time.Second
+	// DefaultProgressInterval is Config.ProgressInterval when it is 0.
+	DefaultProgressInterval = 30 * time.Second
 	// The archive's pages are handed to the kernel's writeback every this
 	// many bytes while it is written (see writeback).
 	writebackEvery = 8 << 20
@@ -61,7 +63,7 @@ type hooks struct {
 	now           func() time.Time
 	beforeOpen    func(path string) // on the read-ahead goroutine, after the walk's lstat, before the open
 	beforeCopy    func(path string) // after the header is written, before the content is read
-	progressEvery time.Duration
+	progressEvery time.Duration // overrides Config.ProgressInterval
 	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
 
 	// renameat2 does every rename of restore's swap and journal (swap.go).
@@ -195,9 +197,6 @@ func (h hooks) withDefaults() hooks {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.progressEvery == 0 {
-		h.progressEvery = progressEvery
-	}
 	if h.syncDir == nil {
 		h.syncDir = fsx.SyncDir
 	}
@@ -251,7 +250,8 @@ func write(ctx context.Context, cfg Config, sources []string, dst io.Writer, sta
 		w.space = bwr.space // tar passes content through to comp unchanged
 	}
 
-	stopProgress := startProgress(log, "snapshot progress", h.progressEvery, &in.N, &out.N, start)
+	progress.From(ctx).Track("snapshot", &in.N, -1)
+	stopProgress := startProgress(log, "snapshot progress", h.progressInterval(cfg), &in.N, &out.N, start)
 	err = w.run(sources, start)
 	stopProgress()
 	if err == nil {
@@ -447,6 +447,17 @@ func (w *writeback) Write(p []byte) (int, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// progressInterval is how often a run of cfg logs its progress.
+func (h hooks) progressInterval(cfg Config) time.Duration {
+	switch {
+	case h.progressEvery > 0:
+		return h.progressEvery
+	case cfg.ProgressInterval > 0:
+		return cfg.ProgressInterval
+	}
+	return DefaultProgressInterval
+}
 
 func rate(n int64, d time.Duration) float64 {
 	if d <= 0 {

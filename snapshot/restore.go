@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"snapvisor/internal/progress"
 	"snapvisor/internal/fsx"
 )
 
@@ -77,7 +78,12 @@ func restore(ctx context.Context, cfg Config, path string, opts RestoreOptions, 
 		// The checksum is computed while the archive is read (on another
 		// goroutine) and checked before anything is swapped.
 		in := &fsx.CountingReader{R: f}
-		stopProgress := startProgress(log, "restore progress", progressEvery, &in.N, nil, start)
+		total := int64(-1)
+		if fi, err := f.Stat(); err == nil {
+			total = fi.Size()
+		}
+		progress.From(ctx).Track("restore "+filepath.Base(path), &in.N, total)
+		stopProgress := startProgress(log, "restore progress", h.progressInterval(cfg), &in.N, nil, start)
 		stopFlusher := x.startFlusher()
 		var err error
 		s, err = readVerified(ctx, f, in, want, formatOf(path, cfg.Encryption), x.entry)

@@ -18,6 +18,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
+	"snapvisor/internal/fsx"
+	"snapvisor/internal/progress"
 	"snapvisor/seal"
 )
 
@@ -193,7 +195,17 @@ func VerifyWith(ctx context.Context, path string, enc seal.Config) error {
 		return fmt.Errorf("verify: %w", err)
 	}
 	defer f.Close()
-	if _, err := readVerified(ctx, f, f, want, formatOf(path, enc), nil); err != nil {
+	var r io.Reader = f
+	if m := progress.From(ctx); m != nil {
+		total := int64(-1)
+		if fi, err := f.Stat(); err == nil {
+			total = fi.Size()
+		}
+		cr := &fsx.CountingReader{R: f}
+		m.Track("verify "+filepath.Base(path), &cr.N, total)
+		r = cr
+	}
+	if _, err := readVerified(ctx, f, r, want, formatOf(path, enc), nil); err != nil {
 		return fmt.Errorf("verify %s: %w", path, err)
 	}
 	return nil

@@ -34,6 +34,7 @@ func cmdCopy(ctx context.Context, a *app, args []string) error {
 	to := fs.String("to", "", "copy to this remote `URL` (required)")
 	all := fs.Bool("all", false, "copy every complete snapshot of SNAPVISOR_NAME on the source")
 	asJSON := fs.Bool("json", false, "print a JSON array of {key, from, to, bytes, skipped, server_side, seconds, error}")
+	noProgress := progressFlag(fs)
 	pos, done, err := parseArgs(fs, args, 1)
 	if done || err != nil {
 		return err
@@ -72,7 +73,9 @@ func cmdCopy(ctx context.Context, a *app, args []string) error {
 	var lines []copyLine
 	var failed []error
 	for _, key := range keys {
-		l := copyOne(ctx, src, dst, key)
+		pctx, _, stopProgress := a.withProgress(ctx, *asJSON || *noProgress)
+		l := copyOne(pctx, src, dst, key)
+		stopProgress()
 		lines = append(lines, l)
 		if l.Error != "" {
 			failed = append(failed, fmt.Errorf("%s: %s", key, l.Error))

@@ -25,12 +25,15 @@ func cmdDrill(ctx context.Context, a *app, args []string) error {
 			"Exit 0 when the drill passed, 1 when it failed.")
 	from := fs.String("from", "", "drill the newest snapshot of this remote `URL` (same forms and credentials as SNAPVISOR_REMOTES)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	noProgress := progressFlag(fs)
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
 		return err
 	}
 	res, err := jobs.NewClient(a.cfg.Jobs.ControlSocket).Drill(ctx, *from)
 	if errors.Is(err, jobs.ErrNoSupervisor) {
-		res, err = drillStandalone(ctx, a, *from)
+		pctx, _, stopProgress := a.withProgress(ctx, *asJSON || *noProgress)
+		res, err = drillStandalone(pctx, a, *from)
+		stopProgress()
 	}
 	if err != nil {
 		return err

@@ -17,8 +17,8 @@ Usage:
 Subcommands:
 `, version)
 	cmds := commands()
-	for _, name := range []string{"snapshot", "restore", "list", "copy", "verify", "keys", "status", "health", "replicate", "drill", "takeover", "env", "version", "help"} {
-		fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
+	for _, name := range []string{"snapshot", "restore", "list", "copy", "verify", "keys", "status", "health", "replicate", "drill", "sidecar", "restore-if-empty", "takeover", "env", "version", "help"} {
+		fmt.Fprintf(w, "  %-16s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintf(w, `
 Configuration is read from SNAPVISOR_* environment variables: see `+"`entrypoint env`"+`.

@@ -26,13 +26,14 @@ func cmdSnapshot(ctx context.Context, a *app, args []string) error {
 			"service: standalone, SNAPVISOR_FREEZE other than none is refused (exit 78).\n"+
 			"The exit code tells success: a remote that did not get the snapshot is a failure.")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	noProgress := progressFlag(fs)
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
 		return err
 	}
 	if handled, err := snapshotViaSupervisor(ctx, a, *asJSON); handled {
 		return err
 	}
-	return snapshotStandalone(ctx, a, *asJSON)
+	return snapshotStandalone(ctx, a, *asJSON, *asJSON || *noProgress)
 }
 
 // snapshotStandalone takes one snapshot with no entrypoint running, through
@@ -40,7 +41,7 @@ func cmdSnapshot(ctx context.Context, a *app, args []string) error {
 // standalone, then the snapshot, the pushes and the rotation, local and
 // remote). It prints the local path, or in streaming mode one line per remote
 // that took the snapshot; a failed push is a failure.
-func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
+func snapshotStandalone(ctx context.Context, a *app, asJSON, noProgress bool) error {
 	jc := a.cfg.Jobs
 	if jc.Freeze == jobs.FreezePause || jc.Freeze == jobs.FreezeStop {
 		e := config.Invalid("FREEZE", jc.Freeze, "none for a standalone `entrypoint snapshot`")
@@ -72,7 +73,10 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON bool) error {
 		defer close(kept)
 		runner.KeepLeases(lctx)
 	}()
+	_, meter, stopProgress := a.withProgress(ctx, noProgress)
+	runner.Watch(meter)
 	res, err := runner.Trigger(ctx, jobs.ReasonStandalone)
+	stopProgress()
 	stopLeases()
 	<-kept                                     // one round at most, bounded per remote
 	runner.ReleaseLeases(context.Background()) // bounded per remote

@@ -20,6 +20,7 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 	all := fs.Bool("all", false, "verify every snapshot")
 	readData := fs.Bool("read-data", false, "restic format: read every pack and authenticate every blob")
 	remoteURL := fs.String("remote", "", "restic and git formats: check only the repository at this remote `URL`")
+	noProgress := progressFlag(fs)
 	pos, done, err := parseArgs(fs, args, 1)
 	if done || err != nil {
 		return err
@@ -61,7 +62,10 @@ func cmdVerify(ctx context.Context, a *app, args []string) error {
 	failed := 0
 	var last error
 	for _, p := range paths {
-		if err := snapshot.VerifyWith(ctx, p, a.snap.Encryption); err != nil {
+		pctx, _, stopProgress := a.withProgress(ctx, *noProgress)
+		err := snapshot.VerifyWith(pctx, p, a.snap.Encryption)
+		stopProgress()
+		if err != nil {
 			failed++
 			last = err
 			fmt.Fprintf(a.stdout, "FAILED %s: %v\n", filepath.Base(p), err)

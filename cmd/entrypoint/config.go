@@ -190,29 +190,35 @@ func loadConfig() (*Config, error) {
 	if err := c.Jobs.ApplyEnableVar(os.LookupEnv); err != nil {
 		return nil, err
 	}
-	if c.Jobs.Backup && c.Snapshot.Dir == "" && len(c.Store.URLs()) == 0 {
-		e := config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode: snapshots go straight to the remotes)")
-		e.Err = fmt.Errorf("SNAPVISOR_DIR is empty and SNAPVISOR_REMOTES names no remote: snapshots would go nowhere")
-		return nil, e
-	}
 	if c.Jobs.Backup {
-		// Before auto-restore and the service: paths that are files fail here, named.
-		if err := c.Snapshot.CheckPaths(); err != nil {
-			return nil, err
-		}
-		if err := c.Jobs.CheckSocket(); err != nil {
-			return nil, err
-		}
-		if c.Jobs.DrillSchedule != "" || c.Jobs.DrillDir != "" {
-			if err := jobs.CheckDrillDir(c.Jobs, c.Snapshot); err != nil {
-				return nil, err
-			}
-		}
-		if err := c.validateReplication(); err != nil {
+		if err := c.validateBackup(); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// validateBackup checks what scheduled snapshots need (SNAPVISOR_BACKUP on,
+// or `entrypoint sidecar`), before auto-restore and the service.
+func (c *Config) validateBackup() error {
+	if c.Snapshot.Dir == "" && len(c.Store.URLs()) == 0 {
+		e := config.Invalid("DIR", "", "a snapshot directory, or SNAPVISOR_DIR empty together with SNAPVISOR_REMOTES (streaming mode: snapshots go straight to the remotes)")
+		e.Err = fmt.Errorf("SNAPVISOR_DIR is empty and SNAPVISOR_REMOTES names no remote: snapshots would go nowhere")
+		return e
+	}
+	// Paths that are files fail here, named.
+	if err := c.Snapshot.CheckPaths(); err != nil {
+		return err
+	}
+	if err := c.Jobs.CheckSocket(); err != nil {
+		return err
+	}
+	if c.Jobs.DrillSchedule != "" || c.Jobs.DrillDir != "" {
+		if err := jobs.CheckDrillDir(c.Jobs, c.Snapshot); err != nil {
+			return err
+		}
+	}
+	return c.validateReplication()
 }
 
 // newLogger builds snapvisor's logger: every line is named "snapvisor" so it

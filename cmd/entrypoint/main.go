@@ -77,20 +77,22 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"snapshot":  {cmdSnapshot, "take a snapshot now"},
-		"restore":   {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
-		"list":      {cmdList, "list snapshots (--json for machine-readable output)"},
-		"copy":      {cmdCopy, "copy snapshots from one remote to another (--from URL --to URL [NAME|latest|--all])"},
-		"verify":    {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
-		"keys":      {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
-		"status":    {cmdStatus, "show the schedule, the last result and the service state"},
-		"health":    {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
-		"replicate": {cmdReplicate, "copy every retained snapshot to every remote that lacks it, from a copy that verifies"},
-		"drill":     {cmdDrill, "run a restore drill now: restore the newest snapshot of a remote into a scratch directory, check it, delete it"},
-		"takeover":  {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
-		"env":       {cmdEnv, "print every environment variable with its default and meaning"},
-		"version":   {cmdVersion, "print the version"},
-		"help":      {cmdHelp, "show this help"},
+		"snapshot":         {cmdSnapshot, "take a snapshot now"},
+		"restore":          {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
+		"list":             {cmdList, "list snapshots (--json for machine-readable output)"},
+		"copy":             {cmdCopy, "copy snapshots from one remote to another (--from URL --to URL [NAME|latest|--all])"},
+		"verify":           {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
+		"keys":             {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
+		"status":           {cmdStatus, "show the schedule, the last result and the service state"},
+		"health":           {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
+		"replicate":        {cmdReplicate, "copy every retained snapshot to every remote that lacks it, from a copy that verifies"},
+		"drill":            {cmdDrill, "run a restore drill now: restore the newest snapshot of a remote into a scratch directory, check it, delete it"},
+		"sidecar":          {cmdSidecar, "run the snapshot jobs with no service of ours, beside an unmodified image sharing its volume (until TERM)"},
+		"restore-if-empty": {cmdRestoreIfEmpty, "restore the newest good snapshot when the sources are empty, then exit (an init container)"},
+		"takeover":         {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
+		"env":              {cmdEnv, "print every environment variable with its default and meaning"},
+		"version":          {cmdVersion, "print the version"},
+		"help":             {cmdHelp, "show this help"},
 	}
 }
 
@@ -203,17 +205,8 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			// One bad remote never blocks the others or the local snapshots.
 			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
 		}
-		if jc.Restore == jobs.RestoreModeIfEmpty && a.cfg.git() {
-			_, err := jobs.GitRestoreIfEmpty(ctx, a.snap, a.cfg.gitSet(), a.log)
-			return err
-		}
-		if jc.Restore == jobs.RestoreModeIfEmpty && a.cfg.restic() {
-			_, err := jobs.ResticRestoreIfEmpty(ctx, a.snap, a.cfg.Restic, remotes, a.log)
-			return err
-		}
 		if jc.Restore == jobs.RestoreModeIfEmpty {
-			// RestoreIfEmpty completes an interrupted restore first.
-			_, err := jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log)
+			_, err := autoRestore(ctx, a, remotes)
 			return err
 		}
 		// Without auto-restore an interrupted restore (entrypoint restore
@@ -275,6 +268,21 @@ func runService(ctx context.Context, a *app, argv []string) error {
 		}
 	}
 	return &exitError{code: code}
+}
+
+// autoRestore restores the newest good snapshot (of the configured format,
+// from SNAPVISOR_DIR or the remotes) when the sources are empty, after
+// completing an interrupted restore; it returns what it restored ("" when
+// there was nothing to do). Before the service starts, and as
+// `entrypoint restore-if-empty` (an initContainer).
+func autoRestore(ctx context.Context, a *app, remotes []remote.Remote) (string, error) {
+	switch {
+	case a.cfg.git():
+		return jobs.GitRestoreIfEmpty(ctx, a.snap, a.cfg.gitSet(), a.log)
+	case a.cfg.restic():
+		return jobs.ResticRestoreIfEmpty(ctx, a.snap, a.cfg.Restic, remotes, a.log)
+	}
+	return jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log)
 }
 
 // notStarted turns a TERM or INT that arrived before the service started
