@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,8 +53,13 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	pctx, _, stopProgress := a.withProgress(ctx, *noProgress)
-	err = restoreOne(pctx, a, *from, pos, opts)
+	// The result is printed once the progress line has ended.
+	var out bytes.Buffer
+	ra := *a
+	ra.stdout = &out
+	err = restoreOne(pctx, &ra, *from, pos, opts)
 	stopProgress()
+	_, _ = a.stdout.Write(out.Bytes())
 	if err != nil {
 		cleanup() // --target: nothing half-restored is left there
 	}

@@ -13,7 +13,9 @@ const barTick = 200 * time.Millisecond
 
 // StartBar draws m on w (a terminal) as a live progress line per phase:
 // the phase, bytes done / total where known, the rate and the time left,
-// redrawn every barTick by one goroutine. stop ends it after drawing the
+// redrawn every barTick by one goroutine (so no throttle of the library's:
+// it would drop the final state). A phase that starts and ends between two
+// redraws is not drawn. stop ends it after drawing the
 // final state of the last phase and returns once the goroutine is gone.
 // A finished phase keeps its line; the next one starts a new line.
 func StartBar(w io.Writer, m *Meter) (stop func()) {
@@ -29,6 +31,9 @@ func StartBar(w io.Writer, m *Meter) (stop func()) {
 				return
 			}
 			if s.Seq != seq {
+				if e, ok := m.Ended(seq); ok {
+					_ = bar.Set64(e.Done) // the phase's last bytes, drawn before its line ends
+				}
 				end(w, bar)
 				bar, seq = newBar(w, s), s.Seq
 			}
@@ -65,7 +70,6 @@ func newBar(w io.Writer, s State) *progressbar.ProgressBar {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetWidth(24),
-		progressbar.OptionThrottle(barTick/2),
 		progressbar.OptionSetRenderBlankState(true),
 	)
 }

@@ -26,6 +26,7 @@ type Meter struct {
 	total int64 // -1: unknown
 	since time.Time
 	seq   int // counts phases, so a watcher sees a new phase with the same name
+	ended State // the final state of the phase before the current one
 }
 
 // State is what a Meter says at one moment.
@@ -53,6 +54,9 @@ func (m *Meter) Track(phase string, done *atomic.Int64, total int64) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.seq > 0 {
+		m.ended = m.state()
+	}
 	m.phase, m.done, m.total, m.since = phase, done, total, time.Now()
 	m.base = 0
 	if done != nil {
@@ -68,6 +72,21 @@ func (m *Meter) State() State {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.state()
+}
+
+// Ended returns the final state of phase seq when it is the one that ended
+// last (a watcher that saw it running draws its end), else false.
+func (m *Meter) Ended(seq int) (State, bool) {
+	if m == nil {
+		return State{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ended, seq > 0 && m.ended.Seq == seq
+}
+
+func (m *Meter) state() State {
 	s := State{Phase: m.phase, Total: m.total, Seq: m.seq}
 	if m.seq > 0 {
 		s.Elapsed = time.Since(m.since)
