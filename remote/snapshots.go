@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"snapvisor/internal/progress"
 	"snapvisor/internal/fsx"
+	"snapvisor/internal/progress"
 	"snapvisor/rotation"
 	"snapvisor/seal"
 	"snapvisor/snapshot"

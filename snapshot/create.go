@@ -23,8 +23,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	"snapvisor/internal/progress"
 	"snapvisor/internal/fsx"
+	"snapvisor/internal/progress"
 	"snapvisor/seal"
 )
 
@@ -61,9 +61,9 @@ const (
 // hooks lets tests reach into a run without mocks; the zero value is production behaviour.
 type hooks struct {
 	now           func() time.Time
-	beforeOpen    func(path string) // on the read-ahead goroutine, after the walk's lstat, before the open
-	beforeCopy    func(path string) // after the header is written, before the content is read
-	progressEvery time.Duration // overrides Config.ProgressInterval
+	beforeOpen    func(path string)      // on the read-ahead goroutine, after the walk's lstat, before the open
+	beforeCopy    func(path string)      // after the header is written, before the content is read
+	progressEvery time.Duration          // overrides Config.ProgressInterval
 	syncDir       func(dir string) error // fsyncs the snapshot directory after the rename
 
 	// renameat2 does every rename of restore's swap and journal (swap.go).

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	"snapvisor/internal/progress"
 	"snapvisor/internal/fsx"
+	"snapvisor/internal/progress"
 )
 
 // ErrRefused is wrapped by errors reporting an archive entry that restore refuses

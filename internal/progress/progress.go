@@ -25,7 +25,7 @@ type Meter struct {
 	base  int64 // done's value when the phase started
 	total int64 // -1: unknown
 	since time.Time
-	seq   int // counts phases, so a watcher sees a new phase with the same name
+	seq   int   // counts phases, so a watcher sees a new phase with the same name
 	ended State // the final state of the phase before the current one
 }
 
