@@ -223,6 +223,7 @@ func TestEntrypoint_ConfigErrorsKept(t *testing.T) {
 		"SNAPVISOR_REMOTES=sftp://u:pw@h/p", "SNAPVISOR_REMOTES=file:///", "SNAPVISOR_REMOTES=s3://key:pw@b/p",
 		"SNAPVISOR_METRICS_ADDR=127.0.0.1", "SNAPVISOR_METRICS_ADDR=:http", "SNAPVISOR_METRICS_ADDR=:70000",
 		"SNAPVISOR_LOG_LEVEL=loud", "SNAPVISOR_ENCRYPTION=rot13", "SNAPVISOR_HEALTH_MAX_AGE=-1m",
+		"SNAPVISOR_PROGRESS_INTERVAL=100ms", "SNAPVISOR_PROGRESS_INTERVAL=-30s", "SNAPVISOR_PROGRESS_INTERVAL=soon",
 	} {
 		name, _, _ := strings.Cut(kv, "=")
 		t.Run(kv, func(t *testing.T) {
