@@ -13,7 +13,6 @@ import (
 	"path"
 	"strings"
 
-	"snapvisor/internal/fsx"
 	"snapvisor/internal/progress"
 	"snapvisor/snapshot"
 	"snapvisor/store"
@@ -199,9 +198,7 @@ func CopyObject(ctx context.Context, from, to store.Store, key string, size int6
 			return err
 		}
 		defer rc.Close()
-		cr := &fsx.CountingReader{R: store.ContextReader(ctx, rc)}
-		progress.From(ctx).Track("copy "+key, &cr.N, size)
-		vr := &verifyingReader{r: cr, h: sha256.New(), size: size, digest: digest,
+		vr := &verifyingReader{r: progress.From(ctx).Reader("copy "+key, store.ContextReader(ctx, rc), size), h: sha256.New(), size: size, digest: digest,
 			src: from.Name(), key: key}
 		// vr is a plain reader (no WriterTo, ReaderAt or Seeker): the store
 		// reads it in its own bounded parts, at most copyBuffer at a time.

@@ -197,13 +197,7 @@ func push(ctx context.Context, s store.Store, localPath string, wrap func(*os.Fi
 	if wrap != nil {
 		r = wrap(f)
 	}
-	if m := progress.From(ctx); m != nil {
-		// Counted only when someone watches: the stores read an *os.File
-		// in their own ways (ReadFrom, sections), a wrapper hides them.
-		cr := &fsx.CountingReader{R: r}
-		m.Track("push to "+s.Name(), &cr.N, size)
-		r = cr
-	}
+	r = progress.From(ctx).Reader("push to "+s.Name(), r, size)
 	if err := s.Put(ctx, base, r, size); err != nil {
 		return rs, err
 	}
@@ -404,9 +398,7 @@ func fetch(ctx context.Context, s store.Store, key, dstDir, final string) (err e
 		if objs, err := s.List(ctx, key); err == nil && len(objs) > 0 && objs[0].Key == key {
 			total = objs[0].Size
 		}
-		cr := &fsx.CountingReader{R: src}
-		m.Track("download "+key, &cr.N, total)
-		src = cr
+		src = m.Reader("download "+key, src, total)
 	}
 	// A plain writer and a large buffer: one big read per request (SFTP).
 	if _, err = io.CopyBuffer(io.MultiWriter(tmp, h), src, make([]byte, 1<<20)); err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
-	"snapvisor/internal/fsx"
 	"snapvisor/internal/progress"
 	"snapvisor/seal"
 )
@@ -195,16 +194,11 @@ func VerifyWith(ctx context.Context, path string, enc seal.Config) error {
 		return fmt.Errorf("verify: %w", err)
 	}
 	defer f.Close()
-	var r io.Reader = f
-	if m := progress.From(ctx); m != nil {
-		total := int64(-1)
-		if fi, err := f.Stat(); err == nil {
-			total = fi.Size()
-		}
-		cr := &fsx.CountingReader{R: f}
-		m.Track("verify "+filepath.Base(path), &cr.N, total)
-		r = cr
+	total := int64(-1)
+	if fi, err := f.Stat(); err == nil {
+		total = fi.Size()
 	}
+	r := progress.From(ctx).Reader("verify "+filepath.Base(path), f, total)
 	if _, err := readVerified(ctx, f, r, want, formatOf(path, enc), nil); err != nil {
 		return fmt.Errorf("verify %s: %w", path, err)
 	}

@@ -10,9 +10,12 @@ package progress
 
 import (
 	"context"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"snapvisor/internal/fsx"
 )
 
 // Meter is the advance of one operation, phase by phase. Its methods are
@@ -63,6 +66,18 @@ func (m *Meter) Track(phase string, done *atomic.Int64, total int64) {
 		m.base = done.Load()
 	}
 	m.seq++
+}
+
+// Reader starts the phase reading r and returns r counted; a nil Meter
+// returns r itself, so that whoever reads it still sees its abilities
+// (an *os.File's ReadFrom, sections, seeks) when nobody watches.
+func (m *Meter) Reader(phase string, r io.Reader, total int64) io.Reader {
+	if m == nil {
+		return r
+	}
+	cr := &fsx.CountingReader{R: r}
+	m.Track(phase, &cr.N, total)
+	return cr
 }
 
 // State returns the current phase's advance.
