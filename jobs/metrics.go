@@ -30,6 +30,8 @@ type Metrics struct {
 	pushFailures *metrics.Counter
 	shrunk       *metrics.Gauge   // 1 while the newest snapshot is flagged by the shrink guard
 	shrunkTotal  *metrics.Counter // snapshots of an empty or shrunk source
+	healthy      *metrics.Gauge   // health's verdict at scrape time: 1 healthy, 0 not
+	healthMaxAge *metrics.Gauge   // the last good snapshot's age past which health fails
 }
 
 // NewMetrics creates every metric on a fresh set.
@@ -51,6 +53,8 @@ func NewMetrics() *Metrics {
 		pushFailures: s.NewCounter("snapvisor_push_failures_total"),
 		shrunk:       s.NewGauge("snapvisor_last_snapshot_shrunk", nil),
 		shrunkTotal:  s.NewCounter("snapvisor_shrunk_snapshots_total"),
+		healthy:      s.NewGauge("snapvisor_healthy", nil),
+		healthMaxAge: s.NewGauge("snapvisor_health_max_age_seconds", nil),
 	}
 }
 
@@ -100,6 +104,41 @@ func (m *Metrics) drilled(d DrillResult) {
 	}
 	ok.Set(0)
 	failures.Inc()
+}
+
+// health records health's verdict (snapvisor_healthy: 1 healthy, 0 not) and
+// the age of the last good snapshot past which it fails
+// (snapvisor_health_max_age_seconds: SNAPVISOR_HEALTH_MAX_AGE, by default
+// twice the schedule's interval plus the jitter), so that alert rules
+// compare against the schedule without knowing it.
+func (m *Metrics) health(healthy bool, maxAge time.Duration) {
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	m.healthy.Set(v)
+	m.healthMaxAge.Set(maxAge.Seconds())
+}
+
+// pushed records one snapshot's push outcome on each remote:
+// snapvisor_pushes_total{remote,result="ok"|"failed"} (both created at the
+// first push, so that increase() sees the first failure) and
+// snapvisor_push_last_ok{remote} (1 the last push succeeded, 0 it failed).
+// snapvisor_push_failures_total, across remotes, is counted where each
+// failure happens.
+func (m *Metrics) pushed(results []PushResult) {
+	for _, pr := range results {
+		ok := m.set.GetOrCreateCounter(fmt.Sprintf(`snapvisor_pushes_total{remote=%q,result="ok"}`, pr.Remote))
+		failed := m.set.GetOrCreateCounter(fmt.Sprintf(`snapvisor_pushes_total{remote=%q,result="failed"}`, pr.Remote))
+		last := m.set.GetOrCreateGauge(fmt.Sprintf("snapvisor_push_last_ok{remote=%q}", pr.Remote), nil)
+		if pr.Error != "" {
+			failed.Inc()
+			last.Set(0)
+			continue
+		}
+		ok.Inc()
+		last.Set(1)
+	}
 }
 
 // WritePrometheus writes every metric in the Prometheus text format.

@@ -438,11 +438,13 @@ func (r *Runner) run(ctx context.Context, reason string, pipeline func(context.C
 	if r.alt != nil {
 		res.Note = info.note
 		res.Remotes, res.Deleted = r.alt.after(ctx, info, log)
+		r.metrics.pushed(res.Remotes)
 		return res
 	}
 	r.remember(info.Info, reason)
 	res.Deleted = r.rotate(log, r.policy)
 	res.Remotes = r.push(ctx, info, log)
+	r.metrics.pushed(res.Remotes)
 	r.judgeShrink(&res, log)
 	r.roomAgain(info.Info, log)
 	return res

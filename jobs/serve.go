@@ -241,6 +241,7 @@ func (r *Runner) onStart(ctx context.Context) {
 func (r *Runner) metricsHandler(next func() time.Time, maxAge time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		r.metrics.health(r.status(next(), maxAge).Healthy, maxAge)
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		r.metrics.WritePrometheus(w)
 	})

@@ -27,6 +27,8 @@ declare -A want=(
   [restic]=restic        # the independent oracle of the restic format's tests (Debian 12: 0.14.0), and bench-restic.sh's peer
   [ssh]=openssh-client   # restic's sftp backend and the git CLI over ssh run ssh(1)
   [git]=git              # the interop oracle of the git format's tests (git http-backend too), and bench-git.sh's peer
+  [prometheus]=prometheus # images/monitoring: a real Prometheus scrapes the entrypoint and evaluates the dashboard and rules
+  [promtool]=prometheus   # promtool check rules / test rules of images/monitoring/alerts.yml
 )
 missing=()
 for cmd in "${!want[@]}"; do
