@@ -30,6 +30,9 @@ type Metrics struct {
 	pushFailures *metrics.Counter
 	shrunk       *metrics.Gauge   // 1 while the newest snapshot is flagged by the shrink guard
 	shrunkTotal  *metrics.Counter // snapshots of an empty or shrunk source
+	// notifyFailures: notifications and heartbeats not delivered (after
+	// the retry) or dropped from a full queue.
+	notifyFailures *metrics.Counter
 }
 
 // NewMetrics creates every metric on a fresh set.
@@ -51,6 +54,8 @@ func NewMetrics() *Metrics {
 		pushFailures: s.NewCounter("snapvisor_push_failures_total"),
 		shrunk:       s.NewGauge("snapvisor_last_snapshot_shrunk", nil),
 		shrunkTotal:  s.NewCounter("snapvisor_shrunk_snapshots_total"),
+
+		notifyFailures: s.NewCounter("snapvisor_notify_failures_total"),
 	}
 }
 
