@@ -433,7 +433,10 @@ func (n *Notifier) bounded(ctx context.Context, send func(context.Context) error
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("no answer within %v: %w", n.timeout, ctx.Err())
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("no answer within %v: %w", n.timeout, ctx.Err())
+		}
+		return fmt.Errorf("abandoned: %w", ctx.Err()) // the exit bound (flush) ended first
 	}
 }
 
