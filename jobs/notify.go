@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -169,16 +170,28 @@ func (c NotifyConfig) build() (notifySettings, error) {
 	return s, nil
 }
 
-// splitURLs splits a comma-separated list, dropping empty entries.
+// splitURLs splits SNAPVISOR_NOTIFY_URLS into URLs: at newlines, and at
+// commas followed by a scheme (name://), since shoutrrr's URLs have lists of
+// their own (telegram's chats=@a,@b, smtp's to=a@x,b@x).
 func splitURLs(v string) []string {
 	var out []string
-	for _, u := range strings.Split(v, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			out = append(out, u)
+	for _, line := range strings.Split(v, "\n") {
+		for i, part := range strings.Split(line, ",") {
+			p := strings.TrimSpace(part)
+			switch {
+			case p == "":
+			case i > 0 && len(out) > 0 && !schemeRE.MatchString(p):
+				out[len(out)-1] += "," + p
+			default:
+				out = append(out, p)
+			}
 		}
 	}
 	return out
 }
+
+// schemeRE matches the start of a URL: its scheme and "://".
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 
 func sampleEvent() Event {
 	return Event{Event: EventSnapshotFailed, Level: NotifyError, Host: "host", Reason: "schedule", Snapshot: "snapshot-20060102T150405Z.tar.gz",

@@ -451,3 +451,38 @@ func TestRedactNotifyURL(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitURLs(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                           nil,
+		"generic://a/x, slack://b@c": {"generic://a/x", "slack://b@c"},
+		"telegram://t@telegram?chats=@a,-100,@b,ntfy://n/t": {"telegram://t@telegram?chats=@a,-100,@b", "ntfy://n/t"},
+		"smtp://h/?from=a@x&to=b@x,c@x\ngotify://g/tok\n":   {"smtp://h/?from=a@x&to=b@x,c@x", "gotify://g/tok"},
+	} {
+		if got := splitURLs(in); strings.Join(got, " ") != strings.Join(want, " ") || len(got) != len(want) {
+			t.Errorf("splitURLs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestNotifyConfig_READMEExamples: every URL example of the README's Notifications validates.
+func TestNotifyConfig_READMEExamples(t *testing.T) {
+	for _, u := range []string{
+		"generic://hooks.example.com/snapvisor?template=json",
+		"generic+https://hooks.example.com/snapvisor",
+		"generic://127.0.0.1:8080/hook?disabletls=yes",
+		"slack://xoxb:123456789012-1234567890123-4mt0t4l1YL3g1T5L4cK70k3N@C001CH4NN3L",
+		"slack://hook:WNA3PBYV6-F20DUQND3RQ-Webc4MAvoacrpPakR8phF0zi@webhook",
+		"discord://TOKEN@123456789012345678",
+		"teams://11111111-4444-4444-8444-cccccccccccc@22222222-4444-4444-8444-cccccccccccc/33333333012222222222333333333344/44444444-4444-4444-8444-cccccccccccc/V2ESyij_gAljSoUQHvZoZYzlpAoAXExyOl26dlf1xHEx05?host=example.webhook.office.com",
+		"smtp://user:password@mail.example.com:587/?from=backup@example.com&to=ops@example.com",
+		"smtp://relay.internal:25/?from=backup@example.com&to=ops@example.com&encryption=None&usestarttls=No&auth=None",
+		"ntfy://ntfy.sh/my-topic",
+		"gotify://gotify.example.com/AbCdEfGhIjKlMnO",
+		"telegram://110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw@telegram?chats=@channel,-100123456",
+	} {
+		if err := (NotifyConfig{URLs: config.Secret(u)}).Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
