@@ -171,6 +171,7 @@ func (r *Runner) recordDrill(res DrillResult) {
 	}
 	r.mu.Unlock()
 	r.metrics.drilled(res)
+	r.notifyDrill(res)
 	log := r.log.With(zap.String("remote", res.Remote), zap.String("snapshot", res.Snapshot), zap.Duration("duration", res.Duration),
 		zap.Int64("bytes", res.Bytes))
 	if res.OK() {

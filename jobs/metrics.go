@@ -32,6 +32,9 @@ type Metrics struct {
 	shrunkTotal  *metrics.Counter // snapshots of an empty or shrunk source
 	healthy      *metrics.Gauge   // health's verdict at scrape time: 1 healthy, 0 not
 	healthMaxAge *metrics.Gauge   // the last good snapshot's age past which health fails
+	// notifyFailures: notifications and heartbeats not delivered (after
+	// the retry) or dropped from a full queue.
+	notifyFailures *metrics.Counter
 }
 
 // NewMetrics creates every metric on a fresh set.
@@ -55,6 +58,8 @@ func NewMetrics() *Metrics {
 		shrunkTotal:  s.NewCounter("snapvisor_shrunk_snapshots_total"),
 		healthy:      s.NewGauge("snapvisor_healthy", nil),
 		healthMaxAge: s.NewGauge("snapvisor_health_max_age_seconds", nil),
+
+		notifyFailures: s.NewCounter("snapvisor_notify_failures_total"),
 	}
 }
 

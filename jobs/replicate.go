@@ -82,6 +82,7 @@ func (r *Runner) Replicate(ctx context.Context) (ReplicateResult, error) {
 	r.mu.Lock()
 	r.lastReplication = &res
 	r.mu.Unlock()
+	r.notifyReplication(res)
 	if !res.OK() {
 		if res.Error != "" {
 			return res, errors.New(res.Error)

@@ -133,6 +133,10 @@ type Runner struct {
 	streamedAt time.Time
 	// drills: the round robin and the last drill of each remote (drill.go); under mu.
 	drills drillState
+	// notifier sends notifications and heartbeats (notify.go; nil: none);
+	// healthMaxAge is Serve's health max age (under mu; 0: not serving).
+	notifier     *Notifier
+	healthMaxAge time.Duration
 }
 
 type flight struct {
@@ -303,6 +307,7 @@ func (r *Runner) fly(f *flight, res Result) Result {
 		r.lastGood = res
 	}
 	r.mu.Unlock()
+	r.notifyRun(res) // queued before the result is out: a standalone run flushes it next
 	close(f.done)
 	return res
 }

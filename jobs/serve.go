@@ -127,14 +127,15 @@ const schedulerStop = time.Second
 
 // Serve runs the jobs beside the service until ctx ends, as actors of one
 // group: the control socket, the metrics endpoint, the scheduler, the
-// optional on-start snapshot, the health seed from the remotes and the lease
-// keeper. None of them waits for a run (the Runner owns it). When ctx ends,
+// optional on-start snapshot, the health seed from the remotes, the lease
+// keeper and the notifier. None of them waits for a run (the Runner owns it). When ctx ends,
 // Serve stops in this order, the whole of it bounded by drain:
 //
 //  1. the actors return (servers closed, scheduler shut down, timers stopped);
 //  2. the snapshot in progress finishes, or is abandoned (Runner.Drain);
 //  3. the remotes' leases are released: a clean exit, the next writer takes
 //     over at once.
+//  4. the notifications still queued are delivered (FlushNotifications).
 //
 // Call it once the service has started.
 func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) error {
@@ -185,6 +186,9 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 		maxAge = 2*sched.Interval(time.Now()) + r.cfg.Jitter
 	}
 	next := func() time.Time { t, _ := job.NextRun(); return t }
+	r.mu.Lock()
+	r.healthMaxAge = maxAge // health turning bad is notified after each run
+	r.mu.Unlock()
 
 	// The group: sync.WaitGroup.Go is all it needs (no actor's error ends
 	// the others: each logs its own), so no group library.
@@ -205,6 +209,7 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 	})
 	r.log.Info("snapshots scheduled", zap.String("schedule", r.cfg.Schedule), zap.Time("next", next()),
 		zap.String("dir", r.snap.Dir), zap.Strings("sources", r.snap.Sources), zap.String("control_socket", l.path))
+	actors.Go(func() { r.notifier.run(ctx) })
 	actors.Go(func() { r.seedFromRemotes(ctx) })
 	actors.Go(func() { r.KeepLeases(ctx) })
 	if r.cfg.OnStart {
@@ -222,6 +227,7 @@ func (r *Runner) Serve(ctx context.Context, l *Listeners, drain time.Duration) e
 		r.log.Warn("snapshot still running at exit: abandoned (its temporary file is removed by the next run)", zap.Duration("waited", drain))
 	}
 	r.ReleaseLeases(dctx)
+	r.FlushNotifications(dctx) // the last run's, bounded
 	return nil
 }
 

@@ -80,6 +80,7 @@ func snapshotStandalone(ctx context.Context, a *app, asJSON, noProgress bool) er
 	stopLeases()
 	<-kept                                     // one round at most, bounded per remote
 	runner.ReleaseLeases(context.Background()) // bounded per remote
+	runner.FlushNotifications(ctx)             // the notification and heartbeat, bounded
 	if err != nil {
 		return err
 	}

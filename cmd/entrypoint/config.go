@@ -59,13 +59,14 @@ type Config struct {
 	Store      store.Config
 	Restic     restic.Settings  // SNAPVISOR_FORMAT=restic
 	Git        gitsnap.Settings // SNAPVISOR_FORMAT=git
+	Notify     jobs.NotifyConfig
 
 	Policy rotation.Policy // validated retention policy
 }
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Git, &c.Rotation, &c.Store}
+	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Git, &c.Rotation, &c.Store, &c.Notify}
 }
 
 // serviceSecrets lists the variables kept out of the service's environment:
@@ -154,6 +155,9 @@ func loadConfig() (*Config, error) {
 		return nil, err
 	}
 	if err := c.Jobs.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.Notify.Validate(); err != nil { // builds the senders: a bad URL fails here
 		return nil, err
 	}
 	if c.restic() {

@@ -267,6 +267,7 @@ func runService(ctx context.Context, a *app, argv []string) error {
 			a.log.Warn("no final snapshot: the service did not exit cleanly", zap.Int("code", st.Code()))
 		}
 	}
+	runner.FlushNotifications(exit) // the final snapshot's (Serve delivered the others), bounded
 	return &exitError{code: code}
 }
 

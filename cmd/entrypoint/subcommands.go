@@ -128,6 +128,9 @@ func openRemotes(ctx context.Context, a *app) ([]remote.Remote, error) {
 func newRunner(a *app, svc jobs.Service, env []string, m *jobs.Metrics, remotes []remote.Remote) *jobs.Runner {
 	r := jobs.NewRunner(a.cfg.Jobs, a.snap, a.cfg.Policy, svc, env, a.log, m)
 	r.SetRemotes(remotes)
+	if err := r.SetNotify(a.cfg.Notify); err != nil { // validated by loadConfig
+		a.log.Warn("notifications off", zap.Error(err))
+	}
 	if a.cfg.restic() {
 		r.SetRestic(a.cfg.Restic)
 	}
