@@ -84,6 +84,7 @@ func drillStandalone(ctx context.Context, a *app, from string) (jobs.DrillResult
 	env := serviceEnv(os.Environ(), a.cfg.serviceSecrets())
 	runner := newRunner(a, nil, env, nil, stores)
 	res, err := runner.Drill(ctx, from)
+	runner.FlushNotifications(context.WithoutCancel(ctx)) // its notification, bounded
 	if err != nil {
 		return res, fmt.Errorf("drill: %w", err)
 	}

@@ -58,7 +58,9 @@ func replicateStandalone(ctx context.Context, a *app) (jobs.ReplicateResult, err
 	defer func() { _ = remote.CloseAll(stores) }()
 	runner := newRunner(a, nil, serviceEnv(os.Environ(), a.cfg.serviceSecrets()), nil, stores)
 	defer runner.ReleaseLeases(context.Background()) // bounded per remote
-	return runner.Replicate(ctx)
+	res, err := runner.Replicate(ctx)
+	runner.FlushNotifications(context.WithoutCancel(ctx)) // its notification, bounded
+	return res, err
 }
 
 // printReplication prints one line per remote.
