@@ -123,7 +123,16 @@ func TestRunner_Final(t *testing.T) {
 	t.Run("ctx ends while waiting", func(t *testing.T) {
 		gate := filepath.Join(t.TempDir(), "gate")
 		f := newFixture(t, Config{PreCommand: "while [ ! -e " + gate + " ]; do sleep 0.02; done"}, looping)
-		defer os.WriteFile(gate, nil, 0o644)
+		defer func() {
+			// The run left behind ends before the test does: it logs to the
+			// test's logger (seen: "Log in goroutine after ... has completed").
+			_ = os.WriteFile(gate, nil, 0o644)
+			wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if !f.runner.wait(wctx) {
+				t.Error("the run left behind did not end")
+			}
+		}()
 		go func() { _, _ = f.runner.Trigger(context.Background(), "test") }()
 		testutil.Eventually(t, 5*time.Second, "run in progress", func() bool { return f.runner.status(time.Time{}, time.Hour).Running })
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -13,6 +15,7 @@ import (
 	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/remote"
+	"snapvisor/supervisor"
 )
 
 // cmdSidecar runs the snapshot jobs with no service of ours: beside an
@@ -84,14 +87,34 @@ func cmdRestoreIfEmpty(ctx context.Context, a *app, args []string) error {
 	if _, done, err := parseArgs(fs, args, 0); done || err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
-	defer stop()
+	// A TERM or INT (the pod deleted during a long restore) cancels the
+	// restore, which leaves nothing half-restored, and exits 128+N as a
+	// service stopped before it started does.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stopped atomic.Int32
+	go func() {
+		select {
+		case s := <-sigs:
+			stopped.Store(int32(s.(syscall.Signal)))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	stores, err := openRemotes(ctx, a)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = remote.CloseAll(stores) }()
 	restored, err := autoRestore(ctx, a, stores)
+	if sig := syscall.Signal(stopped.Load()); err != nil && sig != 0 {
+		a.log.Warn("restore-if-empty: stopped by a signal; nothing half-restored is left, the next run restores again",
+			zap.String("signal", supervisor.SignalName(sig)), zap.Error(err))
+		return &exitError{code: 128 + int(sig)}
+	}
 	if err != nil {
 		return err
 	}
