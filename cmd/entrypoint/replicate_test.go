@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,13 +88,23 @@ func TestEntrypoint_RedisReplicationStory(t *testing.T) {
 	}
 
 	t.Run("a drill of B's newest snapshot with redis-check-rdb passes; the data is untouched", func(t *testing.T) {
-		before := treeDigest(t, data, "dump.rdb")
+		// The scheduled snapshots keep running (their BGSAVE rewrites
+		// dump.rdb every 3 s, with a new timestamp inside), so the data
+		// directory's bytes are no witness. These are: a marker written
+		// now, in no snapshot, that any restore into the data directory
+		// would remove or replace; the directory's own inode, which a
+		// restore's swap would change; and no entry added but Redis's own.
+		marker := filepath.Join(data, "untouched.marker")
+		if err := os.WriteFile(marker, []byte("written before the drill"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := dataWitness(t, data)
 		code, out, errOut := entrypoint(t, env, "drill", "--from", urlB)
 		if code != 0 {
 			t.Fatalf("drill: exit %d: %s %s\nentrypoint:\n%s", code, out, errOut, p.stderr)
 		}
-		if after := treeDigest(t, data, "dump.rdb"); after != before {
-			t.Errorf("the data directory changed during the drill")
+		if after := dataWitness(t, data); after != before {
+			t.Errorf("the data directory changed during the drill:\nbefore %s\nafter  %s", before, after)
 		}
 		if ents, _ := os.ReadDir(filepath.Join(root, "drill")); len(ents) != 0 {
 			t.Errorf("drill scratch left behind: %v", ents)
@@ -109,14 +120,34 @@ func TestEntrypoint_RedisReplicationStory(t *testing.T) {
 	}
 }
 
-// treeDigest is the sha256 of the file name under dir (a stand-in for the
-// data directory's content; redis writes only it).
-func treeDigest(t *testing.T, dir, name string) string {
+// dataWitness describes what a restore into dir would change: dir's inode,
+// the marker file's inode and content, and the names of its entries other
+// than the ones redis rewrites on its own (dump.rdb, temp-*.rdb).
+func dataWitness(t *testing.T, dir string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "untouched.marker")
+	var mst syscall.Stat_t
+	if err := syscall.Stat(marker, &mst); err != nil {
+		return "marker gone: " + err.Error()
+	}
+	b, err := os.ReadFile(marker)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n := e.Name(); n != "dump.rdb" && !strings.HasPrefix(n, "temp-") {
+			names = append(names, n)
+		}
+	}
+	return fmt.Sprintf("dir inode %d, marker inode %d sha256 %s, entries %v", st.Ino, mst.Ino, hex.EncodeToString(sum[:8]), names)
 }
