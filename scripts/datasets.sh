@@ -13,6 +13,8 @@
 #   compressed  already-compressed files (.gz .xz .zst .bz2 .jpg .png .zip .jar) from
 #               /usr/share and /usr/lib, up to SIZE_MIB
 #   corpus      scripts/gencorpus (log-like text, JSON lines, random, zeros, small files)
+#   flat        scripts/gencorpus -layout flat (64 x 4 MiB log-like text, 32 x 4 MiB
+#               random, one 64 MiB file of zeros)
 #
 #   scripts/datasets.sh [NAME...]     (default: all; prints the directories built)
 # Environment: DATASETS, SIZE_MIB (default 192).
@@ -61,6 +63,7 @@ build_compressed() {
 }
 
 build_corpus() { go run ./scripts/gencorpus -out "$1" -scale 1 >/dev/null; }
+build_flat() { go run ./scripts/gencorpus -out "$1" -layout flat >/dev/null; }
 
 build_redis() {
   command -v redis-server >/dev/null || ./scripts/deps.sh
@@ -108,7 +111,7 @@ build_postgres() {
   local base
   base=$(mktemp -d /tmp/datasets-pg.XXXXXX)
   chown postgres "$base"
-  runuser -u postgres -- "$bin/initdb" -D "$base/data" -U postgres --auth-local=trust -N >/dev/null
+  runuser -u postgres -- "$bin/initdb" -D "$base/data" -U postgres --auth-local=trust -N >/dev/null 2>&1
   runuser -u postgres -- "$bin/pg_ctl" -D "$base/data" -l "$base/log" -w \
     -o "-c listen_addresses='' -k $base -c fsync=off" start >/dev/null
   runuser -u postgres -- "$pgbench" -h "$base" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
@@ -120,7 +123,7 @@ build_postgres() {
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(source binaries postgres redis sqlite compressed corpus)
+[ ${#names[@]} -gt 0 ] || names=(source binaries postgres redis sqlite compressed corpus flat)
 for n in "${names[@]}"; do
   d=$out/$n
   if [ ! -d "$d" ]; then

@@ -516,11 +516,18 @@ func (x *extractor) writeFile(dst string, hdr *tar.Header, tr *tar.Reader) error
 	if err != nil {
 		return err
 	}
-	var off, end int64
+	var off, end, kicked int64
 	for {
 		if x.ctx != nil && x.ctx.Err() != nil {
 			f.Close()
 			return x.ctx.Err()
+		}
+		if x.flush != nil && end-kicked >= writebackEvery {
+			// A large file's pages go to writeback as they are written, as
+			// the snapshot's do (create.go), not only when it is complete:
+			// the syncfs before the swap then has little left to wait for.
+			_ = unix.SyncFileRange(int(f.Fd()), kicked, end-kicked, unix.SYNC_FILE_RANGE_WRITE)
+			kicked = end
 		}
 		n, rerr := io.ReadFull(tr, x.buf)
 		b := x.buf[:n]
