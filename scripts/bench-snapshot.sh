@@ -18,7 +18,7 @@
 # untimed sync before each; the medians count. Prints a markdown section and
 # writes it to var/bench-snapshot.md (scripts/bench.sh puts it into README.md).
 #
-# Environment: DATASETS (names, default: all of scripts/datasets.sh), RUNS
+# Environment: BENCH_DATASETS (names, default: all of scripts/datasets.sh), RUNS
 # (default 5), BENCH_DIR (the RSS corpus, default var/bench-corpus; generated
 # when missing, BENCH_DIR-x4 likewise), BENCH_WORK (scratch, default
 # var/bench-work, removed at the end), BIN (default bin/entrypoint).
@@ -42,7 +42,7 @@ need_gnu_time
 mkdir -p "$work" "$(dirname "$report")"
 dvb=$work/dvbpeer
 CGO_ENABLED=0 go build -trimpath -o "$dvb" ./scripts/dvbpeer
-mapfile -t dirs < <(./scripts/datasets.sh ${DATASETS:-})
+mapfile -t dirs < <(./scripts/datasets.sh ${BENCH_DATASETS:-})
 [ -d "$corpus" ] || go run ./scripts/gencorpus -out "$corpus" -scale 1
 [ -d "$corpus4" ] || go run ./scripts/gencorpus -out "$corpus4" -scale 4
 trap 'rm -rf "$work"' EXIT
@@ -144,7 +144,7 @@ n=$(wc -l <"$ratios")
   while read -r name bytes files tgz tpigz tdvb tzst tcli trs trp sgz spigz sdvb szst scli rgz rzst rrs rdvb; do
     echo "| $name | $(mib "$bytes"), $files | $(ratio3 "$tgz" "$tpigz") ($tgz s / $tpigz s) | $(ratio3 "$sgz" "$spigz") ($(pct "$sgz" "$spigz")) |" \
       "$(ratio3 "$tgz" "$tdvb") ($tdvb s) | $(ratio3 "$sgz" "$sdvb") | $(ratio3 "$tzst" "$tcli") ($tzst s / $tcli s) | $(ratio3 "$szst" "$scli") |" \
-      "$(ratio3 "$trs" "$trp") ($trs s / $trp s) | $(kib2mib "$(awk -v a="$rgz" -v b="$rzst" 'BEGIN {print a > b ? a : b}')") / $(kib2mib "$rrs") |"
+      "$(ratio3 "$trs" "$trp") ($trs s / $trp s) | $(kib2mib "$(awk -v a="$rgz" -v b="$rzst" 'BEGIN {print (a > b ? a : b)}')") / $(kib2mib "$rrs") |"
   done <"$rows"
   echo "| **median** | | **$(med 2)** | **$(med 3)** | **$(med 4)** | **$(med 5)** | **$(med 6)** | **$(med 7)** | **$(med 8)** | |"
   echo "| datasets within target | | $(count_fail 2 0 0.45 | awk -v n="$n" '{print n - $1}')/$n | $(count_fail 3 0.99 1.01 | awk -v n="$n" '{print n - $1}')/$n | $(count_fail 4 0 0.99999 | awk -v n="$n" '{print n - $1}')/$n | $(count_fail 5 0 1 | awk -v n="$n" '{print n - $1}')/$n | $(count_fail 6 0 1.10 | awk -v n="$n" '{print n - $1}')/$n | $(count_fail 7 0 1.02 | awk -v n="$n" '{print n - $1}')/$n | $(count_fail 8 0 0.8 | awk -v n="$n" '{print n - $1}')/$n | $(le "$rss_rows" 40960) |"

@@ -36,11 +36,12 @@ const (
 	copyBufSize = 512 << 10 // read size for file content
 	outBufSize  = 256 << 10 // buffer between compressor and file+hash
 	// At most this many compression workers whatever the core count, so that
-	// memory does not grow with it: they share ~14 MiB, which is ~3.5 MiB
-	// per gzip worker (blocks and the deflate state of two levels) and ~7 MiB
-	// per zstd worker (blocks, a 1 MiB window, hash tables). Peak RSS stays
-	// around 30-35 MiB (README, benchmark), under the 40 MiB target.
-	gzipWorkers   = 4
+	// memory does not grow with it: a gzip worker costs ~6 MiB (blocks, the
+	// deflate state of up to four encoder levels, ~1.1 MiB each, see
+	// gzipLadder, and the sample's estimator), a zstd worker ~7 MiB (blocks,
+	// a 1 MiB window, hash tables). The heap of a snapshot stays at 16-22 MiB;
+	// the rest of its peak RSS (README, benchmark) is the binary's own pages.
+	gzipWorkers   = 3
 	zstdWorkers   = 2
 	gzipBlockSize = 512 << 10 // larger ones save under 0.01%
 	zstdBlockSize = 1 << 20   // also the zstd window: 512 KiB costs 0.8% size, 2 MiB saves 0.4% for 5 MiB more memory
