@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 import (
@@ -17,13 +19,9 @@ Usage:
 Subcommands:
 `, version)
 	cmds := commands()
-	for _, name := range []string{"snapshot", "restore", "list", "copy", "verify", "keys", "status", "health", "replicate", "drill", "sidecar", "restore-if-empty", "takeover", "env", "version", "help"} {
+	for _, name := range subcommandNames() {
 		fmt.Fprintf(w, "  %-16s %s\n", name, cmds[name].summary)
 	}
-	fmt.Fprintf(w, `
-Configuration is read from SNAPVISOR_* environment variables: see `+"`entrypoint env`"+`.
-Exit codes: the service's own; %d bad command line; %d invalid configuration;
-%d service not executable; %d service not found; %d other failure of a subcommand.
-`, exitUsage, exitConfig, exitNoExec, exitNotFound, exitFailure)
+	fmt.Fprintf(w, "\nConfiguration is read from SNAPVISOR_* environment variables: see `entrypoint env`.\n%s", exitCodesHelp())
 	return nil
 }

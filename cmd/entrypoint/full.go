@@ -1,14 +1,12 @@
-// Command entrypoint is snapvisor: a PID-1 container entrypoint that runs the
-// service as its child (signals, zombie reaping, exit code) and, when enabled,
-// takes scheduled snapshots of the service's data and restores them on start.
-//
-//	entrypoint [--] CMD [ARGS...]   run CMD as the service
-//	entrypoint SUBCOMMAND [ARGS...] run one of snapvisor's own subcommands
+//go:build !initonly
+
+// The full build: the configuration of every component, the subcommands,
+// and the service with its snapshot jobs beside it.
+
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,31 +15,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"snapvisor/config"
 	"snapvisor/jobs"
 	"snapvisor/remote"
 	"snapvisor/snapshot"
 	"snapvisor/supervisor"
 )
-
-// version is set at build time (-ldflags -X main.version=...).
-var version = "dev"
-
-// Exit codes with a meaning of their own; everything else is the service's code.
-const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitUsage    = 64  // EX_USAGE: bad command line
-	exitConfig   = 78  // EX_CONFIG: invalid configuration
-	exitNoExec   = 126 // service not executable
-	exitNotFound = 127 // service not found
-)
-
-func main() {
-	// First, before anything registers a signal: what the service inherits.
-	inherited := supervisor.CaptureInherited()
-	os.Exit(run(os.Args[1:], inherited, os.Stdout, os.Stderr))
-}
 
 // app is what a subcommand needs: the loaded configuration, a logger and outputs.
 type app struct {
@@ -50,25 +28,6 @@ type app struct {
 	cfg            *Config
 	snap           snapshot.Config
 }
-
-// usageError is a bad command line (exit 64).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-// exitError carries an exact exit code (the service's own, for instance).
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit %d", e.code)
-	}
-	return e.err.Error()
-}
-func (e *exitError) Unwrap() error { return e.err }
 
 type command struct {
 	run     func(ctx context.Context, a *app, args []string) error
@@ -101,28 +60,9 @@ func commands() map[string]command {
 // exit code. inherited is the signal state the process was started with.
 func run(args []string, inherited supervisor.Inherited, stdout, stderr io.Writer) int {
 	snapshot.Version = version
-	var service []string
-	var sub string
-	switch {
-	case len(args) == 0:
-		return report(stderr, nil, &usageError{"no command given: use `entrypoint [--] CMD [ARGS...]` to run a service, or `entrypoint help`"})
-	case args[0] == "--":
-		service = args[1:]
-		if len(service) == 0 {
-			return report(stderr, nil, &usageError{"no service command after `--`: use `entrypoint -- CMD [ARGS...]`"})
-		}
-	case args[0] == "-h" || args[0] == "--help":
-		sub = "help"
-	case args[0] == "--version" || args[0] == "-v":
-		sub = "version"
-	case strings.HasPrefix(args[0], "-"):
-		return report(stderr, nil, &usageError{fmt.Sprintf("unknown flag %q: put `--` before a service command that starts with a dash", args[0])})
-	default:
-		if _, ok := commands()[args[0]]; ok {
-			sub = args[0]
-		} else {
-			service = args
-		}
+	sub, service, err := parseCommandLine(args, func(name string) bool { _, ok := commands()[name]; return ok })
+	if err != nil {
+		return report(stderr, nil, err)
 	}
 	if sub == "help" || sub == "version" || sub == "env" {
 		// These work whatever the environment holds.
@@ -136,7 +76,7 @@ func run(args []string, inherited supervisor.Inherited, stdout, stderr io.Writer
 	}
 	cfg.Supervisor.Inherited = inherited
 	if sub == "" {
-		cfg.quietInit(os.LookupEnv)
+		cfg.Log.quietInit(cfg.Jobs.Backup, os.LookupEnv)
 	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
@@ -171,27 +111,18 @@ func run(args []string, inherited supervisor.Inherited, stdout, stderr io.Writer
 func runService(ctx context.Context, a *app, argv []string) error {
 	secrets := a.cfg.serviceSecrets()
 	env := serviceEnv(os.Environ(), secrets)
-	sup, err := supervisor.New(a.cfg.Supervisor, argv, env, a.log)
+	sup, err := newSupervisor(a.cfg.Supervisor, argv, env, a.log)
 	if err != nil {
 		return err
 	}
-	sup.Listen() // from here on a TERM or INT is handled, never the Go runtime's exit 2
 	// Every secret is in a.cfg by now (store clients get their credentials
 	// from it, never from the environment): take them out of the
 	// environment, where a service of the same uid reads /proc/1/environ.
 	if err := scrubEnviron(secrets); err != nil {
 		a.log.Warn("secret variables stay readable in /proc/1/environ by processes of the same uid", zap.Error(err))
 	}
-	go func() {
-		<-sup.Started()
-		trimResidentCode()
-	}()
 	if !a.cfg.Jobs.Backup {
-		st, err := sup.Run(ctx)
-		if err != nil {
-			return notStarted(a.log, err)
-		}
-		return &exitError{code: sup.ExitCode(st)}
+		return superviseAlone(ctx, sup, a.log)
 	}
 
 	jc := a.cfg.Jobs
@@ -286,23 +217,6 @@ func autoRestore(ctx context.Context, a *app, remotes []remote.Remote) (string, 
 	return jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log)
 }
 
-// notStarted turns a TERM or INT that arrived before the service started
-// into the exit code 128+N, saying so in the log; other errors pass through.
-func notStarted(log *zap.Logger, err error) error {
-	var se *supervisor.StoppedError
-	if !errors.As(err, &se) {
-		return err
-	}
-	fields := []zap.Field{zap.String("signal", supervisor.SignalName(se.Signal)), zap.Int("exit_code", se.Code())}
-	if se.Err != nil {
-		// An auto-restore cut short: snapshot.Restore removes its staging
-		// and never swaps in part of a snapshot.
-		fields = append(fields, zap.NamedError("cancelled", se.Err))
-	}
-	log.Warn("stopped before the service started: the service was not started", fields...)
-	return &exitError{code: se.Code()}
-}
-
 // serviceEnv is the container's environment minus snapvisor's secret variables.
 func serviceEnv(environ, secret []string) []string {
 	drop := make(map[string]bool, len(secret))
@@ -317,42 +231,4 @@ func serviceEnv(environ, secret []string) []string {
 		}
 	}
 	return out
-}
-
-// report maps the final error to an exit code, in one place.
-func report(stderr io.Writer, log *zap.Logger, err error) int {
-	if err == nil {
-		return exitOK
-	}
-	var ee *exitError
-	if errors.As(err, &ee) && ee.err == nil {
-		return ee.code
-	}
-	code := exitFailure
-	var (
-		ue *usageError
-		ce *config.Error
-		se *supervisor.StartError
-	)
-	switch {
-	case errors.As(err, &ue):
-		code = exitUsage
-	case errors.As(err, &ce):
-		code = exitConfig
-	case errors.As(err, &se):
-		code = se.Code
-	case errors.As(err, &ee):
-		code = ee.code
-	}
-	switch {
-	case code == exitConfig:
-		fmt.Fprintf(stderr, "snapvisor: configuration error: %v\n", err)
-	case code == exitUsage:
-		fmt.Fprintf(stderr, "snapvisor: %v\nRun `entrypoint help` for usage.\n", err)
-	case log != nil:
-		log.Error("failed", zap.Error(err), zap.Int("exit_code", code))
-	default:
-		fmt.Fprintf(stderr, "snapvisor: %v\n", err)
-	}
-	return code
 }

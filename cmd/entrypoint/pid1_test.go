@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 import (
@@ -109,8 +111,14 @@ type proc struct {
 // startPID1 runs the entrypoint as PID 1 of a new PID namespace.
 func startPID1(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startPID1Bin(t, binPath, env, args...)
+}
+
+// startPID1Bin runs the entrypoint binary bin as PID 1 of a new PID namespace.
+func startPID1Bin(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	requireRoot(t)
-	return start(t, env, append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", binPath}, args...)...)
+	return start(t, env, append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", bin}, args...)...)
 }
 
 func start(t *testing.T, env []string, argv ...string) *proc {
