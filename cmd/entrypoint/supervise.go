@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"snapvisor/internal/zlog"
 	"snapvisor/supervisor"
 )
 
+// trimDelay is how long after the service's start trimResidentCode runs.
+const trimDelay = 500 * time.Millisecond
+
 // newSupervisor prepares the supervisor of the service argv (environment
 // env) and starts handling TERM and INT: from its return on, one of them
-// is the supervisor's business, never the Go runtime's exit 2. Once the
-// service has started, the process's idle memory is trimmed
-// (trimResidentCode).
+// is the supervisor's business, never the Go runtime's exit 2. Half a
+// second after the service has started, when start-up is over, the
+// process's idle memory is trimmed (trimResidentCode); a service that
+// exits sooner costs no trim, whose pages the exit path would fault back.
 func newSupervisor(cfg supervisor.Config, argv, env []string, log zlog.Logger) (*supervisor.Supervisor, error) {
 	sup, err := supervisor.New(cfg, argv, env, log)
 	if err != nil {
@@ -20,6 +25,7 @@ func newSupervisor(cfg supervisor.Config, argv, env []string, log zlog.Logger) (
 	sup.Listen()
 	go func() {
 		<-sup.Started()
+		time.Sleep(trimDelay)
 		trimResidentCode()
 	}()
 	return sup, nil
