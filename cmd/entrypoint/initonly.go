@@ -110,16 +110,12 @@ func printInitHelp(w io.Writer) {
 	fmt.Fprintf(w, `snapvisor %s — a PID-1 container entrypoint (init-only build)
 
 Usage:
-  entrypoint [--] CMD [ARGS...]     run CMD as the service (signals forwarded, zombies reaped,
-                                    exit code passed through; 128+N when killed by signal N)
-  entrypoint help|version|env       this help, the version, the variables read
+%s  entrypoint help|version|env       this help, the version, the variables read
 
 This build is the supervisor alone: snapshots, restore, remote stores, encryption, metrics and
 schedules are not linked in, and their subcommands and SNAPVISOR_* variables are refused
 (exit %d and %d): use the full entrypoint binary (the snapvisor image) for them.
-
-Configuration is read from SNAPVISOR_* environment variables: see `+"`entrypoint env`"+`.
-%s`, version, exitUsage, exitConfig, exitCodesHelp())
+%s`, version, serviceUsage, exitUsage, exitConfig, helpFooter())
 }
 
 // printInitEnv is `entrypoint-init env`: the variables this build reads.

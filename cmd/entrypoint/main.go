@@ -36,11 +36,18 @@ const (
 	exitNotFound = 127 // service not found
 )
 
-// exitCodesHelp is the help text's list of the exit codes above.
-func exitCodesHelp() string {
-	return fmt.Sprintf("Exit codes: the service's own; %d bad command line; %d invalid configuration;\n"+
-		"%d service not executable; %d service not found; %d other failure of a subcommand.\n",
-		exitUsage, exitConfig, exitNoExec, exitNotFound, exitFailure)
+// serviceUsage is the help text's line for running a service, in both builds.
+const serviceUsage = `  entrypoint [--] CMD [ARGS...]     run CMD as the service (signals forwarded, zombies reaped,
+                                    exit code passed through; 128+N when killed by signal N)
+`
+
+// helpFooter ends the help text of both builds: where the configuration
+// comes from and the exit codes above.
+func helpFooter() string {
+	return "\nConfiguration is read from SNAPVISOR_* environment variables: see `entrypoint env`.\n" +
+		fmt.Sprintf("Exit codes: the service's own; %d bad command line; %d invalid configuration;\n"+
+			"%d service not executable; %d service not found; %d other failure of a subcommand.\n",
+			exitUsage, exitConfig, exitNoExec, exitNotFound, exitFailure)
 }
 
 func main() {
