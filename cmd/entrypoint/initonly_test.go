@@ -39,21 +39,11 @@ func TestInitOnly_PID1(t *testing.T) {
 	bin := buildInitOnly(t, t.TempDir())
 
 	t.Run("exit codes", func(t *testing.T) {
-		for _, tc := range []struct {
-			name string
-			env  []string
-			args []string
-			want int
-		}{
-			{"zero", nil, []string{"--", "true"}, 0},
-			{"forty-two", nil, []string{"--", "sh", "-c", "exit 42"}, 42},
-			{"killed by signal 9", nil, []string{"sh", "-c", "kill -9 $$"}, 128 + 9},
-			{"not found", nil, []string{"--", "/nonexistent/service"}, exitNotFound},
-			{"not executable", nil, []string{"--", "/etc/hostname"}, exitNoExec},
-			{"success code", []string{"SNAPVISOR_SUCCESS_CODES=143"}, []string{"--", "sh", "-c", "exit 143"}, 0},
-			{"bad supervisor variable", []string{"SNAPVISOR_STOP_TIMEOUT=soon"}, []string{"--", "true"}, exitConfig},
-			{"snapshots off explicitly", []string{"SNAPVISOR_BACKUP=false"}, []string{"--", "true"}, 0},
-		} {
+		cases := append(exitCases(),
+			exitCase{"success code", []string{"SNAPVISOR_SUCCESS_CODES=143"}, []string{"--", "sh", "-c", "exit 143"}, 0},
+			exitCase{"bad supervisor variable", []string{"SNAPVISOR_STOP_TIMEOUT=soon"}, []string{"--", "true"}, exitConfig},
+			exitCase{"snapshots off explicitly", []string{"SNAPVISOR_BACKUP=false"}, []string{"--", "true"}, 0})
+		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				p := startPID1Bin(t, bin, tc.env, tc.args...)
 				if got := p.wait(t, 10*time.Second); got != tc.want {
@@ -88,22 +78,8 @@ func TestInitOnly_PID1(t *testing.T) {
 	})
 
 	t.Run("reaps orphans", func(t *testing.T) {
-		// 200 orphans re-parented to PID 1; the service counts zombies in /proc.
 		out := filepath.Join(t.TempDir(), "zombies")
-		script := `for i in $(seq 200); do ( sleep 0.2 & ) ; done
-end=$(( $(date +%s) + 20 ))
-while :; do
-  z=0
-  for s in /proc/[0-9]*/stat; do
-    st=$(cut -d')' -f2 "$s" 2>/dev/null | cut -d' ' -f2)
-    [ "$st" = Z ] && z=$((z+1))
-  done
-  echo "$z" > "$OUT"
-  [ "$z" -eq 0 ] && [ -z "$(pgrep -x sleep)" ] && exit 0
-  [ "$(date +%s)" -ge "$end" ] && exit 1
-  sleep 0.1
-done`
-		p := startPID1Bin(t, bin, []string{"OUT=" + out}, "--", "sh", "-c", script)
+		p := startPID1Bin(t, bin, []string{"OUT=" + out}, "--", "sh", "-c", orphansScript(200))
 		if got := p.wait(t, 60*time.Second); got != 0 {
 			b, _ := os.ReadFile(out)
 			t.Fatalf("exit code %d (zombies left: %s); stderr:\n%s", got, b, p.stderr)
