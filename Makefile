@@ -1,22 +1,28 @@
 # snapvisor — see README.md. Every target installs what it needs (scripts/deps.sh).
 GO      ?= go
 BIN     := bin/entrypoint
+BIN_INIT := bin/entrypoint-init
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all build test fuzz bench demo lint deps clean
+.PHONY: all build build-init test fuzz bench demo lint deps clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/entrypoint
 
+# The init-only build: the supervisor alone (no stores, encryption, metrics,
+# scheduler or snapshot engine linked in); see README, "Init-only build".
+build-init:
+	$(GO) build -tags initonly -trimpath -ldflags "$(LDFLAGS)" -o $(BIN_INIT) ./cmd/entrypoint
+
 deps:
 	./scripts/deps.sh
 
 # Tests run the real binary as PID 1 (unshare) and talk to real servers.
-test: deps build
+test: deps build build-init
 	@rc=0; $(GO) test -count=1 -timeout 25m ./... || rc=$$?; \
 	if [ -f var/e2e-skipped.txt ]; then echo "WARNING: $$(cat var/e2e-skipped.txt)" >&2; fi; \
 	exit $$rc

@@ -120,6 +120,18 @@ func SecretVars(specs ...any) []string {
 	return out
 }
 
+// Names lists the environment variables the given specs read, in field
+// order (a secret's NAME_FILE variant not included).
+func Names(specs ...any) []string {
+	var out []string
+	for _, spec := range specs {
+		for _, f := range fields(spec) {
+			out = append(out, f.key)
+		}
+	}
+	return out
+}
+
 type field struct {
 	key, def, desc, typ string
 	secret              bool

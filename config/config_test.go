@@ -94,6 +94,18 @@ func TestSecretVars(t *testing.T) {
 	}
 }
 
+func TestNames(t *testing.T) {
+	got := strings.Join(Names(&spec{}), ",")
+	for _, want := range []string{"SNAPVISOR_T_TIMEOUT", "SNAPVISOR_T_KEY"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Names = %s, lacks %s", got, want)
+		}
+	}
+	if strings.Contains(got, "_FILE") {
+		t.Errorf("Names = %s: NAME_FILE variants are not names of their own", got)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var b bytes.Buffer
 	Usage(tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0), &spec{})

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/template"
 	"time"
@@ -180,7 +181,7 @@ func splitURLs(v string) []string {
 			p := strings.TrimSpace(part)
 			switch {
 			case p == "":
-			case i > 0 && len(out) > 0 && !schemeRE.MatchString(p):
+			case i > 0 && len(out) > 0 && !schemeRE().MatchString(p):
 				out[len(out)-1] += "," + p
 			default:
 				out = append(out, p)
@@ -191,7 +192,7 @@ func splitURLs(v string) []string {
 }
 
 // schemeRE matches the start of a URL: its scheme and "://".
-var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+var schemeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`) })
 
 func sampleEvent() Event {
 	return Event{Event: EventSnapshotFailed, Level: NotifyError, Host: "host", Reason: "schedule", Snapshot: "snapshot-20060102T150405Z.tar.gz",

@@ -269,7 +269,7 @@ func readGCMHeader(r io.Reader) (gcmHeader, error) {
 		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header truncated", ErrDamaged)
 	}
 	id := string(rest[:idLen])
-	if !keyIDRE.MatchString(id) {
+	if !keyIDRE().MatchString(id) {
 		return gcmHeader{}, fmt.Errorf("%w: aes256-gcm header: malformed key id", ErrDamaged)
 	}
 	signed := append(fixed, rest[:idLen+gcmSaltSize]...)

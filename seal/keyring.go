@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"snapvisor/internal/fsx"
@@ -22,7 +23,7 @@ const keySize = 32
 const keyTimeLayout = "20060102T150405Z"
 
 // keyIDRE is the syntax of key ids (they are stored in file headers, at most 64 bytes).
-var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var keyIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) })
 
 // keyMaterial is secret bytes that never print.
 type keyMaterial []byte
@@ -71,7 +72,7 @@ func ParseKeyring(text string) (Keyring, error) {
 			return nil, fmt.Errorf("line %d: not id:base64key", i+1)
 		}
 		id = strings.TrimSpace(id)
-		if !keyIDRE.MatchString(id) {
+		if !keyIDRE().MatchString(id) {
 			return nil, fmt.Errorf("line %d: key id %q: letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)", i+1, shownID(id))
 		}
 		if seen[id] {

@@ -74,7 +74,7 @@ func checkPostgresURL(u *url.URL) error {
 	}
 	q := u.Query()
 	for k := range q {
-		if !slices.Contains(pgParams, k) && !secretParam.MatchString(k) { // a credential: refused by parseRemote, naming the variables
+		if !slices.Contains(pgParams, k) && !secretParam().MatchString(k) { // a credential: refused by parseRemote, naming the variables
 			return fmt.Errorf("unknown parameter %q (accepted: %s)", k, strings.Join(pgParams, ", "))
 		}
 	}

@@ -88,7 +88,7 @@ func checkRedisURL(u *url.URL) error {
 			if len(vs) != 1 || vs[0] == "" {
 				return errors.New("prefix must be given once and not be empty")
 			}
-		case secretParam.MatchString(k):
+		case secretParam().MatchString(k):
 			// parseRemote refuses it, naming the credential variables.
 		default:
 			return fmt.Errorf("unknown parameter %q (accepted: prefix)", k)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -120,7 +121,7 @@ func sqlitePrepare(file string) error {
 }
 
 // placeholderRE finds PostgreSQL's $n placeholders; SQLite's equivalent is ?n.
-var placeholderRE = regexp.MustCompile(`\$(\d+)`)
+var placeholderRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$(\d+)`) })
 
 // sqliteDialect is SQLite's: BINARY collation (bytewise) for keys, one
 // writer at a time (BEGIN IMMEDIATE through _txlock), a plain deferred
@@ -149,7 +150,7 @@ var sqliteDialect = sqlDialect{
 		err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?1, ?2)`, o, c).Scan(&n)
 		return n == 2, err
 	},
-	placeholder: func(q string) string { return placeholderRE.ReplaceAllString(q, "?$1") },
+	placeholder: func(q string) string { return placeholderRE().ReplaceAllString(q, "?$1") },
 	readTx:      sql.TxOptions{ReadOnly: true},
 	permanent:   sqlitePermanent,
 }

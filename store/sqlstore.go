@@ -66,7 +66,7 @@ const defaultSQLTable = "snapvisor_objects"
 // the chunk table's and its index's (T_chunks_key), within PostgreSQL's 63
 // bytes. Lower case only: the statements quote it, and a quoted name is
 // the same as the unquoted one a user types in psql only in lower case.
-var sqlTableRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
+var sqlTableRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`) })
 
 // errDamaged marks an object whose chunk rows do not add up to its size.
 var errDamaged = errors.New("object damaged")
@@ -78,7 +78,7 @@ func sqlTable(u *url.URL) (string, error) {
 	if !u.Query().Has("table") {
 		return defaultSQLTable, nil
 	}
-	if !sqlTableRE.MatchString(t) {
+	if !sqlTableRE().MatchString(t) {
 		return "", fmt.Errorf("table %q: expected a plain lower-case identifier (letters, digits, _; at most 48 characters), e.g. %s", t, defaultSQLTable)
 	}
 	return t, nil

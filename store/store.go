@@ -32,6 +32,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -182,7 +183,7 @@ func parseRemote(rawURL string) (*url.URL, error) {
 		return nil, invalidRemote(rawURL, fmt.Errorf("query: %v", err))
 	}
 	for k, vs := range u.Query() {
-		if secretParam.MatchString(k) {
+		if secretParam().MatchString(k) {
 			return nil, invalidRemote(rawURL, fmt.Errorf("parameter %q looks like a credential; credentials do not belong in the URL: use the environment (%s)", k, credentialVars(u.Scheme)))
 		}
 		for _, v := range vs {
@@ -259,15 +260,22 @@ func invalidRemote(rawURL string, err error) error {
 	return e
 }
 
+// The regular expressions of this package are compiled on first use, not
+// at package init: every run of the entrypoint links them, few use them.
+
 // secretParam matches query parameter names whose values are credentials.
-var secretParam = regexp.MustCompile(`(?i)(secret|password|passwd|token|key|sig|signature|credential|auth)`)
+var secretParam = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)(secret|password|passwd|token|key|sig|signature|credential|auth)`)
+})
 
 // userinfoRE and rawSecretRE find userinfo and secret parameters in strings
 // that are not parseable URLs.
 var (
-	userinfoRE  = regexp.MustCompile(`[^/?#]*@`)
-	rawSecretRE = regexp.MustCompile(`(?i)((?:secret|password|passwd|token|key|sig|signature|credential|auth)[^=&\s]*=)[^&;#]*`)
-	queryPairRE = regexp.MustCompile(`[^&;]*=[^&;]*`)
+	userinfoRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^/?#]*@`) })
+	rawSecretRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)((?:secret|password|passwd|token|key|sig|signature|credential|auth)[^=&\s]*=)[^&;#]*`)
+	})
+	queryPairRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^&;]*=[^&;]*`) })
 )
 
 // Redact returns rawURL with its password and secret query parameters replaced
@@ -283,8 +291,8 @@ func redact(rawURL string, depth int) string {
 	}
 	if err != nil { // unparseable: redacted as text
 		rawURL, _, frag := strings.Cut(rawURL, "#")
-		head, query, hasQuery := strings.Cut(userinfoRE.ReplaceAllString(rawURL, "***@"), "?")
-		head = rawSecretRE.ReplaceAllString(head, "${1}***")
+		head, query, hasQuery := strings.Cut(userinfoRE().ReplaceAllString(rawURL, "***@"), "?")
+		head = rawSecretRE().ReplaceAllString(head, "${1}***")
 		if hasQuery {
 			head += "?" + redactQueryText(query)
 		}
@@ -302,7 +310,7 @@ func redact(rawURL string, depth int) string {
 		u.Fragment, u.RawFragment = "***", "" // a fragment means nothing to a store: never shown
 	}
 	if u.Opaque != "" { // scheme:user:password@host/path
-		u.Opaque = userinfoRE.ReplaceAllString(u.Opaque, "***@")
+		u.Opaque = userinfoRE().ReplaceAllString(u.Opaque, "***@")
 	}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
@@ -311,7 +319,7 @@ func redact(rawURL string, depth int) string {
 			u.RawQuery = redactQueryText(u.RawQuery)
 		}
 		for k, vs := range q {
-			if secretParam.MatchString(k) {
+			if secretParam().MatchString(k) {
 				q[k] = []string{"***"}
 				changed = true
 				continue
@@ -343,9 +351,9 @@ func redact(rawURL string, depth int) string {
 // may hold a URL with its own secrets ("?" or "@", escaped or not) become
 // "***", and so does any userinfo.
 func redactQueryText(query string) string {
-	query = queryPairRE.ReplaceAllStringFunc(userinfoRE.ReplaceAllString(query, "***@"), func(kv string) string {
+	query = queryPairRE().ReplaceAllStringFunc(userinfoRE().ReplaceAllString(query, "***@"), func(kv string) string {
 		k, v, _ := strings.Cut(kv, "=")
-		if name, err := url.QueryUnescape(k); err == nil && secretParam.MatchString(name) {
+		if name, err := url.QueryUnescape(k); err == nil && secretParam().MatchString(name) {
 			return k + "=***"
 		}
 		if dv, err := url.QueryUnescape(v); strings.ContainsAny(v, "?@") || (err == nil && strings.ContainsAny(dv, "?@")) {
@@ -353,7 +361,7 @@ func redactQueryText(query string) string {
 		}
 		return kv
 	})
-	return rawSecretRE.ReplaceAllString(query, "${1}***")
+	return rawSecretRE().ReplaceAllString(query, "${1}***")
 }
 
 // Error is an operation on a store that failed. Its text names the store
@@ -419,12 +427,14 @@ func scrubber(secrets ...string) func(string) string {
 	r := strings.NewReplacer(pairs...)
 	return func(msg string) string {
 		msg = r.Replace(msg)
-		return sigRE.ReplaceAllString(msg, "${1}***")
+		return sigRE().ReplaceAllString(msg, "${1}***")
 	}
 }
 
 // sigRE finds signature-like query parameters in error texts (SAS tokens, presigned URLs).
-var sigRE = regexp.MustCompile(`(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token)=)[^&\s"']+`)
+var sigRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token)=)[^&\s"']+`)
+})
 
 // isTemp reports whether base names an upload temporary of the directory-like
 // stores (file, sftp): ".<base>.tmp-<random>", the pattern the snapshot

@@ -67,7 +67,7 @@ func secretsOf(s string, depth int) []secret {
 		query, _, _ = strings.Cut(query, "#")
 		for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
 			k, v, _ := strings.Cut(kv, "=")
-			if secretParam.MatchString(k) || secretParam.MatchString(unescape(k)) {
+			if secretParam().MatchString(k) || secretParam().MatchString(unescape(k)) {
 				out = append(out, secret{v, unescape(v)})
 			} else if depth < 3 && strings.Contains(unescape(v), "://") {
 				out = append(out, secretsOf(unescape(v), depth+1)...)

@@ -5,8 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"snapvisor/internal/zlog"
 )
 
 // reaper is the single owner of wait4 in this process. Every child is started
@@ -14,7 +15,7 @@ import (
 // everything else (re-parented orphans) is reaped and dropped. This is what
 // keeps a PID-1 reaper from stealing a hook's status (supercronic #88/#171/#223).
 type reaper struct {
-	log *zap.Logger
+	log zlog.Logger
 
 	mu      sync.Mutex // held across fork+register and across each reap pass
 	waiters map[int]chan unix.WaitStatus
@@ -22,7 +23,7 @@ type reaper struct {
 	orphans atomic.Int64 // zombies reaped that nobody waited for
 }
 
-func newReaper(log *zap.Logger) *reaper {
+func newReaper(log zlog.Logger) *reaper {
 	return &reaper{log: log, waiters: make(map[int]chan unix.WaitStatus)}
 }
 
@@ -69,7 +70,7 @@ func (r *reaper) reap() (n int, children bool) {
 			continue
 		}
 		r.orphans.Add(1)
-		r.log.Debug("reaped orphan", zap.Int("pid", pid), zap.Int("code", exitCode(ws)))
+		r.log.Debug("reaped orphan", zlog.Int("pid", pid), zlog.Int("code", exitCode(ws)))
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 import (

@@ -1,11 +1,10 @@
+//go:build !initonly
+
 package main
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 func cmdVersion(_ context.Context, a *app, _ []string) error {
-	fmt.Fprintf(a.stdout, "snapvisor entrypoint %s\n", version)
+	printVersion(a.stdout)
 	return nil
 }

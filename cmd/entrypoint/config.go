@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 import (
@@ -8,7 +10,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"snapvisor/config"
 	"snapvisor/gitsnap"
@@ -17,42 +18,11 @@ import (
 	"snapvisor/rotation"
 	"snapvisor/snapshot"
 	"snapvisor/store"
-	"snapvisor/supervisor"
 )
-
-// LogConfig controls snapvisor's own log lines (the service's output is never touched).
-type LogConfig struct {
-	Format string `envconfig:"SNAPVISOR_LOG_FORMAT" default:"json" desc:"format of snapvisor's own log lines on stderr: json or console"`
-	Level  string `envconfig:"SNAPVISOR_LOG_LEVEL" default:"info" desc:"debug, info, warn or error; when unset, a service with snapshots off (a pure init) logs at warn, so it prints nothing of its own, as tini"`
-}
-
-// quietInit applies the default log level of a pure init: with snapshots off
-// and SNAPVISOR_LOG_LEVEL unset (or empty), warn instead of info, so that
-// "service started" and "service exited" never land in a `docker run -it`
-// terminal where tini prints nothing. An explicit level always wins.
-func (c *Config) quietInit(lookup config.Lookup) {
-	if v, _ := lookup(config.Var("LOG_LEVEL")); v == "" && !c.Jobs.Backup {
-		c.Log.Level = zapcore.WarnLevel.String()
-	}
-}
-
-// Validate checks the format and level.
-func (c LogConfig) Validate() error {
-	switch c.Format {
-	case "json", "console":
-	default:
-		return config.Invalid("LOG_FORMAT", c.Format, "json or console")
-	}
-	if _, err := zapcore.ParseLevel(c.Level); err != nil {
-		return config.Invalid("LOG_LEVEL", c.Level, "debug, info, warn or error")
-	}
-	return nil
-}
 
 // Config is every component's configuration, loaded from SNAPVISOR_* variables.
 type Config struct {
-	Log        LogConfig
-	Supervisor supervisor.Config
+	InitConfig // Log and Supervisor: what the init-only build reads too
 	Snapshot   snapshot.Config
 	Jobs       jobs.Config
 	Rotation   rotation.Config
@@ -66,7 +36,7 @@ type Config struct {
 
 // specs lists each component's struct, in the order `entrypoint env` prints them.
 func (c *Config) specs() []any {
-	return []any{&c.Log, &c.Supervisor, &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Git, &c.Rotation, &c.Store, &c.Notify}
+	return append(c.initSpecs(), &c.Jobs, &c.Snapshot, &c.Snapshot.Encryption, &c.Restic, &c.Git, &c.Rotation, &c.Store, &c.Notify)
 }
 
 // serviceSecrets lists the variables kept out of the service's environment:
@@ -140,15 +110,10 @@ func (c *Config) restic() bool { return c.Jobs.Format == jobs.FormatRestic }
 // loadConfig loads and validates every component's configuration.
 func loadConfig() (*Config, error) {
 	c := &Config{}
-	for _, spec := range c.specs() {
-		if err := config.Load(spec); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.Log.Validate(); err != nil {
+	if err := loadSpecs(c.specs()); err != nil {
 		return nil, err
 	}
-	if err := c.Supervisor.Validate(); err != nil {
+	if err := c.validateInit(); err != nil {
 		return nil, err
 	}
 	if err := c.Snapshot.Validate(); err != nil {
@@ -225,24 +190,12 @@ func (c *Config) validateBackup() error {
 	return c.validateReplication()
 }
 
-// newLogger builds snapvisor's logger: every line is named "snapvisor" so it
-// stands apart from the service's own output.
+// newLogger builds snapvisor's logger (logCore): every line is named
+// "snapvisor" so it stands apart from the service's own output.
 func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(c.Level)
+	core, err := logCore(c, w)
 	if err != nil {
-		return nil, config.Invalid("LOG_LEVEL", c.Level, "debug, info, warn or error")
+		return nil, err
 	}
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
-	if c.Format == "console" {
-		ec.EncodeLevel = zapcore.CapitalLevelEncoder
-		ec.ConsoleSeparator = " "
-		enc = zapcore.NewConsoleEncoder(ec)
-	} else {
-		enc = zapcore.NewJSONEncoder(ec)
-	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core).Named("snapvisor"), nil
+	return zap.New(core).Named(loggerName), nil
 }

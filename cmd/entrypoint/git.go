@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 // The git format's side of list, restore and verify (SNAPVISOR_FORMAT=git):

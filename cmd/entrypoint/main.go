@@ -4,23 +4,22 @@
 //
 //	entrypoint [--] CMD [ARGS...]   run CMD as the service
 //	entrypoint SUBCOMMAND [ARGS...] run one of snapvisor's own subcommands
+//
+// Built with the tag initonly (make build-init, bin/entrypoint-init) it is
+// the supervisor alone: no snapshots, stores, encryption, metrics or
+// scheduler are linked in (initonly.go). The files of the full build carry
+// //go:build !initonly; the untagged files are what both builds share.
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	_ "time/tzdata" // CRON_TZ and TZ work in FROM-scratch images
-
-	"go.uber.org/zap"
 
 	"snapvisor/config"
-	"snapvisor/jobs"
-	"snapvisor/remote"
-	"snapvisor/snapshot"
+	"snapvisor/internal/zlog"
 	"snapvisor/supervisor"
 )
 
@@ -37,18 +36,24 @@ const (
 	exitNotFound = 127 // service not found
 )
 
+// serviceUsage is the help text's line for running a service, in both builds.
+const serviceUsage = `  entrypoint [--] CMD [ARGS...]     run CMD as the service (signals forwarded, zombies reaped,
+                                    exit code passed through; 128+N when killed by signal N)
+`
+
+// helpFooter ends the help text of both builds: where the configuration
+// comes from and the exit codes above.
+func helpFooter() string {
+	return "\nConfiguration is read from SNAPVISOR_* environment variables: see `entrypoint env`.\n" +
+		fmt.Sprintf("Exit codes: the service's own; %d bad command line; %d invalid configuration;\n"+
+			"%d service not executable; %d service not found; %d other failure of a subcommand.\n",
+			exitUsage, exitConfig, exitNoExec, exitNotFound, exitFailure)
+}
+
 func main() {
 	// First, before anything registers a signal: what the service inherits.
 	inherited := supervisor.CaptureInherited()
 	os.Exit(run(os.Args[1:], inherited, os.Stdout, os.Stderr))
-}
-
-// app is what a subcommand needs: the loaded configuration, a logger and outputs.
-type app struct {
-	log            *zap.Logger
-	stdout, stderr io.Writer
-	cfg            *Config
-	snap           snapshot.Config
 }
 
 // usageError is a bad command line (exit 64).
@@ -70,257 +75,56 @@ func (e *exitError) Error() string {
 }
 func (e *exitError) Unwrap() error { return e.err }
 
-type command struct {
-	run     func(ctx context.Context, a *app, args []string) error
-	summary string
-}
-
-func commands() map[string]command {
-	return map[string]command{
-		"snapshot":         {cmdSnapshot, "take a snapshot now"},
-		"restore":          {cmdRestore, "restore a snapshot (default: the newest that verifies) into the source paths"},
-		"list":             {cmdList, "list snapshots (--json for machine-readable output)"},
-		"copy":             {cmdCopy, "copy snapshots from one remote to another (--from URL --to URL [NAME|latest|--all])"},
-		"verify":           {cmdVerify, "check a snapshot's checksum and that its archive reads to the end"},
-		"keys":             {cmdKeys, "list the aes256-gcm key ids, their ages and the snapshots using them (never the keys)"},
-		"status":           {cmdStatus, "show the schedule, the last result and the service state"},
-		"health":           {cmdHealth, "exit non-zero when the service is down or the last snapshot is too old"},
-		"replicate":        {cmdReplicate, "copy every retained snapshot to every remote that lacks it, from a copy that verifies"},
-		"drill":            {cmdDrill, "run a restore drill now: restore the newest snapshot of a remote into a scratch directory, check it, delete it"},
-		"sidecar":          {cmdSidecar, "run the snapshot jobs with no service of ours, beside an unmodified image sharing its volume (until TERM)"},
-		"restore-if-empty": {cmdRestoreIfEmpty, "restore the newest good snapshot when the sources are empty, then exit (an init container)"},
-		"takeover":         {cmdTakeover, "make this instance the writer on every remote now (take or break the remotes' leases)"},
-		"env":              {cmdEnv, "print every environment variable with its default and meaning"},
-		"version":          {cmdVersion, "print the version"},
-		"help":             {cmdHelp, "show this help"},
-	}
-}
-
-// run is the whole program: it parses the command line, loads and validates
-// configuration, runs a subcommand or the service, and maps the result to an
-// exit code. inherited is the signal state the process was started with.
-func run(args []string, inherited supervisor.Inherited, stdout, stderr io.Writer) int {
-	snapshot.Version = version
-	var service []string
-	var sub string
+// parseCommandLine splits the command line into a subcommand (isCommand
+// names them; -h/--help is "help", -v/--version "version") or the service's
+// argv: after `--`, or from the first word that is no subcommand. A
+// missing command or an unknown flag is a *usageError.
+func parseCommandLine(args []string, isCommand func(string) bool) (sub string, service []string, err error) {
 	switch {
 	case len(args) == 0:
-		return report(stderr, nil, &usageError{"no command given: use `entrypoint [--] CMD [ARGS...]` to run a service, or `entrypoint help`"})
+		return "", nil, &usageError{"no command given: use `entrypoint [--] CMD [ARGS...]` to run a service, or `entrypoint help`"}
 	case args[0] == "--":
-		service = args[1:]
-		if len(service) == 0 {
-			return report(stderr, nil, &usageError{"no service command after `--`: use `entrypoint -- CMD [ARGS...]`"})
+		if len(args) == 1 {
+			return "", nil, &usageError{"no service command after `--`: use `entrypoint -- CMD [ARGS...]`"}
 		}
+		return "", args[1:], nil
 	case args[0] == "-h" || args[0] == "--help":
-		sub = "help"
+		return "help", nil, nil
 	case args[0] == "--version" || args[0] == "-v":
-		sub = "version"
+		return "version", nil, nil
 	case strings.HasPrefix(args[0], "-"):
-		return report(stderr, nil, &usageError{fmt.Sprintf("unknown flag %q: put `--` before a service command that starts with a dash", args[0])})
-	default:
-		if _, ok := commands()[args[0]]; ok {
-			sub = args[0]
-		} else {
-			service = args
-		}
+		return "", nil, &usageError{fmt.Sprintf("unknown flag %q: put `--` before a service command that starts with a dash", args[0])}
+	case isCommand(args[0]):
+		return args[0], nil, nil
 	}
-	if sub == "help" || sub == "version" || sub == "env" {
-		// These work whatever the environment holds.
-		a := &app{log: zap.NewNop(), stdout: stdout, stderr: stderr}
-		return report(stderr, nil, commands()[sub].run(context.Background(), a, args[1:]))
-	}
-
-	cfg, err := loadConfig()
-	if err != nil {
-		return report(stderr, nil, err)
-	}
-	cfg.Supervisor.Inherited = inherited
-	if sub == "" {
-		cfg.quietInit(os.LookupEnv)
-	}
-	log, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		return report(stderr, nil, err)
-	}
-	defer func() { _ = log.Sync() }()
-	a := &app{log: log, stdout: stdout, stderr: stderr, cfg: cfg, snap: cfg.Snapshot}
-
-	ctx := context.Background()
-	if sub != "" {
-		return report(stderr, log, commands()[sub].run(ctx, a, args[1:]))
-	}
-	return report(stderr, log, runService(ctx, a, service))
+	return "", args, nil
 }
 
-// runService supervises the service and, when backups are on, restores
-// before it starts and runs the snapshot jobs beside it: one group of two
-// actors, the supervisor (here) and the jobs (Serve), followed by the final
-// snapshot. The shutdown order, all of it after the service's exit bounded by
-// SNAPVISOR_EXIT_TIMEOUT from that exit:
-//
-//  1. the service exits;
-//  2. the jobs stop (Serve: its actors, then the snapshot in progress
-//     finishes or is abandoned, then the remotes' leases are released);
-//  3. the optional final cold snapshot (SNAPVISOR_ON_EXIT, exit code 0),
-//     then its leases are released;
-//  4. the entrypoint exits with the service's code.
-//
-// From its start a TERM or INT is handled: one that arrives before the
-// service has started (during the auto-restore, say) cancels what runs and
-// ends the entrypoint with 128+N without starting the service.
-func runService(ctx context.Context, a *app, argv []string) error {
-	secrets := a.cfg.serviceSecrets()
-	env := serviceEnv(os.Environ(), secrets)
-	sup, err := supervisor.New(a.cfg.Supervisor, argv, env, a.log)
-	if err != nil {
-		return err
-	}
-	sup.Listen() // from here on a TERM or INT is handled, never the Go runtime's exit 2
-	// Every secret is in a.cfg by now (store clients get their credentials
-	// from it, never from the environment): take them out of the
-	// environment, where a service of the same uid reads /proc/1/environ.
-	if err := scrubEnviron(secrets); err != nil {
-		a.log.Warn("secret variables stay readable in /proc/1/environ by processes of the same uid", zap.Error(err))
-	}
-	go func() {
-		<-sup.Started()
-		trimResidentCode()
-	}()
-	if !a.cfg.Jobs.Backup {
-		st, err := sup.Run(ctx)
-		if err != nil {
-			return notStarted(a.log, err)
-		}
-		return &exitError{code: sup.ExitCode(st)}
-	}
-
-	jc := a.cfg.Jobs
-	metrics := jobs.NewMetrics()
-	var remotes []remote.Remote
-	defer func() { _ = remote.CloseAll(remotes) }()
-	err = sup.Before(ctx, func(ctx context.Context) error {
-		var err error
-		remotes, err = remote.OpenAll(ctx, a.cfg.Store, metrics.MetricsSet(), a.log)
-		if err != nil {
-			// One bad remote never blocks the others or the local snapshots.
-			a.log.Error("some remotes could not be opened; snapshots go to the others", zap.Error(err))
-		}
-		if jc.Restore == jobs.RestoreModeIfEmpty {
-			_, err := autoRestore(ctx, a, remotes)
-			return err
-		}
-		// Without auto-restore an interrupted restore (entrypoint restore
-		// killed mid-swap) is still finished or rolled back: the service
-		// never starts on a half-swapped directory.
-		if err := snapshot.Recover(a.snap, a.log); err != nil {
-			return fmt.Errorf("%w: %w", jobs.ErrRestoreFailed, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return notStarted(a.log, err)
-	}
-	runner := newRunner(a, sup, env, metrics, remotes)
-	// The control socket and metrics port are opened before the service
-	// starts: a busy one fails the start, not a snapshot hours later.
-	listeners, err := runner.Listen()
-	if err != nil {
-		return err
-	}
-	jctx, stopJobs := context.WithCancel(context.Background())
-	defer stopJobs()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		select {
-		case <-sup.Started():
-			if err := runner.Serve(jctx, listeners, jc.ExitTimeout); err != nil {
-				a.log.Error("snapshot jobs stopped: no more scheduled snapshots until the container restarts", zap.Error(err))
-			}
-		case <-jctx.Done():
-			listeners.Close()
-		}
-	}()
-
-	st, err := sup.Run(ctx)
-	exit, cancel := context.WithTimeout(context.Background(), jc.ExitTimeout) // the exit bound starts now
-	defer cancel()
-	stopJobs()
-	select {
-	case <-served: // Serve bounds its own stop by SNAPVISOR_EXIT_TIMEOUT
-	case <-exit.Done():
-	}
-	if err != nil {
-		return notStarted(a.log, err)
-	}
-	code := sup.ExitCode(st) // SNAPVISOR_SUCCESS_CODES count as 0 here too
-	if jc.OnExit {
-		if code == 0 {
-			res := runner.Final(exit)
-			// Serve released the remotes' leases when it ended; the final
-			// snapshot took them again: a clean exit leaves them free.
-			runner.ReleaseLeases(exit)
-			if !res.OK() {
-				a.log.Error("final snapshot failed", zap.String("error", res.Error))
-			}
-		} else {
-			a.log.Warn("no final snapshot: the service did not exit cleanly", zap.Int("code", st.Code()))
-		}
-	}
-	runner.FlushNotifications(exit) // the final snapshot's (Serve delivered the others), bounded
-	return &exitError{code: code}
-}
-
-// autoRestore restores the newest good snapshot (of the configured format,
-// from SNAPVISOR_DIR or the remotes) when the sources are empty, after
-// completing an interrupted restore; it returns what it restored ("" when
-// there was nothing to do). Before the service starts, and as
-// `entrypoint restore-if-empty` (an initContainer).
-func autoRestore(ctx context.Context, a *app, remotes []remote.Remote) (string, error) {
-	switch {
-	case a.cfg.git():
-		return jobs.GitRestoreIfEmpty(ctx, a.snap, a.cfg.gitSet(), a.log)
-	case a.cfg.restic():
-		return jobs.ResticRestoreIfEmpty(ctx, a.snap, a.cfg.Restic, remotes, a.log)
-	}
-	return jobs.RestoreIfEmpty(ctx, a.snap, remotes, a.log)
+// printVersion is the output of `entrypoint version`.
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "snapvisor entrypoint %s\n", version)
 }
 
 // notStarted turns a TERM or INT that arrived before the service started
 // into the exit code 128+N, saying so in the log; other errors pass through.
-func notStarted(log *zap.Logger, err error) error {
+func notStarted(log zlog.Logger, err error) error {
 	var se *supervisor.StoppedError
 	if !errors.As(err, &se) {
 		return err
 	}
-	fields := []zap.Field{zap.String("signal", supervisor.SignalName(se.Signal)), zap.Int("exit_code", se.Code())}
+	fields := []zlog.Field{zlog.String("signal", supervisor.SignalName(se.Signal)), zlog.Int("exit_code", se.Code())}
 	if se.Err != nil {
 		// An auto-restore cut short: snapshot.Restore removes its staging
 		// and never swaps in part of a snapshot.
-		fields = append(fields, zap.NamedError("cancelled", se.Err))
+		fields = append(fields, zlog.NamedError("cancelled", se.Err))
 	}
 	log.Warn("stopped before the service started: the service was not started", fields...)
 	return &exitError{code: se.Code()}
 }
 
-// serviceEnv is the container's environment minus snapvisor's secret variables.
-func serviceEnv(environ, secret []string) []string {
-	drop := make(map[string]bool, len(secret))
-	for _, k := range secret {
-		drop[k] = true
-	}
-	out := make([]string, 0, len(environ))
-	for _, kv := range environ {
-		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// report maps the final error to an exit code, in one place.
-func report(stderr io.Writer, log *zap.Logger, err error) int {
+// report maps the final error to an exit code, in one place. log is nil
+// before the logger exists.
+func report(stderr io.Writer, log zlog.Logger, err error) int {
 	if err == nil {
 		return exitOK
 	}
@@ -350,7 +154,7 @@ func report(stderr io.Writer, log *zap.Logger, err error) int {
 	case code == exitUsage:
 		fmt.Fprintf(stderr, "snapvisor: %v\nRun `entrypoint help` for usage.\n", err)
 	case log != nil:
-		log.Error("failed", zap.Error(err), zap.Int("exit_code", code))
+		log.Error("failed", zlog.Error(err), zlog.Int("exit_code", code))
 	default:
 		fmt.Fprintf(stderr, "snapvisor: %v\n", err)
 	}

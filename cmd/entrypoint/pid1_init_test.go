@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 // PID-1 tests of the init's parity with tini and dumb-init: fault signals,

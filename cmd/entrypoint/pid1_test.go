@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 import (
@@ -109,8 +111,14 @@ type proc struct {
 // startPID1 runs the entrypoint as PID 1 of a new PID namespace.
 func startPID1(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startPID1Bin(t, binPath, env, args...)
+}
+
+// startPID1Bin runs the entrypoint binary bin as PID 1 of a new PID namespace.
+func startPID1Bin(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	requireRoot(t)
-	return start(t, env, append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", binPath}, args...)...)
+	return start(t, env, append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", bin}, args...)...)
 }
 
 func start(t *testing.T, env []string, argv ...string) *proc {
@@ -187,20 +195,30 @@ func fileHas(path, s string) bool {
 	return err == nil && strings.Contains(string(b), s)
 }
 
+// exitCase is a service command line and the exit code the entrypoint
+// must end with.
+type exitCase struct {
+	name string
+	env  []string
+	args []string
+	want int
+}
+
+// exitCases are the exit codes every build of the entrypoint passes on.
+func exitCases() []exitCase {
+	return []exitCase{
+		{"zero", nil, []string{"--", "true"}, 0},
+		{"forty-two", nil, []string{"--", "sh", "-c", "exit 42"}, 42},
+		{"killed by signal 9", nil, []string{"sh", "-c", "kill -9 $$"}, 128 + 9},
+		{"not found", nil, []string{"--", "/nonexistent/service"}, 127},
+		{"not executable", nil, []string{"--", "/etc/hostname"}, 126},
+	}
+}
+
 func TestEntrypoint_ExitCodes(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-		want int
-	}{
-		{"zero", []string{"--", "true"}, 0},
-		{"forty-two", []string{"--", "sh", "-c", "exit 42"}, 42},
-		{"killed by signal 9", []string{"sh", "-c", "kill -9 $$"}, 128 + 9},
-		{"not found", []string{"--", "/nonexistent/service"}, 127},
-		{"not executable", []string{"--", "/etc/hostname"}, 126},
-	} {
+	for _, tc := range exitCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startPID1(t, nil, tc.args...)
+			p := startPID1(t, tc.env, tc.args...)
 			if got := p.wait(t, 10*time.Second); got != tc.want {
 				t.Fatalf("exit code %d, want %d; stderr:\n%s", got, tc.want, p.stderr)
 			}
@@ -308,21 +326,7 @@ func TestEntrypoint_StopTimeout(t *testing.T) {
 // TestEntrypoint_ReapsOrphans makes 1,000 orphans that exit after being
 // re-parented to the entrypoint; the service itself counts zombies in /proc.
 func TestEntrypoint_ReapsOrphans(t *testing.T) {
-	script := `
-for i in $(seq 1000); do ( sleep 0.3 & ) ; done
-sleep 0.5
-end=$(( $(date +%s) + 20 ))
-while :; do
-  z=0
-  for s in /proc/[0-9]*/stat; do
-    st=$(cut -d')' -f2 "$s" 2>/dev/null | cut -d' ' -f2)
-    [ "$st" = Z ] && z=$((z+1))
-  done
-  echo "$z" > "$OUT"
-  [ "$z" -eq 0 ] && exit 0
-  [ "$(date +%s)" -ge "$end" ] && exit 1
-  sleep 0.2
-done`
+	script := orphansScript(1000)
 	t.Run("as PID 1", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "zombies")
 		p := startPID1(t, []string{"OUT=" + out}, "--", "sh", "-c", script)
@@ -353,6 +357,27 @@ done`
 			t.Fatalf("exit code %d (%s); stderr:\n%s", got, b, p.stderr)
 		}
 	})
+}
+
+// orphansScript is a service, for a PID namespace of its own, that makes n
+// orphans (re-parented to PID 1) which exit at once, then counts zombies in
+// /proc into $OUT until none is left (exit 0) or 20 s have passed (exit 1).
+func orphansScript(n int) string {
+	return fmt.Sprintf(`
+for i in $(seq %d); do ( sleep 0.3 & ) ; done
+sleep 0.5
+end=$(( $(date +%%s) + 20 ))
+while :; do
+  z=0
+  for s in /proc/[0-9]*/stat; do
+    st=$(cut -d')' -f2 "$s" 2>/dev/null | cut -d' ' -f2)
+    [ "$st" = Z ] && z=$((z+1))
+  done
+  echo "$z" > "$OUT"
+  [ "$z" -eq 0 ] && exit 0
+  [ "$(date +%%s)" -ge "$end" ] && exit 1
+  sleep 0.2
+done`, n)
 }
 
 // TestEntrypoint_CleansUpDescendants: when the service exits, a daemon it left

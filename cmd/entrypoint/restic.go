@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 // The restic format's side of list, restore and verify

@@ -1,3 +1,5 @@
+//go:build !initonly
+
 package main
 
 // What the subcommands (cmd_<name>.go, listed in main.go's commands) share:
