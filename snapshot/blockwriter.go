@@ -305,9 +305,9 @@ func gzipCodec(level int) (blockCodec, error) {
 				}
 				at := (len(b.in) - gzipSampleSize) / 2
 				sample := b.in[at : at+gzipSampleSize]
-				want := -1
-				sizes := make([]int, 0, len(ladder))
-				for i, l := range ladder {
+				want := est.size(nil, sample, level)
+				var sizes []int
+				for _, l := range ladder {
 					var n countWriter
 					f, err := writer(l, &n, nil)
 					if err != nil {
@@ -318,12 +318,6 @@ func gzipCodec(level int) (blockCodec, error) {
 					}
 					if err := f.Flush(); err != nil {
 						return 0, err
-					}
-					if i == 0 && int(n) >= len(sample) {
-						return l, nil // stored: zlib gains nothing either
-					}
-					if want < 0 {
-						want = est.size(nil, sample, level)
 					}
 					if int(n) <= want+want/gzipSlack {
 						return l, nil

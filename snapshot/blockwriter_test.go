@@ -6,10 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"snapvisor/internal/testutil"
 )
 
 // blockTestData is compressible text with stretches of zeros and of
@@ -152,5 +159,88 @@ func TestGzipCodec_BadLevel(t *testing.T) {
 		if _, err := gzipCodec(level); err == nil {
 			t.Errorf("gzipCodec(%d) succeeded", level)
 		}
+	}
+}
+
+// TestGzipCodec_ZlibSize: a level means the size pigz gives the same data
+// (within 1%, here on Go source and log-like text, apart and mixed; within
+// 3% on machine code, which no encoder level compresses as well as zlib),
+// and the archive depends on the bytes only: the same with 1 and 3 workers.
+func TestGzipCodec_ZlibSize(t *testing.T) {
+	testutil.RequireTool(t, "pigz")
+	rng := rand.New(rand.NewPCG(7, 8))
+	var logs bytes.Buffer
+	for i := 0; logs.Len() < 3<<20; i++ {
+		fmt.Fprintf(&logs, "2026-11-28T16:%02d:%02d.%03dZ level=info msg=\"request done\" path=/api/v1/items/%d status=%d ms=%d user=u%d\n",
+			i/60%60, i%60, rng.IntN(1000), rng.IntN(5000), []int{200, 200, 200, 404, 500}[rng.IntN(5)], rng.IntN(900), rng.IntN(300))
+	}
+	var source []byte
+	for _, dir := range []string{".", "../jobs", "../store", "../restic"} {
+		names, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			source = append(source, b...)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = bin[:min(len(bin), 3<<20)]
+	inputs := map[string][]byte{"logs": logs.Bytes(), "source": source, "binary": bin,
+		"mixed": slices.Concat(source[:len(source)/2], logs.Bytes()[:1<<20], source[len(source)/2:])}
+	for name, in := range inputs {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command("pigz", "-6", "-n", "-c")
+			cmd.Stdin = bytes.NewReader(in)
+			ref, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var outs [][]byte
+			for _, workers := range []int{1, 3} {
+				codec, err := gzipCodec(6)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out bytes.Buffer
+				z := newBlockWriter(&out, codec, workers, gzipBlockSize)
+				if _, err := z.Write(in); err != nil {
+					t.Fatal(err)
+				}
+				if err := z.Close(); err != nil {
+					t.Fatal(err)
+				}
+				outs = append(outs, out.Bytes())
+			}
+			if !bytes.Equal(outs[0], outs[1]) {
+				t.Errorf("1 and 3 workers wrote different archives (%d, %d bytes)", len(outs[0]), len(outs[1]))
+			}
+			r, err := gzip.NewReader(bytes.NewReader(outs[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(back, in) {
+				t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(back, in))
+			}
+			ratio := float64(len(outs[0])) / float64(len(ref))
+			t.Logf("%s: %d bytes, pigz -6 %d: %.4fx", name, len(outs[0]), len(ref), ratio)
+			if name != "binary" && (ratio < 0.99 || ratio > 1.01) {
+				t.Errorf("%s: %d bytes against pigz -6's %d (%.4fx): want within 1%%", name, len(outs[0]), len(ref), ratio)
+			}
+			if name == "binary" && ratio > 1.03 {
+				// No level of the encoder reaches zlib's size on machine code
+				// (README, compression levels); it must stay close.
+				t.Errorf("binary: %.4fx pigz -6's size: want at most 1.03x", ratio)
+			}
+		})
 	}
 }
