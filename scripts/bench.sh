@@ -29,7 +29,7 @@ bench snapshot RUNS=5
 bench crypt RUNS=3
 bench remote RUNS=3 # splices its own README table
 bench copy RUNS=3   # splices its own README table
-bench restic BENCH_RUNS=3 BENCH_DAYS=10
+bench restic BENCH_RUNS=3 BENCH_DAYS=30
 bench git BENCH_RUNS=3
 bench drill RUNS=3
 
