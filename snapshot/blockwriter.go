@@ -306,7 +306,7 @@ func gzipCodec(level int) (blockCodec, error) {
 				at := (len(b.in) - gzipSampleSize) / 2
 				sample := b.in[at : at+gzipSampleSize]
 				want := est.size(nil, sample, level)
-				var sizes []int
+				sizes := make([]int, 0, 8) // on the stack
 				for _, l := range ladder {
 					var n countWriter
 					f, err := writer(l, &n, nil)

@@ -64,8 +64,10 @@ func (e *zlibEstimator) size(dict, src []byte, level int) int {
 	if len(dict) > zWSize {
 		dict = dict[len(dict)-zWSize:]
 	}
-	win := make([]byte, 0, len(dict)+len(src))
-	win = append(append(win, dict...), src...)
+	win := src
+	if len(dict) > 0 {
+		win = append(append(make([]byte, 0, len(dict)+len(src)), dict...), src...)
+	}
 	if e.head == nil {
 		e.head = make([]int32, 1<<zHashBits)
 	} else {
