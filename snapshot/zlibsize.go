@@ -79,7 +79,6 @@ func (e *zlibEstimator) size(dict, src []byte, level int) int {
 	clear(e.dist[:])
 
 	n := len(win)
-	h := uint32(0)
 	hashAt := func(p int) uint32 { // the hash of win[p:p+3], rolled as zlib does
 		return ((uint32(win[p])<<zHashShift^uint32(win[p+1]))<<zHashShift ^ uint32(win[p+2])) & (1<<zHashBits - 1)
 	}
@@ -87,7 +86,7 @@ func (e *zlibEstimator) size(dict, src []byte, level int) int {
 		if p+zMinMatch > n {
 			return -1
 		}
-		h = hashAt(p)
+		h := hashAt(p)
 		hh := int(e.head[h]) - 1
 		e.prev[p] = e.head[h]
 		e.head[h] = int32(p + 1)
@@ -96,7 +95,6 @@ func (e *zlibEstimator) size(dict, src []byte, level int) int {
 	for p := 0; p+zMinMatch <= len(dict); p++ { // deflateSetDictionary
 		insert(p)
 	}
-	_ = h
 
 	// longest returns the longest match at pos among the chain from cur
 	// (zlib's longest_match), with the length to beat prevLen.
@@ -399,48 +397,30 @@ func huffmanLengths(freq []int, lens []uint8, limit int) {
 		nodes = append(nodes, node{a.node, b.node, -1})
 		heap.Push(h, heapItem{a.freq + b.freq, max(a.depth, b.depth) + 1, len(nodes) - 1})
 	}
-	var blCount [64]int
 	var walk func(i, d int)
 	walk = func(i, d int) {
 		if nodes[i].sym >= 0 {
 			lens[nodes[i].sym] = uint8(min(d, 63))
-			blCount[min(d, limit)]++
 			return
 		}
 		walk(nodes[i].left, d+1)
 		walk(nodes[i].right, d+1)
 	}
 	walk((*h)[0].node, 0)
-	overflow := false
-	for _, l := range lens {
-		if int(l) > limit {
-			overflow = true
-		}
-	}
-	if !overflow {
+	if slices.Max(lens) <= uint8(limit) {
 		return
 	}
-	// gen_bitlen's fix: while the Kraft sum is over, move a leaf from the
-	// deepest level above limit down one level and its sibling up.
-	over := 0
-	for i := limit + 1; i < len(blCount); i++ {
-		over += blCount[i]
-	}
-	_ = over
-	// Recount with every too-long code set to limit, then repair the Kraft
-	// inequality by lengthening the shortest codes that can take it.
-	clear(blCount[:])
+	// Too deep (rare: skewed counts): every longer code becomes limit bits
+	// long, then the least frequent shorter codes are lengthened until the
+	// lengths form a code again (Kraft sum within 2^limit). zlib's
+	// gen_bitlen moves leaves differently; the size differs by a few bits.
+	kraft := 0
 	for s, l := range lens {
 		if l > 0 {
-			if int(l) > limit {
-				lens[s] = uint8(limit)
-			}
-			blCount[lens[s]]++
+			l = min(l, uint8(limit))
+			lens[s] = l
+			kraft += 1 << (limit - int(l))
 		}
-	}
-	kraft := 0
-	for l := 1; l <= limit; l++ {
-		kraft += blCount[l] << (limit - l)
 	}
 	// Lengthen codes of the least frequent symbols below limit until the sum fits.
 	syms := make([]int, 0, len(freq))

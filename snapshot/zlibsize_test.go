@@ -70,3 +70,32 @@ func readAll(t *testing.T, names ...string) []byte {
 	}
 	return b
 }
+
+// TestHuffmanLengths_Limit: counts that would make a Huffman code deeper
+// than the limit (Fibonacci counts) get lengths within it that still form a
+// prefix code (Kraft sum at most 1), the more frequent symbols no longer.
+func TestHuffmanLengths_Limit(t *testing.T) {
+	freq := make([]int, 30)
+	a, b := 1, 1
+	for i := range freq {
+		freq[i] = a
+		a, b = b, a+b
+	}
+	for _, limit := range []int{7, 15} {
+		lens := make([]uint8, len(freq))
+		huffmanLengths(freq, lens, limit)
+		kraft := 0.0
+		for i, l := range lens {
+			if l == 0 || int(l) > limit {
+				t.Fatalf("limit %d: symbol %d has length %d", limit, i, l)
+			}
+			kraft += 1 / float64(uint64(1)<<l)
+			if i > 0 && lens[i] > lens[i-1] {
+				t.Errorf("limit %d: symbol %d (count %d) is longer than symbol %d (count %d)", limit, i, freq[i], i-1, freq[i-1])
+			}
+		}
+		if kraft > 1 {
+			t.Errorf("limit %d: lengths %v are no prefix code (Kraft sum %.4f)", limit, lens, kraft)
+		}
+	}
+}
