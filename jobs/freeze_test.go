@@ -79,8 +79,11 @@ func (s *slowStart) Start() error {
 // snapshot directory's filesystem frozen (hung I/O), the service must run
 // again at SNAPVISOR_FREEZE_TIMEOUT, not when the I/O comes back.
 func TestRunner_FreezeStopHungIO(t *testing.T) {
-	f := newFixture(t, Config{}, looping)
+	// The volume first: its mount commands (and its unmount at cleanup,
+	// which then runs last) must not run while the fixture's supervisor
+	// reaps every exited child of the test process.
 	mnt := loopExt4(t)
+	f := newFixture(t, Config{}, looping)
 	f.snap.Dir = filepath.Join(mnt, "backups")
 	if err := os.Mkdir(f.snap.Dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -250,7 +250,11 @@ func TestEntrypoint_FreezePause(t *testing.T) {
 	requireRoot(t)
 	root := t.TempDir()
 	data, backups := filepath.Join(root, "data"), filepath.Join(root, "backups")
-	writeSlowData(t, data, 8)
+	// Enough that the archive phase outlasts the 300 ms freeze timeout of
+	// the failing case by far (about 2 s here): gzip level 9 takes the
+	// cheapest encoder level that reaches zlib -9's size, so it is not
+	// slow by itself.
+	writeSlowData(t, data, 64)
 	sock := sockPath(t)
 	for _, tc := range []struct {
 		name    string
