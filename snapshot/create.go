@@ -37,7 +37,7 @@ const (
 	outBufSize  = 256 << 10 // buffer between compressor and file+hash
 	// At most this many compression workers whatever the core count, so that
 	// memory does not grow with it: a gzip worker costs ~6 MiB (blocks, the
-	// deflate state of up to four encoder levels, ~1.1 MiB each, see
+	// deflate state of the encoder levels it uses, ~1.1 MiB each, see
 	// gzipLadder, and the sample's estimator), a zstd worker ~7 MiB (blocks,
 	// a 1 MiB window, hash tables). The heap of a snapshot stays at 16-22 MiB;
 	// the rest of its peak RSS (README, benchmark) is the binary's own pages.

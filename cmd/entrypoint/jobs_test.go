@@ -160,8 +160,8 @@ func TestEntrypoint_RedisSnapshots(t *testing.T) {
 }
 
 // writeSlowData fills dir with n MiB of random words: text that gzip level 9
-// works hard on (about 1 s for 8 MiB on 2 cores), so a snapshot of it lasts
-// long enough to be observed and to outlast a short freeze timeout.
+// works hard on (about 30 MiB/s on 2 cores), so a snapshot of enough of it
+// lasts long enough to be observed and to outlast a short freeze timeout.
 func writeSlowData(t *testing.T, dir string, mib int) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
