@@ -52,7 +52,13 @@ func remoteWriters(t *testing.T, dir string) map[string]string {
 			t.Errorf("remote snapshot %s: %v", filepath.Base(p), err)
 			continue
 		}
-		out[filepath.Base(p)] = manifestOf(t, p).Host
+		m := manifestOf(t, p)
+		if m.Host == "" {
+			if _, err := os.Stat(p); os.IsNotExist(err) {
+				continue // rotated away between the check and the read
+			}
+		}
+		out[filepath.Base(p)] = m.Host
 	}
 	return out
 }
