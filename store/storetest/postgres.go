@@ -149,6 +149,18 @@ func (pg *Postgres) Start() {
 	})
 }
 
+// Exited reports whether the server has ended (a postmaster that gave up,
+// say, after its crash recovery failed); Start starts it again.
+func (pg *Postgres) Exited() bool { return pg.p == nil || pg.p.Exited() }
+
+// Output is what the server wrote to its stdout and stderr (the first MiB).
+func (pg *Postgres) Output() string {
+	if pg.p == nil {
+		return ""
+	}
+	return pg.p.Out.String()
+}
+
 // Stop shuts the server down fast (SIGINT: sessions are ended, their
 // transactions rolled back, as pg_ctl stop -m fast), killing it after 30 s.
 func (pg *Postgres) Stop() {
