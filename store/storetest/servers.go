@@ -106,8 +106,26 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// DeadAddr returns a 127.0.0.1 address where nothing listens.
-func DeadAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", FreePort(t)) }
+// DeadAddr returns a 127.0.0.1 address where nothing listens, until the
+// test ends: its port is held by a socket bound to it that does not listen
+// (connections are refused), so that no other process can listen there in
+// the meantime (a port FreePort returns is free only until something binds it).
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
 
 // HungAddr returns a 127.0.0.1 address that accepts TCP connections and
 // never answers on them; they are closed at the end of the test.
@@ -292,7 +310,7 @@ func portInUse(out string) bool {
 func onFreePort(t testing.TB, addr *string, start func() error) {
 	t.Helper()
 	for try := 1; ; try++ {
-		*addr = DeadAddr(t)
+		*addr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		err := start()
 		if err == nil {
 			return

@@ -47,3 +47,17 @@ func TestWaitReady_PortTaken(t *testing.T) {
 		t.Errorf("onFreePort tried %v and settled on %s, want a second port after errPortTaken", tried, got)
 	}
 }
+
+// TestDeadAddr: nothing answers at DeadAddr's address, and nothing else can
+// listen there until the test ends.
+func TestDeadAddr(t *testing.T) {
+	addr := DeadAddr(t)
+	if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("a connection to DeadAddr %s was accepted", addr)
+	}
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		t.Fatalf("listening on DeadAddr %s succeeded: its port is not held", addr)
+	}
+}
