@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"snapvisor/internal/testutil"
 	"snapvisor/store"
 	"snapvisor/store/storetest"
 
@@ -61,7 +62,8 @@ func TestS3RestartMidUpload(t *testing.T) {
 	m.MakeBucket(t, "snapvisor")
 	bare := storetest.Open(t, m.URL("snapvisor", "restart"), storetest.MinIOConfig())
 	core, logs := observer.New(zapcore.InfoLevel)
-	s := store.WithRetry(bare, store.Policy{Retries: 6, Backoff: 500 * time.Millisecond, MaxBackoff: 4 * time.Second}, zap.New(core))
+	// The retries (at least ~36 s of backoff) outlast MinIO's restart below.
+	s := store.WithRetry(bare, store.Policy{Retries: 20, Backoff: 500 * time.Millisecond, MaxBackoff: 4 * time.Second}, zap.New(core))
 
 	const size = 96 << 20
 	p := storetest.MakeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.zst", size)
@@ -158,24 +160,30 @@ func TestS3RestartMidUpload(t *testing.T) {
 
 // TestS3DownThenUp: the server is down when the push starts and comes up
 // during the retries; the push succeeds and the local snapshot is intact.
+// The server is started once a failed attempt was logged, and the retries
+// (at least ~38 s of backoff) outlast its start-up (WaitReady allows 60 s;
+// 1-2 s on a loaded machine): not a start after a fixed sleep racing retries
+// of ~6 s, from a goroutine that could fail the test after it had ended.
 func TestS3DownThenUp(t *testing.T) {
 	m := storetest.StartMinIO(t)
-	ctx := storetest.Ctx(t, time.Minute)
+	ctx := storetest.Ctx(t, 2*time.Minute)
 	m.MakeBucket(t, "snapvisor")
 	bare := storetest.Open(t, m.URL("snapvisor", "late"), storetest.MinIOConfig())
 	m.Kill()
 	core, logs := observer.New(zapcore.WarnLevel)
-	s := store.WithRetry(bare, store.Policy{Retries: 8, Backoff: 300 * time.Millisecond, MaxBackoff: 2 * time.Second}, zap.New(core))
+	s := store.WithRetry(bare, store.Policy{Retries: 40, Backoff: 300 * time.Millisecond, MaxBackoff: 2 * time.Second}, zap.New(core))
 	p := storetest.MakeSnapshot(t, t.TempDir(), "app", time.Now(), ".tar.gz", 1<<20)
+	done := make(chan error, 1)
 	go func() {
-		time.Sleep(1500 * time.Millisecond)
-		m.Start()
+		_, err := Push(ctx, s, p)
+		done <- err
 	}()
-	if _, err := Push(ctx, s, p); err != nil {
+	testutil.Eventually(t, time.Minute, "a failed attempt is logged", func() bool {
+		return logs.FilterMessage("remote operation failed; retrying").Len() > 0
+	})
+	m.Start()
+	if err := <-done; err != nil {
 		t.Fatalf("push: %v", err)
-	}
-	if logs.Len() == 0 {
-		t.Errorf("no retry was logged")
 	}
 	if snaps, err := ListSnapshots(ctx, s, "app"); err != nil || len(snaps) != 1 {
 		t.Errorf("list: %+v, %v", snaps, err)

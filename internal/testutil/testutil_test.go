@@ -39,21 +39,24 @@ func (r *recorder) run(f func(testing.TB)) {
 }
 
 func TestEventually(t *testing.T) {
+	// A condition that holds gets 10 s (3 polls take 30 ms, but a loaded
+	// machine can stall the sleeps between them); one that never holds 200 ms.
 	for _, tc := range []struct {
 		name      string
 		trueAfter int // calls of cond before it holds; -1: never
+		within    time.Duration
 		wantEnd   string
 	}{
-		{"holds at once", 0, ""},
-		{"holds after a few polls", 3, ""},
-		{"never holds", -1, "fatal"},
+		{"holds at once", 0, 10 * time.Second, ""},
+		{"holds after a few polls", 3, 10 * time.Second, ""},
+		{"never holds", -1, 200 * time.Millisecond, "fatal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{TB: t}
 			calls := 0
 			start := time.Now()
 			r.run(func(tb testing.TB) {
-				Eventually(tb, 200*time.Millisecond, "the condition", func() bool {
+				Eventually(tb, tc.within, "the condition", func() bool {
 					calls++
 					return tc.trueAfter >= 0 && calls > tc.trueAfter
 				})
@@ -61,7 +64,7 @@ func TestEventually(t *testing.T) {
 			if r.ended != tc.wantEnd {
 				t.Fatalf("ended %q (%s), want %q", r.ended, r.msg, tc.wantEnd)
 			}
-			if tc.wantEnd == "fatal" && time.Since(start) < 200*time.Millisecond {
+			if tc.wantEnd == "fatal" && time.Since(start) < tc.within {
 				t.Errorf("gave up after %v, before its deadline", time.Since(start))
 			}
 		})

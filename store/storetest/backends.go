@@ -264,14 +264,16 @@ func StartSSHD(t *testing.T) *SSHD {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &SSHD{Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), User: u.Username, Root: filepath.Join(dir, "data")}
+	s := &SSHD{User: u.Username, Root: filepath.Join(dir, "data")}
 	hostPub := WriteKey(t, filepath.Join(dir, "host_key"))
 	clientPub := WriteKey(t, filepath.Join(dir, "client_key"))
 	s.KeyFile = filepath.Join(dir, "client_key")
 	MustWrite(t, filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub))
 	s.KnownHosts = filepath.Join(dir, "known_hosts")
-	MustWrite(t, s.KnownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%s %s", PortOf(s.Addr), ssh.MarshalAuthorizedKey(hostPub))))
-	conf := fmt.Sprintf(`Port %s
+	_ = os.MkdirAll("/run/sshd", 0o755)
+	onFreePort(t, &s.Addr, func() error {
+		MustWrite(t, s.KnownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%s %s", PortOf(s.Addr), ssh.MarshalAuthorizedKey(hostPub))))
+		conf := fmt.Sprintf(`Port %s
 ListenAddress 127.0.0.1
 HostKey %s
 PidFile none
@@ -283,11 +285,11 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 `, PortOf(s.Addr), filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"))
-	MustWrite(t, filepath.Join(dir, "sshd_config"), []byte(conf))
-	_ = os.MkdirAll("/run/sshd", 0o755)
-	p := StartProc(t, "sshd", nil, bin, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
-	t.Cleanup(func() { p.Stop(5 * time.Second) })
-	WaitReady(t, p, 15*time.Second, DialCheck(s.Addr))
+		MustWrite(t, filepath.Join(dir, "sshd_config"), []byte(conf))
+		p := StartProc(t, "sshd", nil, bin, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+		t.Cleanup(func() { p.Stop(5 * time.Second) })
+		return waitReady(p, s.Addr, 15*time.Second, DialCheck(s.Addr))
+	})
 	return s
 }
 
@@ -331,11 +333,13 @@ func SFTPBackend(t *testing.T) Backend {
 func StartAzurite(t *testing.T) string {
 	t.Helper()
 	bin := Tool(t, "azurite")
-	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	p := StartProc(t, "azurite", nil, bin, "--blobHost", "127.0.0.1", "--blobPort", PortOf(addr),
-		"--location", t.TempDir(), "--skipApiVersionCheck", "--silent", "--loose")
-	t.Cleanup(func() { p.Stop(3 * time.Second) }) // Azurite ignores TERM: KILL follows
-	WaitReady(t, p, 60*time.Second, DialCheck(addr))
+	var addr string
+	onFreePort(t, &addr, func() error {
+		p := StartProc(t, "azurite", nil, bin, "--blobHost", "127.0.0.1", "--blobPort", PortOf(addr),
+			"--location", t.TempDir(), "--skipApiVersionCheck", "--silent", "--loose")
+		t.Cleanup(func() { p.Stop(3 * time.Second) }) // Azurite ignores TERM: KILL follows
+		return waitReady(p, addr, 60*time.Second, DialCheck(addr))
+	})
 	return "http://" + addr + "/" + AzuriteAccount
 }
 
@@ -385,12 +389,14 @@ func AzureBackend(t *testing.T) Backend {
 func StartFakeGCS(t *testing.T) string {
 	t.Helper()
 	bin := Tool(t, "gcs")
-	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	p := StartProc(t, "fake-gcs-server", nil, bin, "-scheme", "http", "-host", "127.0.0.1", "-port", PortOf(addr),
-		"-backend", "filesystem", "-filesystem-root", t.TempDir(), "-public-host", addr,
-		"-external-url", "http://"+addr, "-log-level", "error")
-	t.Cleanup(func() { p.Stop(3 * time.Second) })
-	WaitReady(t, p, 30*time.Second, DialCheck(addr))
+	var addr string
+	onFreePort(t, &addr, func() error {
+		p := StartProc(t, "fake-gcs-server", nil, bin, "-scheme", "http", "-host", "127.0.0.1", "-port", PortOf(addr),
+			"-backend", "filesystem", "-filesystem-root", t.TempDir(), "-public-host", addr,
+			"-external-url", "http://"+addr, "-log-level", "error")
+		t.Cleanup(func() { p.Stop(3 * time.Second) })
+		return waitReady(p, addr, 30*time.Second, DialCheck(addr))
+	})
 	return addr
 }
 

@@ -85,11 +85,11 @@ func StartPostgresIn(t testing.TB, data string) *Postgres {
 			t.Fatal(err)
 		}
 	}
-	pg := &Postgres{Addr: DeadAddr(t), Base: base, Data: data, t: t, bin: filepath.Dir(pgctl), uid: uid, gid: gid}
+	pg := &Postgres{Base: base, Data: data, t: t, bin: filepath.Dir(pgctl), uid: uid, gid: gid}
 	pg.asPostgres("initdb", "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
 		"-E", "UTF8", "--locale=C.UTF-8", "-N")
-	pg.Start()
 	t.Cleanup(pg.Stop)
+	onFreePort(t, &pg.Addr, pg.start)
 	pg.Super(t, "postgres", "CREATE ROLE "+PostgresUser+" LOGIN PASSWORD '"+PostgresPassword+"'")
 	pg.Super(t, "postgres", "CREATE DATABASE "+PostgresDB+" OWNER "+PostgresUser+
 		" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
@@ -123,6 +123,13 @@ func (pg *Postgres) asPostgres(prog string, args ...string) {
 // Start starts the server (again) and waits until it accepts queries.
 func (pg *Postgres) Start() {
 	pg.t.Helper()
+	if err := pg.start(); err != nil {
+		pg.t.Fatal(err)
+	}
+}
+
+func (pg *Postgres) start() error {
+	pg.t.Helper()
 	cmd := exec.Command(filepath.Join(pg.bin, "postgres"), "-D", pg.Data, "-c", "listen_addresses=127.0.0.1",
 		"-p", PortOf(pg.Addr), "-k", pg.Base, "-c", "max_connections=30", "-c", "shared_buffers=32MB")
 	cmd.Dir = pg.Base
@@ -132,12 +139,12 @@ func (pg *Postgres) Start() {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL,
 		Credential: &syscall.Credential{Uid: uint32(pg.uid), Gid: uint32(pg.gid)}}
 	if err := cmd.Start(); err != nil {
-		pg.t.Fatalf("start postgres: %v", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
 	p := &Proc{Name: "postgres", Cmd: cmd, Out: out, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	pg.p = p
-	WaitReady(pg.t, p, 60*time.Second, func() error {
+	return waitReady(p, pg.Addr, 60*time.Second, func() error {
 		db, err := sql.Open("pgx", pg.superDSN("postgres"))
 		if err != nil {
 			return err
@@ -147,6 +154,18 @@ func (pg *Postgres) Start() {
 		defer cancel()
 		return db.PingContext(ctx)
 	})
+}
+
+// Exited reports whether the server has ended (a postmaster that gave up,
+// say, after its crash recovery failed); Start starts it again.
+func (pg *Postgres) Exited() bool { return pg.p == nil || pg.p.Exited() }
+
+// Output is what the server wrote to its stdout and stderr (the first MiB).
+func (pg *Postgres) Output() string {
+	if pg.p == nil {
+		return ""
+	}
+	return pg.p.Out.String()
 }
 
 // Stop shuts the server down fast (SIGINT: sessions are ended, their

@@ -50,14 +50,22 @@ type Redis struct {
 // Without cfg.Args it persists nothing (save "", appendonly no).
 func StartRedis(t testing.TB, cfg RedisConfig) *Redis {
 	t.Helper()
-	r := &Redis{t: t, bin: Tool(t, "redis"), Dir: t.TempDir(), Addr: DeadAddr(t), cfg: cfg}
-	r.Start()
+	r := &Redis{t: t, bin: Tool(t, "redis"), Dir: t.TempDir(), cfg: cfg}
 	t.Cleanup(r.Kill)
+	onFreePort(t, &r.Addr, r.start)
 	return r
 }
 
-// Start starts the server (again) and waits until it accepts connections.
+// Start starts the server again (on the same port and directory) and waits
+// until it accepts connections.
 func (r *Redis) Start() {
+	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *Redis) start() error {
 	r.t.Helper()
 	port := PortOf(r.Addr)
 	args := []string{"--bind", "127.0.0.1", "--port", port, "--dir", r.Dir, "--save", "", "--appendonly", "no",
@@ -73,7 +81,9 @@ func (r *Redis) Start() {
 	}
 	args = append(args, r.cfg.Args...) // later directives win
 	r.p = StartProc(r.t, "redis-server", nil, r.bin, args...)
-	WaitReady(r.t, r.p, 15*time.Second, DialCheck(r.Addr))
+	if err := waitReady(r.p, r.Addr, 15*time.Second, DialCheck(r.Addr)); err != nil {
+		return err
+	}
 	if !r.cfg.TLS {
 		// The port opens before the dataset is loaded (a restart with an
 		// RDB or AOF): until then every data command answers LOADING.
@@ -81,8 +91,9 @@ func (r *Redis) Start() {
 		// LOADING), so the check is a data command: EXISTS.
 		c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.cfg.Password, Protocol: 2, DisableIdentity: true})
 		defer c.Close()
-		WaitReady(r.t, r.p, 15*time.Second, func() error { return c.Exists(context.Background(), "snapvisor:ready-probe").Err() })
+		return waitReady(r.p, r.Addr, 15*time.Second, func() error { return c.Exists(context.Background(), "snapvisor:ready-probe").Err() })
 	}
+	return nil
 }
 
 // Stop shuts the server down (TERM: it saves first when it persists).

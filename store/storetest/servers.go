@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,8 +106,26 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// DeadAddr returns a 127.0.0.1 address where nothing listens.
-func DeadAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", FreePort(t)) }
+// DeadAddr returns a 127.0.0.1 address where nothing listens, until the
+// test ends: its port is held by a socket bound to it that does not listen
+// (connections are refused), so that no other process can listen there in
+// the meantime (a port FreePort returns is free only until something binds it).
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
 
 // HungAddr returns a 127.0.0.1 address that accepts TCP connections and
 // never answers on them; they are closed at the end of the test.
@@ -228,19 +247,129 @@ func (p *Proc) Exited() bool {
 // exits or the timeout passes first.
 func WaitReady(t testing.TB, p *Proc, timeout time.Duration, check func() error) {
 	t.Helper()
+	if err := waitReady(p, "", timeout, check); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errPortTaken: a server could not listen on its port: another process
+// listens there.
+var errPortTaken = errors.New("another process took its port")
+
+// waitReady polls check until it succeeds and (addr not "") the process
+// itself listens on addr's port: a check that reaches another process's
+// listener there does not count. It fails, the process stopped, when the
+// process exits or the timeout passes first, or another process listens on
+// the port (errPortTaken).
+func waitReady(p *Proc, addr string, timeout time.Duration, check func() error) error {
+	port := 0
+	if addr != "" {
+		port, _ = strconv.Atoi(PortOf(addr))
+	}
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = check(); err == nil {
-			return
+			if port == 0 {
+				return nil
+			}
+			switch listenerOf(p.Cmd.Process.Pid, port) {
+			case listenerOurs:
+				return nil
+			case listenerOther:
+				p.Stop(0)
+				return fmt.Errorf("%s: %w (%s): the readiness check reached that one", p.Name, errPortTaken, addr)
+			}
+			err = errors.New("the check passed, but nothing listens on " + addr)
 		}
 		if p.Exited() {
-			t.Fatalf("%s exited at start-up: %v\n%s", p.Name, p.Cmd.ProcessState, p.Out.String())
+			if port != 0 && (listenerOf(0, port) == listenerOther || portInUse(p.Out.String())) {
+				return fmt.Errorf("%s exited at start-up: %w (%s)\n%s", p.Name, errPortTaken, addr, p.Out.String())
+			}
+			return fmt.Errorf("%s exited at start-up: %v\n%s", p.Name, p.Cmd.ProcessState, p.Out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.Stop(0)
-	t.Fatalf("%s not ready after %s: %v\n%s", p.Name, timeout, err, p.Out.String())
+	return fmt.Errorf("%s not ready after %s: %v\n%s", p.Name, timeout, err, p.Out.String())
+}
+
+// portInUse reports whether a server's output says its address was in use.
+func portInUse(out string) bool {
+	out = strings.ToLower(out)
+	return strings.Contains(out, "address already in use") || strings.Contains(out, "eaddrinuse")
+}
+
+// onFreePort starts a server with start on a free port of 127.0.0.1 (*addr
+// set to it before start runs), and again on another port, 3 times in all,
+// while start fails with errPortTaken. FreePort's port is free only until
+// another process binds it: a bind to port 0 anywhere on the machine (other
+// test processes' FreePort, HungAddr, httptest...) may get it, since the
+// kernel hands out the same odd ports of the ephemeral range, at random,
+// before the server has bound it (MinIO, Azurite: a second or two).
+func onFreePort(t testing.TB, addr *string, start func() error) {
+	t.Helper()
+	for try := 1; ; try++ {
+		*addr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+		err := start()
+		if err == nil {
+			return
+		}
+		if try == 3 || !errors.Is(err, errPortTaken) {
+			t.Fatal(err)
+		}
+		t.Logf("%v\nstarting it again on another port", err)
+	}
+}
+
+type listener int
+
+const (
+	listenerNone  listener = iota // no TCP socket listens on the port
+	listenerOurs                  // the process does (or /proc does not tell)
+	listenerOther                 // another process does
+)
+
+// listenerOf says who listens on TCP port (any address, IPv4 or IPv6): the
+// process pid (0: none is ours), another one, or none, from /proc/net/tcp*
+// and the process's file descriptors.
+func listenerOf(pid, port int) listener {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			i := strings.LastIndexByte(fs[1], ':')
+			if p, err := strconv.ParseUint(fs[1][i+1:], 16, 16); err == nil && int(p) == port {
+				inodes[fs[9]] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return listenerNone
+	}
+	if pid == 0 {
+		return listenerOther
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return listenerOurs // cannot tell: trust the check
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(l, "socket:[") &&
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
+			return listenerOurs
+		}
+	}
+	return listenerOther
 }
 
 // DialCheck is a readiness check: addr accepts TCP connections.
@@ -267,19 +396,26 @@ type MinIO struct {
 // StartMinIO starts MinIO; it is killed when the test ends.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	m := &MinIO{t: t, bin: Tool(t, "minio"), dir: t.TempDir(), Addr: DeadAddr(t)}
-	m.Start()
+	m := &MinIO{t: t, bin: Tool(t, "minio"), dir: t.TempDir()}
 	t.Cleanup(m.Kill)
+	onFreePort(t, &m.Addr, m.start)
 	return m
 }
 
-// Start starts MinIO (again) and waits until it is ready.
+// Start starts MinIO again (on the same port and data) and waits until it is ready.
 func (m *MinIO) Start() {
+	m.t.Helper()
+	if err := m.start(); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *MinIO) start() error {
 	m.t.Helper()
 	m.p = StartProc(m.t, "minio", []string{"MINIO_ROOT_USER=" + MinIOUser, "MINIO_ROOT_PASSWORD=" + MinIOPassword,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off"}, m.bin, "server", "--quiet", "--address", m.Addr, m.dir)
 	hc := &http.Client{Timeout: time.Second}
-	WaitReady(m.t, m.p, 60*time.Second, func() error {
+	return waitReady(m.p, m.Addr, 60*time.Second, func() error {
 		resp, err := hc.Get("http://" + m.Addr + "/minio/health/ready")
 		if err != nil {
 			return err
