@@ -722,6 +722,11 @@ func TestFreshExt4Volume(t *testing.T) {
 		}
 		return len(now) >= 2, fmt.Sprint(now)
 	})
+	// The schedule goes on every 2 s, and its rotation would delete the
+	// oldest snapshot listed here before tar reads it (a tar "Cannot open"
+	// failure): the node is paused, its processes frozen, for the checks.
+	dk(t, "pause", name)
+	t.Cleanup(func() { dkTry("unpause", name) }) // before its removal
 	for _, s := range remoteSnapshots(t, remoteDir) {
 		if s.size < goodSize/2 {
 			t.Errorf("remote snapshot %s is %d bytes, the good ones were %d: rotation kept an empty snapshot", s.name, s.size, goodSize)

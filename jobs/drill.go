@@ -455,11 +455,21 @@ func (r *Runner) drillCommand(ctx context.Context, root string, log *zap.Logger)
 // never unlocked, so Go ends it with the goroutine and no other goroutine
 // ever runs at that priority. (No library does this; os/exec has no nice
 // attribute, and a nice(1) binary is not in every image.)
+//
+// Except the main thread: Go never ends it, it wedges it, and the
+// entrypoint (its main thread is what ps and /proc/PID/stat show) would
+// stay at nice 10. A goroutine that lands there holds it, locked, while
+// another one, which cannot run there then, does the work.
 func niced(fn func(), log *zap.Logger) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if unix.Gettid() == unix.Getpid() {
+			niced(fn, log)
+			runtime.UnlockOSThread() // the main thread, untouched
+			return
+		}
 		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), drillNice); err != nil {
 			// Already nicer than 10 (lowering it needs CAP_SYS_NICE): fine.
 			log.Debug("drill command: set nice", zap.Error(err))

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 
 	"snapvisor/config"
 	"snapvisor/gitsnap"
@@ -486,5 +487,34 @@ func TestRunner_DrillGit(t *testing.T) {
 	})
 	if after := hashTree(t, data); after != before {
 		t.Errorf("the data directory changed during the drills")
+	}
+}
+
+// TestNiced_EntrypointNotNiced: niced runs its command's start on a thread
+// at nice 10 and leaves every thread of the entrypoint that goes on running
+// at its own nice: the main thread too, which Go never ends (a goroutine
+// that exits locked to it wedges it instead, niced for good: the
+// entrypoint, PID 1, then shows nice 10). The goroutine that calls niced
+// runs on the main thread now and then: many calls, each checked.
+func TestNiced_EntrypointNotNiced(t *testing.T) {
+	mainNice := func() string {
+		b, err := os.ReadFile("/proc/self/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))[16] // field 19
+	}
+	before := mainNice()
+	for i := range 200 {
+		var prio int
+		var err error
+		niced(func() { prio, err = unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid()) }, zap.NewNop())
+		// getpriority's raw value is 20 - nice.
+		if err != nil || 20-prio != drillNice {
+			t.Fatalf("call %d: fn ran at nice %d (%v), want %d", i+1, 20-prio, err, drillNice)
+		}
+		if n := mainNice(); n != before {
+			t.Fatalf("call %d: the main thread is left at nice %s (it ran at %s)", i+1, n, before)
+		}
 	}
 }

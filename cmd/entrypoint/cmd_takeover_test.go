@@ -52,24 +52,27 @@ func remoteWriters(t *testing.T, dir string) map[string]string {
 			t.Errorf("remote snapshot %s: %v", filepath.Base(p), err)
 			continue
 		}
-		m := manifestOf(t, p)
-		if m.Host == "" {
-			if _, err := os.Stat(p); os.IsNotExist(err) {
-				continue // rotated away between the check and the read
-			}
+		// Rotated away after its check (KEEP=3 every second): not a snapshot
+		// the remote holds, and no writer to name ("" was taken for a
+		// foreign one: CI's failure).
+		if man, ok := manifestOf(t, p); ok {
+			out[filepath.Base(p)] = man.Host
 		}
-		out[filepath.Base(p)] = m.Host
 	}
 	return out
 }
 
-// manifestOf reads the manifest of a gzip snapshot archive.
-func manifestOf(t *testing.T, p string) snapshot.Manifest {
+// manifestOf reads the manifest of a gzip snapshot archive; false when the
+// archive is gone (rotated away meanwhile).
+func manifestOf(t *testing.T, p string) (snapshot.Manifest, bool) {
 	t.Helper()
 	var m snapshot.Manifest
 	f, err := os.Open(p)
+	if os.IsNotExist(err) {
+		return m, false
+	}
 	if err != nil {
-		return m // rotated away meanwhile
+		t.Fatalf("%s: %v", p, err)
 	}
 	defer f.Close()
 	z, err := gzip.NewReader(f)
@@ -87,7 +90,7 @@ func manifestOf(t *testing.T, p string) snapshot.Manifest {
 	if m.Instance == "" {
 		t.Errorf("%s: the manifest does not record the writer's instance: %+v", p, m)
 	}
-	return m
+	return m, true
 }
 
 // health runs `entrypoint health` against env's control socket.
