@@ -82,7 +82,7 @@ func (s Set) Adopt(ctx context.Context, r *Repo, log *zap.Logger) (from string, 
 			unreadable = append(unreadable, fmt.Errorf("%s: %w", rem.Name(), err))
 			continue
 		}
-		if err := r.setHead(h, plumbing.ZeroHash); err == nil {
+		if err = r.setHead(h, plumbing.ZeroHash); err == nil {
 			err = r.syncHead()
 		}
 		if err != nil {
