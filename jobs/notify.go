@@ -245,9 +245,7 @@ func scrub(msg, raw string) string {
 			p, _ := u.User.Password()
 			secrets = append(secrets, u.User.String(), u.User.Username(), p)
 		}
-		for _, seg := range strings.Split(u.Path, "/") {
-			secrets = append(secrets, seg)
-		}
+		secrets = append(secrets, strings.Split(u.Path, "/")...)
 		for _, vs := range u.Query() {
 			secrets = append(secrets, vs...)
 		}

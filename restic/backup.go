@@ -518,8 +518,6 @@ func (b *backup) reuse(n *Node, parents []*Tree) ([]ID, bool) {
 	return content, content != nil
 }
 
-// readFile chunks one file and queues its new chunks; node.Content and
-// node.Size come from what was read.
 // chunkBuffers recycles the buffers chunks are read into and handed from
 // the readers to the packers. The chunker appends a chunk to the buffer it
 // is given, growing it for a chunk above its capacity: buffers are 1 MiB
@@ -539,6 +537,7 @@ func chunkBuffer() []byte {
 
 func putChunkBuffer(b []byte) {
 	if cap(b) <= 2*chunkBufferSize {
+		//lint:ignore SA6002 the slice header Put boxes is 24 bytes per 1 MiB buffer
 		chunkBuffers.Put(b[:0])
 	}
 }
@@ -548,6 +547,8 @@ type reader struct {
 	c *chunker.Chunker
 }
 
+// readFile chunks one file and queues its new chunks; node.Content and
+// node.Size come from what was read.
 func (b *backup) readFile(ctx context.Context, rd *reader, j *fileJob) error {
 	f, err := os.OpenFile(j.path, os.O_RDONLY|syscall.O_NOATIME, 0)
 	if err != nil {

@@ -78,12 +78,6 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-// treeState describes every entry below dir (testutil.TreeState).
-func treeState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	return testutil.TreeState(t, dir)
-}
-
 // sameTree fails unless the trees at a and b are alike (testutil.SameTree).
 func sameTree(t *testing.T, a, b string) {
 	t.Helper()

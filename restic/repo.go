@@ -76,12 +76,11 @@ var ErrWrongPassword = errors.New("wrong password: no key of the repository open
 
 // Repo is one open repository on a store.
 type Repo struct {
-	st     store.Store
-	key    *Key
-	keyID  ID
-	cfg    Config
-	name   string // the store's redacted URL, for errors and logs
-	closed bool
+	st    store.Store
+	key   *Key
+	keyID ID
+	cfg   Config
+	name  string // the store's redacted URL, for errors and logs
 
 	indexMu sync.Mutex
 	index   *Index // loaded by LoadIndex

@@ -149,6 +149,7 @@ func (w *writer) upload(ctx context.Context, p *packer) error {
 	w.added += int64(sealedHdr + 4)
 	w.mu.Unlock()
 	if cap(p.buf) == packBufferSize {
+		//lint:ignore SA6002 the slice header Put boxes is 24 bytes per pack buffer
 		packBuffers.Put(p.buf[:0])
 	}
 	p.buf = nil
